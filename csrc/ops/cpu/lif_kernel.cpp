@@ -1,0 +1,146 @@
+// CPU kernels of the multi-step LIF ops: parallel over neurons, the time loop
+// inside. Neurons are walked in blocks whose state stays in L1 while t
+// advances, so each time step is a contiguous, vectorisable inner loop.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+
+#include "ops/lif.h"
+#include "tensor_utils.h"
+
+namespace pysnn {
+namespace lif {
+namespace {
+
+constexpr int64_t kBlock = 256;
+constexpr int64_t kGrain = 16 * kBlock;
+
+template <typename scalar_t, bool kSaveMembrane>
+void forward_range(const scalar_t* x, const scalar_t* u0, scalar_t* spikes, scalar_t* membrane,
+                   scalar_t* state, int64_t T, int64_t N, int64_t begin, int64_t end,
+                   double decay_, double threshold_) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const opmath_t decay = static_cast<opmath_t>(decay_);
+  const opmath_t threshold = static_cast<opmath_t>(threshold_);
+  opmath_t v[kBlock];
+  for (int64_t first = begin; first < end; first += kBlock) {
+    const int64_t len = std::min(kBlock, end - first);
+    for (int64_t i = 0; i < len; ++i) v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t offset = t * N + first;
+      for (int64_t i = 0; i < len; ++i) {
+        const opmath_t u = charge(v[i], static_cast<opmath_t>(x[offset + i]), decay);
+        const opmath_t s = fire(u, threshold);
+        v[i] = soft_reset(u, s, threshold);
+        spikes[offset + i] = static_cast<scalar_t>(s);
+        if constexpr (kSaveMembrane) membrane[offset + i] = static_cast<scalar_t>(u);
+      }
+    }
+    for (int64_t i = 0; i < len; ++i) state[first + i] = static_cast<scalar_t>(v[i]);
+  }
+}
+
+template <Surrogate kind, GradMode mode, typename scalar_t>
+void backward_range(const scalar_t* grad_spikes, const scalar_t* grad_membrane,
+                    const scalar_t* grad_state, const scalar_t* membrane, scalar_t* grad_x,
+                    scalar_t* grad_u0, int64_t T, int64_t N, int64_t begin, int64_t end,
+                    const Options& opt) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const opmath_t decay = static_cast<opmath_t>(opt.decay);
+  const opmath_t threshold = static_cast<opmath_t>(opt.threshold);
+  const opmath_t alpha = static_cast<opmath_t>(opt.alpha);
+  opmath_t carry[kBlock];
+  for (int64_t first = begin; first < end; first += kBlock) {
+    const int64_t len = std::min(kBlock, end - first);
+    for (int64_t i = 0; i < len; ++i)
+      carry[i] = grad_state ? static_cast<opmath_t>(grad_state[first + i]) : opmath_t(0);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t offset = t * N + first;
+      for (int64_t i = 0; i < len; ++i) {
+        const opmath_t sg =
+            surrogate_grad<kind>(static_cast<opmath_t>(membrane[offset + i]) - threshold, alpha);
+        const opmath_t gm = grad_membrane ? static_cast<opmath_t>(grad_membrane[offset + i]) : opmath_t(0);
+        grad_x[offset + i] = static_cast<scalar_t>(backward_step<mode>(
+            static_cast<opmath_t>(grad_spikes[offset + i]), gm, sg, carry[i], decay, threshold));
+      }
+    }
+    for (int64_t i = 0; i < len; ++i) grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cpu(
+    const at::Tensor& x_, double decay, double threshold, c10::string_view surrogate, double alpha,
+    c10::string_view grad_mode, const c10::optional<at::Tensor>& u0_, bool save_membrane) {
+  check_forward_args(x_, decay, threshold, surrogate, alpha, grad_mode, u0_);
+  TORCH_CHECK(x_.device().is_cpu(), "lif_forward_cpu: x must be a CPU tensor");
+  const at::Tensor x = x_.contiguous();
+  const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
+  const int64_t T = x.size(0);
+  const int64_t N = x.numel() / T;
+  at::Tensor spikes = at::empty(x.sizes(), x.options());
+  at::Tensor membrane = save_membrane ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
+  at::Tensor state = at::empty(x.sizes().slice(1), x.options());
+  if (N == 0) return {spikes, membrane, state};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_forward_cpu", [&] {
+    const scalar_t* u0_data = optional_data<scalar_t>(u0);
+    at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
+      if (save_membrane) {
+        forward_range<scalar_t, true>(x.const_data_ptr<scalar_t>(), u0_data,
+                                      spikes.data_ptr<scalar_t>(), membrane.data_ptr<scalar_t>(),
+                                      state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
+      } else {
+        forward_range<scalar_t, false>(x.const_data_ptr<scalar_t>(), u0_data,
+                                       spikes.data_ptr<scalar_t>(), nullptr,
+                                       state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
+      }
+    });
+  });
+  return {spikes, membrane, state};
+}
+
+std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
+    const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_membrane_,
+    const c10::optional<at::Tensor>& grad_state_, const at::Tensor& membrane_, double decay,
+    double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
+  const Options opt = check_backward_args(grad_spikes_, grad_membrane_, grad_state_, membrane_,
+                                          decay, threshold, surrogate, alpha, grad_mode);
+  TORCH_CHECK(membrane_.device().is_cpu(), "lif_backward_cpu: membrane must be a CPU tensor");
+  const at::Tensor membrane = membrane_.contiguous();
+  const at::Tensor grad_spikes = grad_spikes_.contiguous();
+  const c10::optional<at::Tensor> grad_membrane = optional_contiguous(grad_membrane_);
+  const c10::optional<at::Tensor> grad_state = optional_contiguous(grad_state_);
+  const int64_t T = membrane.size(0);
+  const int64_t N = membrane.numel() / T;
+  at::Tensor grad_x = at::empty(membrane.sizes(), membrane.options());
+  at::Tensor grad_u0 = at::empty(membrane.sizes().slice(1), membrane.options());
+  if (N == 0) return {grad_x, grad_u0};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, membrane.scalar_type(), "lif_backward_cpu", [&] {
+    dispatch_surrogate(opt.surrogate, [&](auto kind) {
+      dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
+        at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
+          backward_range<decltype(kind)::value, decltype(mode)::value, scalar_t>(
+              grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_membrane),
+              optional_data<scalar_t>(grad_state), membrane.const_data_ptr<scalar_t>(),
+              grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), T, N, begin, end, opt);
+        });
+      });
+    });
+  });
+  return {grad_x, grad_u0};
+}
+
+}  // namespace
+}  // namespace lif
+}  // namespace pysnn
+
+TORCH_LIBRARY_IMPL(pysnn, CPU, m) {
+  m.impl("lif_forward", &pysnn::lif::lif_forward_cpu);
+  m.impl("lif_backward", &pysnn::lif::lif_backward_cpu);
+}

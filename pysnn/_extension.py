@@ -1,0 +1,84 @@
+"""Loads the compiled kernels, registering `torch.ops.pysnn.*`.
+
+The fast path is the ahead-of-time module `pysnn._C`, built by
+`pip install --no-build-isolation .`. When it is absent (a plain, isolated
+`pip install .`) or was built against another torch, the shipped sources are
+compiled once with torch's JIT builder into a cache keyed by the torch build
+and the source hash, then reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import _build
+
+_loaded_from: str | None = None
+
+
+def _cache_dir(sources: list[str], with_cuda: bool) -> Path:
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in _build.source_dir().rglob("*") if p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    tag = "cu" + str(torch.version.cuda).replace(".", "") if with_cuda else "cpu"
+    py = f"py{sys.version_info.major}{sys.version_info.minor}"
+    root = Path(os.environ.get("PYSNN_EXTENSIONS_DIR", Path.home() / ".cache" / "pysnn"))
+    return root / f"torch-{torch.__version__}-{tag}-{py}-{digest.hexdigest()[:12]}"
+
+
+def _jit_build() -> None:
+    from torch.utils import cpp_extension
+
+    _build.set_default_cuda_home()
+    with_cuda = (
+        not _build.env_flag("PYSNN_CPU_ONLY")
+        and torch.cuda.is_available()
+        and cpp_extension.CUDA_HOME is not None
+    )
+    root = _build.source_dir()
+    sources = _build.sources(root, with_cuda)
+    build_dir = _cache_dir(sources, with_cuda)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if not any(build_dir.glob("_C*" + (sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"))):
+        print(f"pysnn: compiling kernels for torch {torch.__version__} into {build_dir} "
+              "(first import only)", file=sys.stderr)
+    cpp_extension.load(
+        name="_C",
+        sources=sources,
+        extra_include_paths=[str(root)] + (_build.cuda_include_dirs() if with_cuda else []),
+        extra_cflags=_build.CXX_FLAGS,
+        extra_cuda_cflags=_build.NVCC_FLAGS,
+        extra_ldflags=_build.LINK_FLAGS,
+        build_directory=str(build_dir),
+        with_cuda=with_cuda,
+        is_python_module=True,
+    )
+
+
+def load() -> str:
+    """Registers the ops once; returns "aot" or "jit", the path that loaded them."""
+    global _loaded_from
+    if _loaded_from is not None:
+        return _loaded_from
+    try:
+        from . import _C  # noqa: F401
+
+        _loaded_from = "aot"
+    except ImportError as error:
+        if _build.env_flag("PYSNN_NO_JIT"):
+            raise ImportError(
+                "pysnn: the compiled module pysnn._C is missing or does not match this torch; "
+                "reinstall with `pip install --no-build-isolation .`") from error
+        if "No module named" not in str(error):
+            warnings.warn(f"pysnn: pysnn._C failed to load ({error}); compiling the kernels "
+                          "against the installed torch instead", RuntimeWarning, stacklevel=2)
+        _jit_build()
+        _loaded_from = "jit"
+    return _loaded_from

@@ -1,0 +1,73 @@
+"""Pure-PyTorch multi-step LIF, written step by step from SPEC.md §1.
+
+The ground truth for the fused op's tests and the baseline of its
+benchmarks; also the `reference` backend of the trainers. Same signature and
+semantics as `pysnn.ops.lif`; gradients come from autograd through the loop.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+
+from .._validation import check_lif_args
+
+Tensor = torch.Tensor
+
+
+def surrogate_grad(d: Tensor, surrogate: str, alpha: float) -> Tensor:
+    """Surrogate derivative of H at d = u - threshold (see csrc/ops/lif_math.h)."""
+    if surrogate == "sigmoid":
+        sg = torch.sigmoid(alpha * d)
+        return alpha * sg * (1 - sg)
+    if surrogate == "atan":
+        return (alpha / 2) / (1 + (math.pi / 2 * alpha * d) ** 2)
+    if surrogate == "exponential":
+        return alpha * torch.exp(-alpha * d.abs())
+    if surrogate == "rectangular":
+        return (d.abs() <= 1 / alpha).to(d.dtype) * (alpha / 2)
+    raise ValueError(f"lif: unknown surrogate '{surrogate}'")
+
+
+class SpikeFunction(torch.autograd.Function):
+    """Heaviside step H(u - threshold) forward, surrogate derivative backward."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, threshold: float, surrogate: str, alpha: float) -> Tensor:
+        ctx.save_for_backward(u)
+        ctx.options = (threshold, surrogate, alpha)
+        return (u >= threshold).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_spike: Tensor):
+        (u,) = ctx.saved_tensors
+        threshold, surrogate, alpha = ctx.options
+        return grad_spike * surrogate_grad(u - threshold, surrogate, alpha), None, None, None
+
+
+def lif(
+    x: Tensor,
+    decay: float,
+    threshold: float,
+    *,
+    surrogate: str = "sigmoid",
+    alpha: float = 4.0,
+    grad_mode: str = "bptt",
+    u0: Optional[Tensor] = None,
+    return_state: bool = False,
+) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """Reference for `pysnn.ops.lif`; see its docstring for the arguments."""
+    check_lif_args(x, decay, threshold, surrogate, alpha, grad_mode, u0)
+    v = torch.zeros_like(x[0]) if u0 is None else u0
+    spikes = []
+    for t in range(x.shape[0]):
+        if grad_mode == "time_local":
+            v = v.detach()  # nothing crosses from one step to the next
+        u = decay * v + x[t]
+        s = SpikeFunction.apply(u, threshold, surrogate, alpha)
+        reset = s.detach() if grad_mode == "detach_reset" else s
+        v = u - threshold * reset
+        spikes.append(s)
+    out = torch.stack(spikes)
+    return (out, v) if return_state else out
