@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "macros.h"
+#include "math_utils.h"
 
 namespace pysnn {
 namespace lif {
@@ -56,13 +57,13 @@ PYSNN_HOST_DEVICE T soft_reset(T u, T spike, T threshold) {
 template <Surrogate kind, typename T>
 PYSNN_HOST_DEVICE T surrogate_grad(T d, T alpha) {
   if constexpr (kind == Surrogate::kSigmoid) {
-    const T sg = T(1) / (T(1) + std::exp(-alpha * d));
+    const T sg = T(1) / (T(1) + math::exp(-alpha * d));
     return alpha * sg * (T(1) - sg);
   } else if constexpr (kind == Surrogate::kAtan) {
     const T z = T(1.5707963267948966) * alpha * d;
     return (alpha / T(2)) / (T(1) + z * z);
   } else if constexpr (kind == Surrogate::kExponential) {
-    return alpha * std::exp(-alpha * std::fabs(d));
+    return alpha * math::exp(-alpha * std::fabs(d));
   } else {
     return std::fabs(d) <= T(1) / alpha ? alpha / T(2) : T(0);
   }

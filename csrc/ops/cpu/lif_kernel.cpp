@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 
 #include "ops/lif.h"
 #include "tensor_utils.h"
@@ -18,10 +19,18 @@ namespace lif {
 namespace {
 
 constexpr int64_t kBlock = 256;
+
+// Compile each kernel for the baseline ISA and for AVX2 (no FMA, so results
+// are identical); the loader picks the best one the CPU supports.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define PYSNN_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PYSNN_CPU_CLONES
+#endif
 constexpr int64_t kGrain = 16 * kBlock;
 
 template <typename scalar_t, bool kSaveMembrane>
-void forward_range(const scalar_t* x, const scalar_t* u0, scalar_t* spikes, scalar_t* membrane,
+PYSNN_CPU_CLONES void forward_range(const scalar_t* x, const scalar_t* u0, scalar_t* spikes, scalar_t* membrane,
                    scalar_t* state, int64_t T, int64_t N, int64_t begin, int64_t end,
                    double decay_, double threshold_) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -46,7 +55,7 @@ void forward_range(const scalar_t* x, const scalar_t* u0, scalar_t* spikes, scal
 }
 
 template <Surrogate kind, GradMode mode, typename scalar_t>
-void backward_range(const scalar_t* grad_spikes, const scalar_t* grad_membrane,
+PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t* grad_membrane,
                     const scalar_t* grad_state, const scalar_t* membrane, scalar_t* grad_x,
                     scalar_t* grad_u0, int64_t T, int64_t N, int64_t begin, int64_t end,
                     const Options& opt) {
@@ -59,15 +68,26 @@ void backward_range(const scalar_t* grad_spikes, const scalar_t* grad_membrane,
     const int64_t len = std::min(kBlock, end - first);
     for (int64_t i = 0; i < len; ++i)
       carry[i] = grad_state ? static_cast<opmath_t>(grad_state[first + i]) : opmath_t(0);
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t offset = t * N + first;
-      for (int64_t i = 0; i < len; ++i) {
-        const opmath_t sg =
-            surrogate_grad<kind>(static_cast<opmath_t>(membrane[offset + i]) - threshold, alpha);
-        const opmath_t gm = grad_membrane ? static_cast<opmath_t>(grad_membrane[offset + i]) : opmath_t(0);
-        grad_x[offset + i] = static_cast<scalar_t>(backward_step<mode>(
-            static_cast<opmath_t>(grad_spikes[offset + i]), gm, sg, carry[i], decay, threshold));
+    // The inner loop is instantiated with and without grad_membrane so that
+    // neither version branches per element (GCC then vectorises both).
+    const auto sweep = [&](auto has_grad_membrane) {
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t offset = t * N + first;
+        for (int64_t i = 0; i < len; ++i) {
+          const opmath_t sg =
+              surrogate_grad<kind>(static_cast<opmath_t>(membrane[offset + i]) - threshold, alpha);
+          opmath_t gm = 0;
+          if constexpr (decltype(has_grad_membrane)::value)
+            gm = static_cast<opmath_t>(grad_membrane[offset + i]);
+          grad_x[offset + i] = static_cast<scalar_t>(backward_step<mode>(
+              static_cast<opmath_t>(grad_spikes[offset + i]), gm, sg, carry[i], decay, threshold));
+        }
       }
+    };
+    if (grad_membrane) {
+      sweep(std::true_type{});
+    } else {
+      sweep(std::false_type{});
     }
     for (int64_t i = 0; i < len; ++i) grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
   }

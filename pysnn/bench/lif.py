@@ -1,0 +1,75 @@
+"""LIF benchmark: the fused op against the eager reference and
+torch.compile(reference), forward and forward+backward, ratios side by side."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Sequence
+
+import torch
+
+from .. import ops, reference
+from .timing import compare, format_table
+
+DECAY, THRESHOLD = 0.75, 0.6
+
+
+def _forward(fn, x):
+    def run():
+        with torch.no_grad():
+            fn(x, DECAY, THRESHOLD)
+    return run
+
+
+def _forward_backward(fn, x, grad):
+    def run():
+        x.grad = None
+        fn(x, DECAY, THRESHOLD).backward(grad)
+    return run
+
+
+def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str = "cpu",
+        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True) -> list[dict]:
+    dev = torch.device(device)
+    compiled_reference = torch.compile(reference.lif, dynamic=False) if compiled else None
+    rows = []
+    for T in steps:
+        x = (torch.rand(T, neurons, device=dev, dtype=dtype) * THRESHOLD).requires_grad_()
+        grad = torch.randn_like(x)
+        impls = {"fused": ops.lif, "eager": reference.lif}
+        if compiled_reference is not None:
+            impls["compiled"] = compiled_reference
+        for mode in ("forward", "forward+backward"):
+            fns = {name: (_forward(fn, x) if mode == "forward" else _forward_backward(fn, x, grad))
+                   for name, fn in impls.items()}
+            times = compare(fns, dev, rounds=rounds)
+            row = {"T": T, "neurons": neurons, "mode": mode, "device": device, "dtype": str(dtype)}
+            row.update({f"{name}_ms": round(1e3 * t, 3) for name, t in times.items()})
+            row["eager/fused"] = round(times["eager"] / times["fused"], 2)
+            if "compiled" in times:
+                row["compiled/fused"] = round(times["compiled"] / times["fused"], 2)
+            rows.append(row)
+            if dev.type == "cuda" and mode == "forward":
+                row["fused_GBps"] = round(3 * x.numel() * x.element_size() / times["fused"] / 1e9, 1)
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, nargs="+", default=[4, 10, 32])
+    parser.add_argument("--neurons", type=int, default=1 << 20)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile)
+    columns = ["T", "mode", "fused_ms", "eager_ms", "compiled_ms", "eager/fused", "compiled/fused"]
+    print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""The fused LIF op against the pure-PyTorch reference (SPEC.md §1)."""
+import itertools
+import math
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import pysnn
+from pysnn import reference
+from pysnn._validation import GRAD_MODES, SURROGATES
+
+THRESHOLD = 0.6
+DECAY = 0.75
+
+
+def crowded_input(shape, dtype, device, threshold=THRESHOLD):
+    """Inputs that put many membranes within rounding distance of the threshold,
+    plus some exactly on it (which must fire: H(0) = 1)."""
+    x = torch.rand(shape, dtype=torch.float64) * threshold * 0.9
+    x = x + 1e-7 * torch.randn(shape, dtype=torch.float64)
+    x.view(-1)[:: 7] = threshold * (1 - DECAY)  # settles at the threshold
+    x[0].view(-1)[:: 5] = threshold  # fires at t = 0 exactly on the threshold
+    return x.to(dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(10, 64, 33), (4, 1000), (1, 7), (32, 3, 4, 5)])
+def test_forward_matches_reference(device, dtype, shape):
+    x = crowded_input(shape, dtype, device)
+    u0 = torch.rand(shape[1:], dtype=dtype, device=device) * THRESHOLD
+    for init in (None, u0):
+        spikes, state = pysnn.ops.lif(x, DECAY, THRESHOLD, u0=init, return_state=True)
+        ref_spikes, ref_state = reference.lif(x, DECAY, THRESHOLD, u0=init, return_state=True)
+        assert spikes.dtype == dtype and spikes.shape == x.shape
+        assert torch.equal(spikes, ref_spikes)
+        torch.testing.assert_close(state, ref_state, rtol=0, atol=1e-6)
+    assert spikes.sum() > 0 and (spikes == 0).sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_uses_float32_state(device, dtype):
+    # The kernel keeps the membrane in float32, so it equals the float32
+    # reference on the same (exactly representable) inputs.
+    x = crowded_input((10, 256), torch.float32, device).to(dtype)
+    spikes, state = pysnn.ops.lif(x, DECAY, THRESHOLD, return_state=True)
+    ref_spikes, ref_state = reference.lif(x.float(), DECAY, THRESHOLD, return_state=True)
+    assert spikes.dtype == dtype
+    assert torch.equal(spikes.float(), ref_spikes)
+    torch.testing.assert_close(state.float(), ref_state.to(dtype).float())
+
+
+def test_state_continues_the_sequence(device):
+    x = crowded_input((12, 50), torch.float64, device)
+    whole, whole_state = pysnn.ops.lif(x, DECAY, THRESHOLD, return_state=True)
+    first, state = pysnn.ops.lif(x[:5], DECAY, THRESHOLD, return_state=True)
+    second, final = pysnn.ops.lif(x[5:], DECAY, THRESHOLD, u0=state, return_state=True)
+    assert torch.equal(torch.cat([first, second]), whole)
+    torch.testing.assert_close(final, whole_state, rtol=0, atol=1e-12)
+
+
+def test_non_contiguous_input_matches_contiguous(device):
+    x = crowded_input((20, 8, 10), torch.float32, device)
+    strided = x.transpose(1, 2)
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(pysnn.ops.lif(strided, DECAY, THRESHOLD),
+                               pysnn.ops.lif(strided.contiguous(), DECAY, THRESHOLD), rtol=0, atol=0)
+
+
+def test_empty_batch_returns_empty(device):
+    x = torch.randn(6, 0, 4, device=device, requires_grad=True)
+    spikes, state = pysnn.ops.lif(x, DECAY, THRESHOLD, return_state=True)
+    assert spikes.shape == (6, 0, 4) and state.shape == (0, 4)
+    spikes.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+def _backward_pair(impl, x, u0, grad_spikes, grad_state, **options):
+    x = x.detach().clone().requires_grad_()
+    u0 = u0.detach().clone().requires_grad_()
+    spikes, state = impl(x, DECAY, THRESHOLD, u0=u0, return_state=True, **options)
+    loss = (spikes * grad_spikes).sum() + (state * grad_state).sum()
+    return torch.autograd.grad(loss, (x, u0), allow_unused=True, materialize_grads=True)
+
+
+@pytest.mark.parametrize("grad_mode,surrogate", list(itertools.product(GRAD_MODES, SURROGATES)))
+def test_backward_matches_reference_autograd(device, grad_mode, surrogate):
+    shape = (10, 16, 9)
+    x = crowded_input(shape, torch.float64, device) + 0.2 * torch.randn(shape, dtype=torch.float64, device=device)
+    u0 = torch.rand(shape[1:], dtype=torch.float64, device=device)
+    grad_spikes = torch.randn(shape, dtype=torch.float64, device=device)
+    grad_state = torch.randn(shape[1:], dtype=torch.float64, device=device)
+    options = dict(surrogate=surrogate, alpha=2.5, grad_mode=grad_mode)
+    fused = _backward_pair(pysnn.ops.lif, x, u0, grad_spikes, grad_state, **options)
+    expected = _backward_pair(reference.lif, x, u0, grad_spikes, grad_state, **options)
+    assert fused[0].abs().sum() > 0
+    for got, want in zip(fused, expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_low_precision_close_to_float64(device, dtype):
+    shape = (10, 512)
+    x = crowded_input(shape, torch.float64, device)
+    grad_spikes = torch.randn(shape, dtype=torch.float64, device=device)
+    x_low = x.to(dtype).requires_grad_()
+    (pysnn.ops.lif(x_low, DECAY, THRESHOLD) * grad_spikes.to(dtype)).sum().backward()
+    x_ref = x_low.detach().double().requires_grad_()
+    (reference.lif(x_ref, DECAY, THRESHOLD) * grad_spikes.to(dtype).double()).sum().backward()
+    tol = 1e-5 if dtype == torch.float32 else 0.1
+    torch.testing.assert_close(x_low.grad.double(), x_ref.grad, rtol=tol, atol=tol)
+
+
+def _away_from_threshold(shape, device, alpha, seed=0):
+    """float64 inputs whose membranes all stay outside the rectangular
+    surrogate's support and far from flipping under gradcheck's perturbation,
+    so the surrogate gradient equals the true one."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        x = torch.randn(shape, dtype=torch.float64, generator=gen)
+        u0 = torch.randn(shape[1:], dtype=torch.float64, generator=gen)
+        spikes, state = reference.lif(x, DECAY, THRESHOLD, u0=u0, return_state=True)
+        v = u0
+        ok = True
+        for t in range(shape[0]):
+            u = DECAY * v + x[t]
+            ok &= bool(((u - THRESHOLD).abs() > 2 / alpha).all())
+            v = u - THRESHOLD * spikes[t]
+        if ok:
+            return x.to(device).requires_grad_(), u0.to(device).requires_grad_()
+
+
+@pytest.mark.parametrize("grad_mode", ["bptt", "detach_reset"])
+def test_gradcheck_temporal_chain(device, grad_mode):
+    alpha = 50.0
+    x, u0 = _away_from_threshold((5, 3), device, alpha)
+
+    def run(x, u0):
+        return pysnn.ops.lif(x, DECAY, THRESHOLD, surrogate="rectangular", alpha=alpha,
+                             grad_mode=grad_mode, u0=u0, return_state=True)
+
+    assert torch.autograd.gradcheck(run, (x, u0))
+
+
+def _opcheck_samples(device):
+    x = crowded_input((6, 4, 5), torch.float32, device)
+    u0 = torch.rand(4, 5, device=device)
+    for surrogate, grad_mode in [("sigmoid", "bptt"), ("atan", "detach_reset"), ("rectangular", "time_local")]:
+        yield (x.clone().requires_grad_(), DECAY, THRESHOLD, surrogate, 4.0, grad_mode, None, True)
+        yield (x.clone().requires_grad_(), DECAY, THRESHOLD, surrogate, 4.0, grad_mode,
+               u0.clone().requires_grad_(), True)
+    yield (x.double(), 0.5, 1.0, "exponential", 3.0, "bptt", None, False)
+    yield (x.to(torch.bfloat16), 0.5, 0.5, "sigmoid", 3.0, "bptt", None, False)
+
+
+def test_opcheck_lif_forward(device):
+    for args in _opcheck_samples(device):
+        torch.library.opcheck(torch.ops.pysnn.lif_forward.default, args)
+
+
+def test_opcheck_lif_backward(device):
+    membrane = torch.randn(5, 3, 2, device=device, dtype=torch.float64)
+    grad = torch.randn_like(membrane)
+    for grad_membrane, grad_state in [(None, None), (torch.randn_like(membrane), torch.randn_like(membrane[0]))]:
+        torch.library.opcheck(torch.ops.pysnn.lif_backward.default,
+                              (grad, grad_membrane, grad_state, membrane, 0.8, 0.45, "atan", 2.0, "bptt"))
+
+
+def test_torch_compile_fullgraph(device):
+    def step(x, weight):
+        spikes = pysnn.ops.lif(torch.tanh(x @ weight), DECAY, THRESHOLD, surrogate="atan")
+        return spikes.mean(0).sum()
+
+    x = torch.randn(6, 8, 16, device=device)
+    weight = torch.randn(16, 12, device=device, requires_grad=True)
+    eager_loss = step(x, weight)
+    (eager_grad,) = torch.autograd.grad(eager_loss, weight)
+    compiled = torch.compile(step, fullgraph=True)
+    loss = compiled(x, weight)
+    (grad,) = torch.autograd.grad(loss, weight)
+    torch.testing.assert_close(loss, eager_loss)
+    torch.testing.assert_close(grad, eager_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_module_has_explicit_state(device):
+    layer = pysnn.nn.LIF(decay=DECAY, threshold=THRESHOLD)
+    x = crowded_input((8, 4, 6), torch.float32, device)
+    first, state = layer(x)
+    again, _ = layer(x)
+    assert torch.equal(first, again)  # nothing carried over from the first call
+    cont, _ = layer(x, state)
+    assert not torch.equal(cont, first)
+    ref_layer = pysnn.nn.LIF(decay=DECAY, threshold=THRESHOLD, backend="reference")
+    assert torch.equal(ref_layer(x)[0], first)
+
+
+# ---- bad input: one clear error naming the argument, from every entry point ----
+
+def _ones(*shape, **kw):
+    return torch.ones(*shape, **kw)
+
+
+BAD_INPUTS = [
+    ("int dtype", dict(x=lambda: _ones(4, 3, dtype=torch.int32)), TypeError, "x must be a floating"),
+    ("1-d x", dict(x=lambda: _ones(5)), ValueError, "at least 2 dims"),
+    ("T = 0", dict(x=lambda: _ones(0, 3)), ValueError, "T = 0"),
+    ("negative decay", dict(decay=-0.1), ValueError, "decay"),
+    ("decay above 1", dict(decay=1.5), ValueError, "decay"),
+    ("nan decay", dict(decay=math.nan), ValueError, "decay"),
+    ("zero threshold", dict(threshold=0.0), ValueError, "threshold"),
+    ("negative threshold", dict(threshold=-1.0), ValueError, "threshold"),
+    ("inf threshold", dict(threshold=math.inf), ValueError, "threshold"),
+    ("nan threshold", dict(threshold=math.nan), ValueError, "threshold"),
+    ("zero alpha", dict(alpha=0.0), ValueError, "alpha"),
+    ("inf alpha", dict(alpha=math.inf), ValueError, "alpha"),
+    ("unknown surrogate", dict(surrogate="relu"), ValueError, "surrogate"),
+    ("unknown grad_mode", dict(grad_mode="truncated"), ValueError, "grad_mode"),
+    ("u0 wrong shape", dict(u0=lambda: _ones(4)), ValueError, "u0 must have shape"),
+    ("u0 wrong dtype", dict(u0=lambda: _ones(3, dtype=torch.float64)), TypeError, "u0 must have the dtype"),
+    ("u0 wrong device", dict(u0=lambda: _ones(3, device="meta")), RuntimeError, "u0 must be on the device"),
+]
+
+
+def _call_with(impl, overrides):
+    args = dict(x=lambda: _ones(4, 3), decay=0.5, threshold=1.0, alpha=4.0, surrogate="sigmoid",
+                grad_mode="bptt", u0=None)
+    args.update(overrides)
+    make = lambda v: v() if callable(v) else v  # noqa: E731
+    x, u0 = make(args.pop("x")), make(args.pop("u0"))
+    return impl(x, args.pop("decay"), args.pop("threshold"), u0=u0, **args)
+
+
+def _fake(impl):
+    def run(x, *args, u0=None, **kwargs):
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            x = mode.from_tensor(x)
+            u0 = None if u0 is None or u0.device.type == "meta" else mode.from_tensor(u0)
+            return impl(x, *args, u0=u0, **kwargs)
+    return run
+
+
+@pytest.mark.parametrize("impl", ["fused", "fused-fake", "reference"])
+@pytest.mark.parametrize("case,overrides,error,match", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_names_the_argument(impl, case, overrides, error, match):
+    if impl == "fused-fake" and case == "u0 wrong device":
+        pytest.skip("meta tensors have no fake counterpart")
+    fn = {"fused": pysnn.ops.lif, "fused-fake": _fake(pysnn.ops.lif), "reference": reference.lif}[impl]
+    with pytest.raises(error, match=match):
+        _call_with(fn, overrides)
+
+
+def test_bad_backward_arguments():
+    membrane = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="grad_spikes must have shape"):
+        torch.ops.pysnn.lif_backward(torch.randn(4, 3), None, None, membrane, 0.5, 1.0, "atan", 2.0, "bptt")
+    with pytest.raises(ValueError, match="grad_state must have shape"):
+        torch.ops.pysnn.lif_backward(torch.randn(5, 3), None, torch.randn(5), membrane, 0.5, 1.0, "atan", 2.0, "bptt")
+    with pytest.raises(TypeError, match="grad_membrane must have the dtype"):
+        torch.ops.pysnn.lif_backward(torch.randn(5, 3), membrane.double(), None, membrane, 0.5, 1.0, "atan", 2.0, "bptt")
+
+
+def test_module_rejects_bad_options():
+    with pytest.raises(ValueError, match="surrogate"):
+        pysnn.nn.LIF(surrogate="step")
+    with pytest.raises(ValueError, match="backend"):
+        pysnn.nn.LIF(backend="gpu")
+
+
+def test_backward_without_saved_membrane_is_a_clear_error():
+    x = torch.randn(3, 4, requires_grad=True)
+    spikes, _, _ = torch.ops.pysnn.lif_forward(x, 0.5, 1.0, "sigmoid", 4.0, "bptt", None, False)
+    with pytest.raises(RuntimeError, match="save_membrane"):
+        spikes.sum().backward()
