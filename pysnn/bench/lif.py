@@ -48,10 +48,25 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
             row["eager/fused"] = round(times["eager"] / times["fused"], 2)
             if "compiled" in times:
                 row["compiled/fused"] = round(times["compiled"] / times["fused"], 2)
+            if dev.type == "cuda":
+                # Minimum traffic: forward reads x and writes spikes; forward+backward
+                # also writes and rereads the membrane, reads the gradient, writes dL/dx.
+                passes = 2 if mode == "forward" else 6
+                row["fused_GBps"] = round(passes * _bytes(x) / times["fused"] / 1e9, 1)
+                row["copy_GBps"] = copy_bandwidth(x)
             rows.append(row)
-            if dev.type == "cuda" and mode == "forward":
-                row["fused_GBps"] = round(3 * x.numel() * x.element_size() / times["fused"] / 1e9, 1)
     return rows
+
+
+def _bytes(x: torch.Tensor) -> int:
+    return x.numel() * x.element_size()
+
+
+def copy_bandwidth(x: torch.Tensor) -> float:
+    """GB/s of a device-to-device copy of x (bytes read plus written)."""
+    src, dst = x.detach().clone(), torch.empty_like(x)
+    seconds = compare({"copy": lambda: dst.copy_(src)}, x.device)["copy"]
+    return round(2 * _bytes(x) / seconds / 1e9, 1)
 
 
 def main(argv=None) -> None:
@@ -64,7 +79,8 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile)
-    columns = ["T", "mode", "fused_ms", "eager_ms", "compiled_ms", "eager/fused", "compiled/fused"]
+    columns = ["T", "mode", "fused_ms", "eager_ms", "compiled_ms", "eager/fused", "compiled/fused",
+               "fused_GBps", "copy_GBps"]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
     if args.json:
         with open(args.json, "w") as f:

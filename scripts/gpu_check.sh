@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# GPU check for a machine with torch and a GPU but no internet, in one run of
+# under 8 minutes: build, CUDA tests, compute-sanitizer, GPU benchmarks.
+#   scripts/gpu_check.sh OUT_DIR
+# Writes summary.txt, build.log, tests.log, sanitizer.log, bench.txt and
+# bench_lif.json into OUT_DIR.
+set -uo pipefail
+OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+SUMMARY="$OUT/summary.txt"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+: >"$SUMMARY"
+
+note "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1)"
+note "torch $($PY -c 'import torch; print(torch.__version__, torch.version.cuda)')"
+
+start=$SECONDS
+if ! $PY -m pip install --no-build-isolation --no-deps -e . >"$OUT/build.log" 2>&1; then
+  note "BUILD FAILED"; tail -40 "$OUT/build.log"; exit 1
+fi
+note "build: $((SECONDS - start)) s"
+
+start=$SECONDS
+timeout 240 $PY -m pytest -q -x tests >"$OUT/tests.log" 2>&1
+note "tests: exit $? in $((SECONDS - start)) s: $(tail -1 "$OUT/tests.log")"
+
+start=$SECONDS
+timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $PY scripts/sanitize_lif.py >"$OUT/sanitizer.log" 2>&1
+note "compute-sanitizer memcheck: exit $? in $((SECONDS - start)) s: $(grep -E 'ERROR SUMMARY|done' "$OUT/sanitizer.log" | tr '\n' ' ')"
+
+start=$SECONDS
+timeout 180 $PY -m pysnn bench lif --device cuda --rounds 20 --json "$OUT/bench_lif.json" >"$OUT/bench.txt" 2>&1
+note "bench lif: exit $? in $((SECONDS - start)) s"
+cat "$OUT/bench.txt" | tee -a "$SUMMARY"
