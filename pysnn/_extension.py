@@ -9,6 +9,8 @@ and the source hash, then reused.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import os
 import sys
 import sysconfig
@@ -67,18 +69,21 @@ def load() -> str:
     global _loaded_from
     if _loaded_from is not None:
         return _loaded_from
-    try:
-        from . import _C  # noqa: F401
-
-        _loaded_from = "aot"
-    except ImportError as error:
-        if _build.env_flag("PYSNN_NO_JIT"):
-            raise ImportError(
-                "pysnn: the compiled module pysnn._C is missing or does not match this torch; "
-                "reinstall with `pip install --no-build-isolation .`") from error
-        if "No module named" not in str(error):
-            warnings.warn(f"pysnn: pysnn._C failed to load ({error}); compiling the kernels "
-                          "against the installed torch instead", RuntimeWarning, stacklevel=2)
-        _jit_build()
-        _loaded_from = "jit"
+    error = None
+    if importlib.util.find_spec(f"{__package__}._C") is not None:
+        try:
+            importlib.import_module(f"{__package__}._C")
+            _loaded_from = "aot"
+            return _loaded_from
+        except ImportError as exc:  # built against another torch, say
+            error = exc
+    if _build.env_flag("PYSNN_NO_JIT"):
+        raise ImportError(
+            "pysnn: the compiled module pysnn._C is missing or does not match this torch; "
+            "reinstall with `pip install --no-build-isolation .`") from error
+    if error is not None:
+        warnings.warn(f"pysnn: pysnn._C failed to load ({error}); compiling the kernels "
+                      "against the installed torch instead", RuntimeWarning, stacklevel=2)
+    _jit_build()
+    _loaded_from = "jit"
     return _loaded_from

@@ -59,3 +59,129 @@ def check_lif_args(x: torch.Tensor, decay: float, threshold: float, surrogate: s
     if u0 is not None:
         check_like("lif", "u0", u0, x, x.shape[1:], "x")
     check_lif_options(decay, threshold, surrogate, alpha, grad_mode)
+
+
+# ---- HSIC family (messages as in csrc/ops/hsic.cpp) ----
+
+KERNELS = ("gaussian", "laplacian", "cosine", "sigmoid", "linear")
+ESTIMATORS = ("approx", "biased", "unbiased")
+SIGMA_SCALINGS = ("none", "dim")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half/bfloat16 (the ops accumulate in float32), else dtype."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _floating(op: str, t: torch.Tensor, name: str) -> None:
+    if not t.is_floating_point():
+        raise TypeError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
+
+
+def _same(op: str, t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str) -> None:
+    _floating(op, t, name)
+    if t.device != ref.device:
+        raise RuntimeError(f"{op}: {name} is on {t.device} but {ref_name} is on {ref.device}")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{op}: {name} has dtype {t.dtype} but {ref_name} has {ref.dtype}")
+
+
+def _square(op: str, k: torch.Tensor, name: str) -> int:
+    _floating(op, k, name)
+    if k.dim() != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"{op}: {name} must be a square [m, m] matrix, got shape {list(k.shape)}")
+    if k.shape[0] < 2:
+        raise ValueError(f"{op}: HSIC needs at least 2 samples, got m = {k.shape[0]}")
+    return k.shape[0]
+
+
+def check_sigma(op: str, sigma: float, sigma_scaling: str) -> None:
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"{op}: sigma must be finite and > 0, got {sigma}")
+    if sigma_scaling not in SIGMA_SCALINGS:
+        raise ValueError(f"{op}: sigma_scaling must be 'none' or 'dim', got '{sigma_scaling}'")
+
+
+def check_estimator(estimator: str, m: int) -> None:
+    _choice("hsic", "estimator", estimator, ESTIMATORS)
+    if estimator == "unbiased" and m < 4:
+        raise ValueError(f"hsic: the unbiased estimator needs at least 4 samples, got m = {m}")
+
+
+def check_kernel_matrix_args(z, kind, sigma, sigma_scaling, c1, c0) -> None:
+    _floating("kernel_matrix", z, "z")
+    if z.dim() < 1 or z.shape[0] < 2:
+        raise ValueError(f"kernel_matrix: z must be [m, ...] with m >= 2 samples, got shape {list(z.shape)}")
+    _choice("kernel_matrix", "kind", kind, KERNELS)
+    check_sigma("kernel_matrix", sigma, sigma_scaling)
+    for name, value in (("c1", c1), ("c0", c0)):
+        if not math.isfinite(value):
+            raise ValueError(f"kernel_matrix: {name} must be finite, got {value}")
+
+
+def check_hsic_args(k, l, estimator) -> None:
+    m = _square("hsic", k, "k")
+    _same("hsic", l, "l", k, "k")
+    if l.shape != k.shape:
+        raise ValueError(f"hsic: k and l must have the same shape, got {list(k.shape)} and {list(l.shape)}")
+    check_estimator(estimator, m)
+
+
+def check_modulator_args(kx, ky, beta, estimator) -> None:
+    m = _square("hsic_modulator", kx, "kx")
+    _same("hsic_modulator", ky, "ky", kx, "kx")
+    if ky.shape != kx.shape:
+        raise ValueError("hsic_modulator: kx and ky must both be [m, m] with the same batch size, "
+                         f"got {list(kx.shape)} and {list(ky.shape)}")
+    if not math.isfinite(beta):
+        raise ValueError(f"hsic_modulator: beta must be finite, got {beta}")
+    check_estimator(estimator, m)
+
+
+def _modulator_for(op: str, modulator, z, z_name: str) -> None:
+    _floating(op, modulator, "modulator")
+    if modulator.device != z.device:
+        raise RuntimeError(f"{op}: modulator is on {modulator.device} but {z_name} is on {z.device}")
+    if modulator.dim() != 2 or modulator.shape[0] != modulator.shape[1]:
+        raise ValueError(f"{op}: modulator must be a square [m, m] matrix, got shape {list(modulator.shape)}")
+    if modulator.shape[0] != z.shape[0]:
+        raise ValueError(f"{op}: modulator is for batch size {modulator.shape[0]} but {z_name} "
+                         f"has batch size {z.shape[0]}")
+
+
+def check_hsic_loss_args(z, modulator, sigma, sigma_scaling) -> None:
+    _floating("hsic_loss", z, "z")
+    if z.dim() < 1 or z.shape[0] < 2:
+        raise ValueError(f"hsic_loss: HSIC needs at least 2 samples; z has shape {list(z.shape)}")
+    _modulator_for("hsic_loss", modulator, z, "z")
+    check_sigma("hsic_loss", sigma, sigma_scaling)
+
+
+def check_three_factor_args(op, post_grad, rates, modulator, sigma, sigma_scaling, pre=None) -> None:
+    _floating(op, post_grad, "post_grad")
+    _same(op, rates, "rates", post_grad, "post_grad")
+    if post_grad.dim() != 3:
+        raise ValueError(f"{op}: post_grad must be [T, m, n_out], got shape {list(post_grad.shape)}")
+    if post_grad.shape[0] < 1:
+        raise ValueError(f"{op}: post_grad has T = 0 time steps")
+    if rates.dim() != 2:
+        raise ValueError(f"{op}: rates must be [m, n_out], got shape {list(rates.shape)}")
+    if rates.shape[0] < 2:
+        raise ValueError(f"{op}: HSIC needs at least 2 samples, got m = {rates.shape[0]}")
+    if post_grad.shape[1] != rates.shape[0]:
+        raise ValueError(f"{op}: post_grad must have batch size {rates.shape[0]} in dim 1, "
+                         f"got shape {list(post_grad.shape)}")
+    if post_grad.shape[2] != rates.shape[1]:
+        raise ValueError(f"{op}: post_grad has {post_grad.shape[2]} neurons but rates has {rates.shape[1]}")
+    _modulator_for(op, modulator, rates, "rates")
+    if pre is not None:
+        _same(op, pre, "pre", post_grad, "post_grad")
+        if pre.dim() != 3:
+            raise ValueError(f"{op}: pre must be [T, m, n_in], got shape {list(pre.shape)}")
+        if pre.shape[0] != post_grad.shape[0]:
+            raise ValueError(f"{op}: pre has T = {pre.shape[0]} time steps but post_grad has "
+                             f"T = {post_grad.shape[0]}")
+        if pre.shape[1] != rates.shape[0]:
+            raise ValueError(f"{op}: pre must have batch size {rates.shape[0]} in dim 1, "
+                             f"got shape {list(pre.shape)}")
+    check_sigma(op, sigma, sigma_scaling)

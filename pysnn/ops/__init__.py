@@ -3,6 +3,9 @@ from .._extension import load as _load
 
 _load()
 
-from .lif import lif  # noqa: E402
+from .hsic import (  # noqa: E402
+    hsic, hsic_loss, hsic_modulator, hsic_post_signal, hsic_update, kernel_matrix)
+from .lif import lif, surrogate_grad  # noqa: E402
 
-__all__ = ["lif"]
+__all__ = ["hsic", "hsic_loss", "hsic_modulator", "hsic_post_signal", "hsic_update",
+           "kernel_matrix", "lif", "surrogate_grad"]

@@ -12,6 +12,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .._validation import check_lif_args, check_like, check_lif_options, check_time_first
+from ..reference.lif import select_outputs, surrogate_grad  # noqa: F401  (shared pure helpers)
 
 Tensor = torch.Tensor
 
@@ -25,8 +26,9 @@ def lif(
     alpha: float = 4.0,
     grad_mode: str = "bptt",
     u0: Optional[Tensor] = None,
+    return_membrane: bool = False,
     return_state: bool = False,
-) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Multi-step LIF with soft reset over a time-first input ``x`` of shape ``[T, ...]``.
 
     ``u[t] = decay * (u[t-1] - threshold * s[t-1]) + x[t]``, ``s[t] = (u[t] >= threshold)``.
@@ -41,17 +43,21 @@ def lif(
         grad_mode: "bptt" (exact reverse sweep), "detach_reset" (no gradient
             through the reset) or "time_local" (no gradient across steps).
         u0: post-reset membrane entering the first step, ``x.shape[1:]``; zeros if None.
+        return_membrane: also return the pre-reset membrane u[t], ``[T, ...]``
+            (differentiable); ``surrogate_grad(u - threshold, ...)`` gives σ'(u[t]).
         return_state: also return the post-reset membrane after the last step,
             which continues the sequence when passed back as ``u0``.
 
     Returns:
-        spikes ``[T, ...]`` in x's dtype (0 or 1), and the final state if ``return_state``.
+        spikes ``[T, ...]`` in x's dtype (0 or 1), then the membrane if
+        ``return_membrane``, then the final state if ``return_state``.
     """
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or (u0 is not None and u0.requires_grad))
-    spikes, _, state = torch.ops.pysnn.lif_forward(
-        x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0, needs_grad)
-    return (spikes, state) if return_state else spikes
+    spikes, membrane, state = torch.ops.pysnn.lif_forward(
+        x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0,
+        needs_grad or return_membrane)
+    return select_outputs(spikes, membrane, state, return_membrane, return_state)
 
 
 @torch.library.register_fake("pysnn::lif_forward")

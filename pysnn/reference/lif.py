@@ -55,12 +55,13 @@ def lif(
     alpha: float = 4.0,
     grad_mode: str = "bptt",
     u0: Optional[Tensor] = None,
+    return_membrane: bool = False,
     return_state: bool = False,
-) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Reference for `pysnn.ops.lif`; see its docstring for the arguments."""
     check_lif_args(x, decay, threshold, surrogate, alpha, grad_mode, u0)
     v = torch.zeros_like(x[0]) if u0 is None else u0
-    spikes = []
+    spikes, membranes = [], []
     for t in range(x.shape[0]):
         if grad_mode == "time_local":
             v = v.detach()  # nothing crosses from one step to the next
@@ -69,5 +70,14 @@ def lif(
         reset = s.detach() if grad_mode == "detach_reset" else s
         v = u - threshold * reset
         spikes.append(s)
-    out = torch.stack(spikes)
-    return (out, v) if return_state else out
+        membranes.append(u)
+    membrane = torch.stack(membranes) if return_membrane else None
+    return select_outputs(torch.stack(spikes), membrane, v, return_membrane, return_state)
+
+
+def select_outputs(spikes: Tensor, membrane: Optional[Tensor], state: Tensor, return_membrane: bool,
+                   return_state: bool) -> Union[Tensor, Tuple[Tensor, ...]]:
+    """spikes, then the membrane and the final state when asked for."""
+    if not (return_membrane or return_state):
+        return spikes
+    return (spikes,) + ((membrane,) if return_membrane else ()) + ((state,) if return_state else ())

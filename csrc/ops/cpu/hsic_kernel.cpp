@@ -1,0 +1,143 @@
+// CPU kernels of the HSIC ops' elementwise and reduction work: each is one
+// pass over an [m, m] matrix, parallel over rows (see csrc/ops/hsic.h).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "ops/hsic.h"
+
+namespace pysnn {
+namespace hsic {
+namespace {
+
+constexpr int64_t kRowGrain = 8;
+
+void check_matrix(const at::Tensor& t, const char* op, const char* name) {
+  check_kernel_input(t, op, name, c10::DeviceType::CPU);
+}
+
+at::Tensor kernel_from_gram_cpu(const at::Tensor& gram_, c10::string_view kind_name, double a_, double b_) {
+  check_matrix(gram_, "_kernel_from_gram", "gram");
+  const at::Tensor gram = gram_.contiguous();
+  const int64_t m = gram.size(0);
+  at::Tensor out = at::empty_like(gram);
+  AT_DISPATCH_FLOATING_TYPES(gram.scalar_type(), "_kernel_from_gram_cpu", [&] {
+    const scalar_t* g = gram.const_data_ptr<scalar_t>();
+    scalar_t* k = out.data_ptr<scalar_t>();
+    const scalar_t a = static_cast<scalar_t>(a_), b = static_cast<scalar_t>(b_);
+    dispatch_kernel_kind(parse_kernel_kind(kind_name), [&](auto kind) {
+      at::parallel_for(0, m, kRowGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const scalar_t norm_i = g[i * m + i];
+          for (int64_t j = 0; j < m; ++j) {
+            k[i * m + j] = kernel_value<decltype(kind)::value>(norm_i, g[j * m + j], g[i * m + j], i == j, a, b);
+          }
+        }
+      });
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> gaussian_weighted_cpu(const at::Tensor& gram_, const at::Tensor& modulator_,
+                                                         double scale_) {
+  check_matrix(gram_, "_gaussian_weighted", "gram");
+  check_matrix(modulator_, "_gaussian_weighted", "modulator");
+  TORCH_CHECK(modulator_.sizes() == gram_.sizes() && modulator_.scalar_type() == gram_.scalar_type(),
+              "_gaussian_weighted: modulator must match gram");
+  const at::Tensor gram = gram_.contiguous(), modulator = modulator_.contiguous();
+  const int64_t m = gram.size(0);
+  at::Tensor weighted = at::empty_like(gram);
+  at::Tensor row_sums = at::empty({m}, gram.options());
+  AT_DISPATCH_FLOATING_TYPES(gram.scalar_type(), "_gaussian_weighted_cpu", [&] {
+    const scalar_t* g = gram.const_data_ptr<scalar_t>();
+    const scalar_t* mod = modulator.const_data_ptr<scalar_t>();
+    scalar_t* w = weighted.data_ptr<scalar_t>();
+    scalar_t* rows = row_sums.data_ptr<scalar_t>();
+    const scalar_t scale = static_cast<scalar_t>(scale_);
+    at::parallel_for(0, m, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const scalar_t norm_i = g[i * m + i];
+        scalar_t sum = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          const scalar_t value = gaussian_weighted_entry(mod[i * m + j], norm_i, g[j * m + j], g[i * m + j], i == j, scale);
+          w[i * m + j] = value;
+          sum += value;
+        }
+        rows[i] = sum;
+      }
+    });
+  });
+  return {weighted, row_sums};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments_cpu(const at::Tensor& k_, const at::Tensor& l_) {
+  check_matrix(k_, "_row_moments", "k");
+  check_matrix(l_, "_row_moments", "l");
+  TORCH_CHECK(k_.sizes() == l_.sizes() && k_.scalar_type() == l_.scalar_type(), "_row_moments: k and l must match");
+  const at::Tensor k = k_.contiguous(), l = l_.contiguous();
+  const int64_t m = k.size(0);
+  at::Tensor row_k = at::empty({m}, k.options()), row_l = at::empty({m}, k.options()),
+             row_kl = at::empty({m}, k.options());
+  AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "_row_moments_cpu", [&] {
+    const scalar_t* kp = k.const_data_ptr<scalar_t>();
+    const scalar_t* lp = l.const_data_ptr<scalar_t>();
+    scalar_t *rk = row_k.data_ptr<scalar_t>(), *rl = row_l.data_ptr<scalar_t>(), *rkl = row_kl.data_ptr<scalar_t>();
+    at::parallel_for(0, m, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        scalar_t sk = 0, sl = 0, skl = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          const scalar_t kv = kp[i * m + j], lv = lp[i * m + j];
+          sk += kv;
+          sl += lv;
+          skl += kv * lv;
+        }
+        rk[i] = sk;
+        rl[i] = sl;
+        rkl[i] = skl;
+      }
+    });
+  });
+  return {row_k, row_l, row_kl};
+}
+
+at::Tensor centre_cpu(const at::Tensor& d_, const at::Tensor& row_sums_, const at::Tensor& total_,
+                      c10::string_view estimator_name) {
+  check_matrix(d_, "_centre", "d");
+  const at::Tensor d = d_.contiguous();
+  const int64_t m = d.size(0);
+  TORCH_CHECK(row_sums_.numel() == m && total_.numel() == 1, "_centre: row_sums must be [m], total a scalar");
+  const at::Tensor row_sums = row_sums_.to(d.scalar_type()).contiguous();
+  at::Tensor out = at::empty_like(d);
+  AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "_centre_cpu", [&] {
+    const scalar_t* dp = d.const_data_ptr<scalar_t>();
+    const scalar_t* rows = row_sums.const_data_ptr<scalar_t>();
+    const scalar_t total = total_.item<scalar_t>();
+    const scalar_t size = static_cast<scalar_t>(m);
+    scalar_t* o = out.data_ptr<scalar_t>();
+    dispatch_estimator(parse_estimator(estimator_name), [&](auto estimator) {
+      at::parallel_for(0, m, kRowGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          for (int64_t j = 0; j < m; ++j) {
+            o[i * m + j] = centred_entry<decltype(estimator)::value>(dp[i * m + j], rows[i], rows[j], total, i == j, size);
+          }
+        }
+      });
+    });
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace hsic
+}  // namespace pysnn
+
+TORCH_LIBRARY_IMPL(pysnn, CPU, m) {
+  m.impl("_kernel_from_gram", &pysnn::hsic::kernel_from_gram_cpu);
+  m.impl("_gaussian_weighted", &pysnn::hsic::gaussian_weighted_cpu);
+  m.impl("_row_moments", &pysnn::hsic::row_moments_cpu);
+  m.impl("_centre", &pysnn::hsic::centre_cpu);
+}

@@ -1,0 +1,311 @@
+"""Kernel matrices, HSIC and the fused three-factor update against the
+pure-PyTorch reference written from the equations (SPEC.md §2)."""
+import math
+
+import pytest
+import torch
+
+import pysnn
+from pysnn import ops, reference
+from pysnn._validation import ESTIMATORS, KERNELS
+
+F64 = torch.float64
+
+
+def symmetric_kernel(m, device, dtype=F64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return reference.kernel_matrix(torch.rand(m, 12, generator=gen, dtype=F64), sigma=1.0).to(device, dtype)
+
+
+def spike_rates(m, n, device, dtype=F64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(m, n, generator=gen, dtype=F64) < 0.3).to(device, dtype)
+
+
+# ---- forward values ----
+
+@pytest.mark.parametrize("kind", KERNELS)
+@pytest.mark.parametrize("sigma_scaling", ["none", "dim"])
+@pytest.mark.parametrize("shape", [(16, 40), (9, 2, 3, 4)])
+def test_kernel_matrix_matches_reference(device, kind, sigma_scaling, shape):
+    z = torch.rand(shape, dtype=F64, device=device)
+    options = dict(kind=kind, sigma=1.5, sigma_scaling=sigma_scaling, c1=0.3, c0=-0.1)
+    k = ops.kernel_matrix(z, **options)
+    assert k.shape == (shape[0], shape[0])
+    torch.testing.assert_close(k, reference.kernel_matrix(z, **options), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "laplacian", "cosine"])
+def test_kernel_matrix_degenerate_rows(device, kind):
+    z = torch.rand(6, 5, dtype=F64, device=device)
+    z[1] = z[0]  # identical rows
+    z[2] = 0  # a silent row
+    z.requires_grad_()
+    k = ops.kernel_matrix(z, kind=kind)
+    assert torch.isfinite(k).all()
+    if kind != "cosine":
+        assert torch.equal(k.diagonal(), torch.ones(6, dtype=F64, device=device))
+        assert k[0, 1] == 1
+    else:
+        assert (k[2] == 0).all() and k[0, 0] == 1  # cosine of a zero vector is 0
+    (k * torch.rand_like(k)).sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_hsic_matches_reference(device, estimator):
+    k, l = symmetric_kernel(20, device, seed=1), symmetric_kernel(20, device, seed=2)
+    torch.testing.assert_close(ops.hsic(k, l, estimator=estimator),
+                               reference.hsic(k, l, estimator=estimator), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_modulator_defines_the_layer_objective(device, estimator):
+    kx, ky, kz = (symmetric_kernel(24, device, seed=s) for s in (3, 4, 5))
+    m = ops.hsic_modulator(kx, ky, beta=2.0, estimator=estimator)
+    torch.testing.assert_close(m, reference.hsic_modulator(kx, ky, beta=2.0, estimator=estimator),
+                               rtol=1e-10, atol=1e-15)
+    expected = reference.hsic(kx, kz, estimator=estimator) - 2.0 * reference.hsic(kz, ky, estimator=estimator)
+    torch.testing.assert_close((m * kz).sum(), expected, rtol=1e-10, atol=1e-15)
+
+
+def test_hsic_loss_value(device):
+    z = torch.rand(16, 30, dtype=F64, device=device)
+    mod = ops.hsic_modulator(symmetric_kernel(16, device, seed=1), symmetric_kernel(16, device, seed=2))
+    for scaling in ("none", "dim"):
+        torch.testing.assert_close(ops.hsic_loss(z, mod, sigma=2.0, sigma_scaling=scaling),
+                                   reference.hsic_loss(z, mod, sigma=2.0, sigma_scaling=scaling),
+                                   rtol=1e-12, atol=1e-15)
+
+
+# ---- gradients ----
+
+@pytest.mark.parametrize("kind", KERNELS)
+def test_kernel_matrix_backward_matches_reference(device, kind):
+    z = torch.rand(10, 2, 7, dtype=F64, device=device)
+    weights = torch.randn(10, 10, dtype=F64, device=device)
+    options = dict(kind=kind, sigma=1.2, sigma_scaling="dim", c1=0.4, c0=0.1)
+    grads = []
+    for impl in (ops, reference):
+        zz = z.clone().requires_grad_()
+        (impl.kernel_matrix(zz, **options) * weights).sum().backward()
+        grads.append(zz.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KERNELS)
+def test_kernel_matrix_gradcheck(device, kind):
+    z = torch.rand(6, 4, dtype=F64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: ops.kernel_matrix(z, kind=kind, sigma=0.8, c1=0.5), (z,))
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_hsic_backward_on_symmetric_matrices(device, estimator):
+    # Kernel matrices are symmetric: differentiate through a symmetric parametrisation.
+    a = torch.rand(8, 8, dtype=F64, device=device, requires_grad=True)
+    b = torch.rand(8, 8, dtype=F64, device=device, requires_grad=True)
+
+    def run(impl, a, b):
+        return impl.hsic(a + a.T, b + b.T, estimator=estimator)
+
+    fused = torch.autograd.grad(run(ops, a, b), (a, b))
+    expected = torch.autograd.grad(run(reference, a, b), (a, b))
+    for got, want in zip(fused, expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda a, b: run(ops, a, b), (a, b))
+
+
+@pytest.mark.parametrize("sigma_scaling", ["none", "dim"])
+def test_hsic_loss_closed_form_gradient(device, sigma_scaling):
+    z = torch.rand(12, 9, dtype=F64, device=device)
+    mod = ops.hsic_modulator(symmetric_kernel(12, device, seed=1), symmetric_kernel(12, device, seed=2),
+                             estimator="biased")
+    grads = []
+    for impl in (ops, reference):
+        zz = z.clone().requires_grad_()
+        impl.hsic_loss(zz, mod, sigma=1.5, sigma_scaling=sigma_scaling).backward()
+        grads.append(zz.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-8, atol=1e-12)
+    zz = z.clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda z: ops.hsic_loss(z, mod, sigma=1.5, sigma_scaling=sigma_scaling), (zz,))
+
+
+def test_hsic_loss_any_modulator_is_symmetrised(device):
+    z = torch.rand(7, 5, dtype=F64, device=device, requires_grad=True)
+    mod = torch.randn(7, 7, dtype=F64, device=device)  # not symmetric
+    assert torch.autograd.gradcheck(lambda z: ops.hsic_loss(z, mod, sigma=1.0), (z,))
+
+
+def _reference_spiking_layer_grads(pre, weight, bias, mod, sigma, sigma_scaling, decay, threshold):
+    """W.grad and b.grad of the reference HSIC loss through a reference spiking
+    linear layer with the time_local surrogate; also the layer's post_grad and rates."""
+    weight = weight.clone().requires_grad_()
+    bias = bias.clone().requires_grad_()
+    x = pre @ weight.T + bias
+    spikes, membrane = reference.lif(x, decay, threshold, grad_mode="time_local", return_membrane=True)
+    rates = spikes.mean(0)
+    loss = reference.hsic_loss(rates, mod, sigma=sigma, sigma_scaling=sigma_scaling)
+    loss.backward()
+    post_grad = reference.surrogate_grad(membrane.detach() - threshold, "sigmoid", 4.0)
+    return weight.grad, bias.grad, loss.detach(), post_grad, rates.detach()
+
+
+@pytest.mark.parametrize("sigma_scaling", ["none", "dim"])
+def test_hsic_update_equals_autograd_through_a_spiking_layer(device, sigma_scaling):
+    T, m, n_in, n_out = 6, 16, 20, 12
+    gen = torch.Generator().manual_seed(7)
+    pre = (torch.rand(T, m, n_in, generator=gen, dtype=F64) < 0.4).to(device, F64)
+    weight = (torch.randn(n_out, n_in, generator=gen, dtype=F64) * 0.5).to(device)
+    bias = (torch.rand(n_out, generator=gen, dtype=F64) * 0.3).to(device)
+    kx = reference.kernel_matrix(pre.mean(0), sigma=2.0)
+    ky = reference.kernel_matrix(torch.nn.functional.one_hot(torch.arange(m, device=device) % 4).to(F64),
+                                 kind="cosine")
+    mod = ops.hsic_modulator(kx, ky, beta=2.0)
+    want_w, want_b, want_loss, post_grad, rates = _reference_spiking_layer_grads(
+        pre, weight, bias, mod, 1.0, sigma_scaling, 0.75, 0.6)
+    assert want_w.abs().max() > 0
+    grad_w, grad_b, loss = ops.hsic_update(pre, post_grad, rates, mod, sigma=1.0, sigma_scaling=sigma_scaling)
+    torch.testing.assert_close(grad_w, want_w, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(grad_b, want_b, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-15)
+    ref = reference.hsic_update(pre, post_grad, rates, mod, sigma=1.0, sigma_scaling=sigma_scaling)
+    for got, want in zip((grad_w, grad_b, loss), ref):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-12)
+    delta, loss2 = ops.hsic_post_signal(post_grad, rates, mod, sigma=1.0, sigma_scaling=sigma_scaling)
+    torch.testing.assert_close(torch.einsum("tmo,tmi->oi", delta, pre), grad_w, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(loss2, loss)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_low_precision_inputs_accumulate_in_float32(device, dtype):
+    z = torch.rand(32, 64, device=device)
+    k = ops.kernel_matrix(z.to(dtype), sigma_scaling="dim")
+    assert k.dtype == torch.float32
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(k, reference.kernel_matrix(z.double(), sigma_scaling="dim").float(),
+                               rtol=tol, atol=tol)
+    mod = ops.hsic_modulator(k, ops.kernel_matrix(z[:, :10].to(dtype), kind="cosine"))
+    post_grad = torch.rand(4, 32, 64, device=device).to(dtype)
+    grad_w, grad_b, loss = ops.hsic_update(post_grad, post_grad, z.to(dtype), mod, sigma_scaling="dim")
+    assert grad_w.dtype == torch.float32 and torch.isfinite(grad_w).all() and torch.isfinite(loss)
+
+
+# ---- torch.library integration ----
+
+def _samples(device):
+    z = torch.rand(8, 3, 4, device=device, dtype=F64)
+    k, l = symmetric_kernel(8, device, seed=1), symmetric_kernel(8, device, seed=2)
+    mod = ops.hsic_modulator(k, l)
+    post_grad = torch.rand(3, 8, 5, device=device, dtype=F64)
+    rates = spike_rates(8, 5, device)
+    pre = torch.rand(3, 8, 6, device=device, dtype=F64)
+    g = torch.randn(8, 8, device=device, dtype=F64)
+    p = torch.ops.pysnn
+    return [
+        (p.kernel_matrix.default, (z.clone().requires_grad_(), "gaussian", 2.0, "dim", 1.0, 0.0)),
+        (p.kernel_matrix.default, (z, "cosine", 1.0, "none", 1.0, 0.0)),
+        (p.kernel_matrix.default, (z.float().requires_grad_(), "laplacian", 1.0, "none", 1.0, 0.0)),
+        (p.kernel_matrix.default, (z.clone().requires_grad_(), "sigmoid", 1.0, "none", 0.5, 0.1)),
+        (p.kernel_matrix_backward.default, (g, z, k, "gaussian", 1.0, "none", 1.0, 0.0)),
+        (p.hsic.default, (k.clone().requires_grad_(), l.clone().requires_grad_(), "approx")),
+        (p.hsic.default, (k, l, "unbiased")),
+        (p.hsic_backward.default, (torch.tensor(1.0, dtype=F64, device=device), k, l, "biased")),
+        (p.hsic_modulator.default, (k, l, 2.0, "biased")),
+        (p.hsic_loss.default, (z.clone().requires_grad_(), mod, 5.0, "dim")),
+        (p.hsic_loss_backward.default, (torch.tensor(1.0, dtype=F64, device=device), z, mod, 5.0, "none")),
+        (p.hsic_post_signal.default, (post_grad, rates, mod, 1.0, "none")),
+        (p.hsic_update.default, (pre, post_grad, rates, mod, 1.0, "dim")),
+        (p._kernel_from_gram.default, (k, "gaussian", 0.5, 0.0)),
+        (p._gaussian_weighted.default, (k, mod, 0.5)),
+        (p._row_moments.default, (k, l)),
+        (p._centre.default, (k, k.sum(1), k.sum(), "biased")),
+    ]
+
+
+def test_opcheck(device):
+    for op, args in _samples(device):
+        torch.library.opcheck(op, args)
+
+
+def test_torch_compile_fullgraph(device):
+    def step(x, labels, weight):
+        kx = ops.kernel_matrix(x, sigma_scaling="dim")
+        ky = ops.kernel_matrix(labels, kind="cosine")
+        mod = ops.hsic_modulator(kx, ky)
+        rates = torch.sigmoid(x @ weight)
+        return ops.hsic_loss(rates, mod, sigma_scaling="dim") + ops.hsic(kx, ky)
+
+    x = torch.rand(16, 20, device=device)
+    labels = torch.nn.functional.one_hot(torch.arange(16, device=device) % 3).float()
+    weight = torch.randn(20, 8, device=device, requires_grad=True)
+    eager = step(x, labels, weight)
+    (eager_grad,) = torch.autograd.grad(eager, weight)
+    compiled = torch.compile(step, fullgraph=True)(x, labels, weight)
+    (grad,) = torch.autograd.grad(compiled, weight)
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(grad, eager_grad, rtol=1e-5, atol=1e-7)
+
+
+# ---- bad input ----
+
+def _good():
+    k = symmetric_kernel(6, "cpu")
+    return dict(z=torch.rand(6, 4, dtype=F64), k=k, l=k.clone(), mod=ops.hsic_modulator(k, k),
+                pre=torch.rand(3, 6, 5, dtype=F64), post=torch.rand(3, 6, 4, dtype=F64),
+                rates=torch.rand(6, 4, dtype=F64))
+
+
+BAD = [
+    ("one sample", lambda g, impl: impl.kernel_matrix(g["z"][:1]), ValueError, "m >= 2"),
+    ("int z", lambda g, impl: impl.kernel_matrix(torch.ones(4, 3, dtype=torch.int64)), TypeError, "floating"),
+    ("unknown kind", lambda g, impl: impl.kernel_matrix(g["z"], kind="rbf"), ValueError, "kind"),
+    ("zero sigma", lambda g, impl: impl.kernel_matrix(g["z"], sigma=0.0), ValueError, "sigma"),
+    ("nan sigma", lambda g, impl: impl.hsic_loss(g["z"], g["mod"], sigma=math.nan), ValueError, "sigma"),
+    ("inf sigma", lambda g, impl: impl.hsic_update(g["pre"], g["post"], g["rates"], g["mod"], sigma=math.inf),
+     ValueError, "sigma"),
+    ("unknown scaling", lambda g, impl: impl.kernel_matrix(g["z"], sigma_scaling="sqrt"), ValueError, "sigma_scaling"),
+    ("non-finite c1", lambda g, impl: impl.kernel_matrix(g["z"], kind="sigmoid", c1=math.inf), ValueError, "c1"),
+    ("non-square k", lambda g, impl: impl.hsic(g["k"][:, :5], g["l"]), ValueError, "square"),
+    ("k and l sizes", lambda g, impl: impl.hsic(g["k"], g["l"][:5, :5]), ValueError, "same shape"),
+    ("unknown estimator", lambda g, impl: impl.hsic(g["k"], g["l"], estimator="exact"), ValueError, "estimator"),
+    ("unbiased m < 4", lambda g, impl: impl.hsic(g["k"][:3, :3], g["l"][:3, :3], estimator="unbiased"),
+     ValueError, "at least 4"),
+    ("mixed dtypes", lambda g, impl: impl.hsic(g["k"], g["l"].float()), TypeError, "dtype"),
+    ("mixed devices", lambda g, impl: impl.hsic_modulator(g["k"], g["l"].to("meta")), RuntimeError, "is on"),
+    ("kx ky batch", lambda g, impl: impl.hsic_modulator(g["k"], g["l"][:5, :5]), ValueError, "batch size"),
+    ("modulator batch", lambda g, impl: impl.hsic_loss(g["z"][:5], g["mod"]), ValueError, "batch size"),
+    ("modulator square", lambda g, impl: impl.hsic_loss(g["z"], g["mod"][:, :5]), ValueError, "square"),
+    ("T mismatch", lambda g, impl: impl.hsic_update(g["pre"][:2], g["post"], g["rates"], g["mod"]),
+     ValueError, "time steps"),
+    ("pre batch", lambda g, impl: impl.hsic_update(g["pre"][:, :5], g["post"], g["rates"], g["mod"]),
+     ValueError, "pre must have batch size"),
+    ("post batch", lambda g, impl: impl.hsic_update(g["pre"], g["post"][:, :5], g["rates"], g["mod"]),
+     ValueError, "post_grad must have batch size"),
+    ("neurons", lambda g, impl: impl.hsic_post_signal(g["post"][..., :3], g["rates"], g["mod"]),
+     ValueError, "neurons"),
+    ("rates dims", lambda g, impl: impl.hsic_post_signal(g["post"], g["rates"][None], g["mod"]),
+     ValueError, "rates must be"),
+    ("T = 0", lambda g, impl: impl.hsic_post_signal(g["post"][:0], g["rates"], g["mod"]), ValueError, "T = 0"),
+    ("pre dtype", lambda g, impl: impl.hsic_update(g["pre"].float(), g["post"], g["rates"], g["mod"]),
+     TypeError, "dtype"),
+]
+
+
+@pytest.mark.parametrize("impl", [ops, reference], ids=["fused", "reference"])
+@pytest.mark.parametrize("case,call,error,match", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_names_the_problem(impl, case, call, error, match):
+    with pytest.raises(error, match=match):
+        call(_good(), impl)
+
+
+def test_bad_input_under_torch_compile():
+    g = _good()
+    with pytest.raises(Exception, match="batch size"):
+        torch.compile(lambda z, mod: ops.hsic_loss(z, mod), fullgraph=True)(g["z"][:5], g["mod"])
+
+
+def test_modulator_requiring_grad_is_refused():
+    g = _good()
+    with pytest.raises(ValueError, match="modulator must not require grad"):
+        ops.hsic_loss(g["z"], g["mod"].requires_grad_())
