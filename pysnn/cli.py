@@ -7,6 +7,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 BENCHMARKS: Dict[str, str] = {
     "lif": "pysnn.bench.lif",
+    "hsic": "pysnn.bench.hsic",
 }
 
 

@@ -309,3 +309,19 @@ def test_modulator_requiring_grad_is_refused():
     g = _good()
     with pytest.raises(ValueError, match="modulator must not require grad"):
         ops.hsic_loss(g["z"], g["mod"].requires_grad_())
+
+
+def test_hsic_update_with_input_repeated_over_time(device):
+    # Direct coding feeds one image at every step: an expanded `pre` takes the
+    # T-times smaller GEMM and must give the same update as the dense copy.
+    T, m = 5, 10
+    image = torch.rand(m, 7, dtype=F64, device=device)
+    post_grad = torch.rand(T, m, 4, dtype=F64, device=device)
+    rates = spike_rates(m, 4, device)
+    mod = ops.hsic_modulator(symmetric_kernel(m, device, seed=1), symmetric_kernel(m, device, seed=2))
+    expanded = image.expand(T, m, 7)
+    assert expanded.stride(0) == 0
+    fast = ops.hsic_update(expanded, post_grad, rates, mod)
+    dense = ops.hsic_update(expanded.contiguous(), post_grad, rates, mod)
+    for got, want in zip(fast, dense):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)

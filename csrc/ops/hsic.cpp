@@ -296,15 +296,15 @@ std::tuple<at::Tensor, at::Tensor> hsic_loss(const at::Tensor& z, const at::Tens
 }
 
 // dL/dZ = −(2/σ²)(diag(S·1) − S) Z with S the symmetric part of A = M ∘ Kz.
+// The scalar factors go into the small [m, m] matrix, so the [m, d] work is
+// one GEMM and one scaled subtraction.
 at::Tensor hsic_loss_backward(const at::Tensor& grad, const at::Tensor& z, const at::Tensor& weighted,
                               double sigma, c10::string_view sigma_scaling) {
   const at::Tensor rows = rows_of(z);
   const double a = kernel_scale(KernelKind::kGaussian, sigma, scale_by_dim("hsic_loss", sigma_scaling),
                                 rows.size(1));
-  const at::Tensor s = (weighted + weighted.t()) * 0.5;
-  const at::Tensor grad_rows =
-      at::addmm(s.sum(1, /*keepdim=*/true) * rows, s, rows, /*beta=*/-1, /*alpha=*/1) * (4 * a) *
-      to_compute(grad);
+  const at::Tensor s = (weighted + weighted.t()) * (to_compute(grad) * (2 * a));
+  const at::Tensor grad_rows = at::addmm(s.sum(1, /*keepdim=*/true) * rows, s, rows, /*beta=*/-1, /*alpha=*/1);
   return grad_rows.reshape(z.sizes()).to(z.scalar_type());
 }
 
@@ -323,15 +323,20 @@ void check_three_factor(const char* op, const at::Tensor& post_grad, const at::T
   check_modulator(op, modulator, rates, "rates");
 }
 
+// G = dL/drates by the closed form, and the loss.
+std::tuple<at::Tensor, at::Tensor> rates_gradient(const at::Tensor& rates, const at::Tensor& modulator,
+                                                  double sigma, c10::string_view sigma_scaling) {
+  auto [loss, weighted] = hsic_loss(rates, modulator, sigma, sigma_scaling);
+  return {hsic_loss_backward(at::ones({}, loss.options()), rates, weighted, sigma, sigma_scaling), loss};
+}
+
+// δ[t] = G ⊙ post_grad[t] / T.
 std::tuple<at::Tensor, at::Tensor> post_signal(const at::Tensor& post_grad, const at::Tensor& rates,
                                                const at::Tensor& modulator, double sigma,
                                                c10::string_view sigma_scaling) {
-  auto [loss, weighted] = hsic_loss(rates, modulator, sigma, sigma_scaling);
-  const at::Tensor grad_rates = hsic_loss_backward(at::ones({}, loss.options()), rates, weighted,
-                                                   sigma, sigma_scaling);
-  const at::Tensor delta =
-      to_compute(post_grad) * (to_compute(grad_rates) / static_cast<double>(post_grad.size(0))).unsqueeze(0);
-  return {delta, loss};
+  auto [grad_rates, loss] = rates_gradient(rates, modulator, sigma, sigma_scaling);
+  const at::Tensor scaled = to_compute(grad_rates) / static_cast<double>(post_grad.size(0));
+  return {to_compute(post_grad) * scaled.unsqueeze(0), loss};
 }
 
 std::tuple<at::Tensor, at::Tensor> hsic_post_signal(const at::Tensor& post_grad, const at::Tensor& rates,
@@ -350,6 +355,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hsic_update(const at::Tensor& pre
   TORCH_CHECK_VALUE(pre.size(0) == post_grad.size(0), "hsic_update: pre has T = ", pre.size(0),
                     " time steps but post_grad has T = ", post_grad.size(0));
   check_batch("hsic_update", pre, "pre", 1, rates.size(0));
+  if (pre.stride(0) == 0) {
+    // The same input at every step (direct coding, pre expanded over T):
+    // Σ_t δ[t]ᵀ pre[0] = (G/T ⊙ Σ_t post_grad[t])ᵀ pre[0], a T-times smaller GEMM.
+    auto [grad_rates, loss] = rates_gradient(rates, modulator, sigma, sigma_scaling);
+    const at::Tensor delta_sum =
+        to_compute(post_grad).sum(0) * (to_compute(grad_rates) / static_cast<double>(post_grad.size(0)));
+    return {at::mm(delta_sum.t(), to_compute(pre.select(0, 0))), delta_sum.sum(0), loss};
+  }
   auto [delta, loss] = post_signal(post_grad, rates, modulator, sigma, sigma_scaling);
   const int64_t steps_by_batch = pre.size(0) * pre.size(1);
   const at::Tensor delta_rows = delta.reshape({steps_by_batch, delta.size(2)});
