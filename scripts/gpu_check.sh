@@ -2,8 +2,8 @@
 # GPU check for a machine with torch and a GPU but no internet, in one run of
 # under 8 minutes: build, CUDA tests, compute-sanitizer, GPU benchmarks.
 #   scripts/gpu_check.sh OUT_DIR
-# Writes summary.txt, build.log, tests.log, sanitizer.log, bench.txt and
-# bench_lif.json into OUT_DIR.
+# Writes summary.txt, build.log, tests.log, sanitizer.log, bench.txt,
+# bench_lif.json and bench_hsic.json into OUT_DIR.
 set -uo pipefail
 OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR}
 mkdir -p "$OUT"
@@ -28,10 +28,15 @@ timeout 240 $PY -m pytest -q -x tests >"$OUT/tests.log" 2>&1
 note "tests: exit $? in $((SECONDS - start)) s: $(tail -1 "$OUT/tests.log")"
 
 start=$SECONDS
-timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $PY scripts/sanitize_lif.py >"$OUT/sanitizer.log" 2>&1
+timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $PY scripts/sanitize_kernels.py >"$OUT/sanitizer.log" 2>&1
 note "compute-sanitizer memcheck: exit $? in $((SECONDS - start)) s: $(grep -E 'ERROR SUMMARY|done' "$OUT/sanitizer.log" | tr '\n' ' ')"
 
 start=$SECONDS
 timeout 180 $PY -m pysnn bench lif --device cuda --rounds 20 --json "$OUT/bench_lif.json" >"$OUT/bench.txt" 2>&1
 note "bench lif: exit $? in $((SECONDS - start)) s"
-cat "$OUT/bench.txt" | tee -a "$SUMMARY"
+tee -a "$SUMMARY" <"$OUT/bench.txt"
+
+start=$SECONDS
+timeout 150 $PY -m pysnn bench hsic --device cuda --rounds 10 --json "$OUT/bench_hsic.json" >>"$OUT/bench.txt" 2>&1
+note "bench hsic: exit $? in $((SECONDS - start)) s"
+tail -14 "$OUT/bench.txt" | tee -a "$SUMMARY"
