@@ -21,7 +21,59 @@ def _bench(args: argparse.Namespace, rest: Sequence[str]) -> None:
     _run_module_main(BENCHMARKS[args.which], rest)
 
 
-COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {"bench": _bench}
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .config import TrainConfig
+
+    d = TrainConfig()
+    a = parser.add_argument
+    a("--dataset", default=d.dataset, help="digits (default, embedded), fashion-mnist, mnist, cifar10")
+    a("--data-dir", default=d.data_dir, help="folder with the dataset files")
+    a("--download", action="store_true", help="download through torchvision (needs a network)")
+    a("--subset", type=int, default=d.subset, help="train on this many images (and test on at most as many)")
+    a("--model", default=d.model, choices=["mlp", "vgg8"])
+    a("--hidden", type=int, nargs="+", default=d.hidden, help="MLP hidden sizes, e.g. 1024 1024 1024")
+    a("--width-mult", type=float, default=d.width_mult, help="VGG8 channel multiplier (2 = VGG8 2x)")
+    a("--batch-norm", dest="batch_norm", action="store_true", default=None, help="BatchNorm after each layer")
+    a("--no-batch-norm", dest="batch_norm", action="store_false")
+    a("--encoder", default=d.encoder, choices=["direct", "poisson"])
+    a("--rule", default=d.rule, choices=["hll", "hbh", "bptt"])
+    a("--loss", default=d.loss, help="HLL loss: pred, sim, contrast, recon, pred-sim (default), pred-recon, "
+                                     "sim-recon, pred-contrast, sim-contrast, pred-sim-contrast")
+    a("--update", default=d.update, choices=["final", "online"], help="HLL: losses on rates or per step")
+    a("--kernel", default=d.kernel, help="HBH kernel on the layer: gaussian, laplacian, cosine, sigmoid, linear")
+    a("--label-kernel", default=d.label_kernel, help="HBH kernel on the labels (default cosine)")
+    a("--estimator", default=d.estimator, choices=["approx", "biased", "unbiased"])
+    a("--sigma", type=float, default=d.sigma)
+    a("--sigma-scaling", default=d.sigma_scaling, choices=["none", "dim"])
+    a("--beta", type=float, default=d.beta)
+    a("--timesteps", type=int, default=d.timesteps)
+    a("--decay", type=float, default=d.decay)
+    a("--threshold", type=float, default=d.threshold)
+    a("--surrogate", default=d.surrogate, choices=["sigmoid", "atan", "exponential", "rectangular"])
+    a("--alpha", type=float, default=d.alpha)
+    a("--epochs", type=int, default=d.epochs)
+    a("--batch-size", type=int, default=d.batch_size)
+    a("--lr", type=float, default=d.lr)
+    a("--optimizer", default=d.optimizer, choices=["adam", "adamw", "sgd"])
+    a("--weight-decay", type=float, default=d.weight_decay)
+    a("--dropout", type=float, default=d.dropout)
+    a("--device", default=d.device)
+    a("--seed", type=int, default=d.seed)
+    a("--backend", default=d.backend, choices=["fused", "reference"])
+    a("--out", default=d.out, help="run directory (default runs/<name>)")
+    a("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _train(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .config import TrainConfig
+    from .train import train
+
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    train(config)
+
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {"bench": _bench, "train": _train}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -30,8 +82,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench = commands.add_parser("bench", help="benchmark fused ops against pure PyTorch",
                                 description="Run `pysnn bench NAME --help` for a benchmark's options.")
     bench.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark")
+    train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")
+    _add_train_arguments(train)
     args, rest = parser.parse_known_args(argv)
-    COMMANDS[args.command](args, rest)
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        COMMANDS[args.command](args, rest)
+    except KeyboardInterrupt:
+        print("pysnn: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"pysnn: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,76 @@
+"""The settings of one training run; every `pysnn train` flag is a field."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+RULES = ("hll", "hbh", "bptt")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"
+    data_dir: Optional[str] = None
+    download: bool = False
+    subset: Optional[int] = None
+    model: str = "mlp"
+    hidden: List[int] = field(default_factory=lambda: [1024])
+    width_mult: float = 1.0
+    batch_norm: Optional[bool] = None  # default: on for vgg8, off for mlp
+    encoder: str = "direct"
+    rule: str = "hll"
+    # HLL
+    loss: str = "pred-sim"
+    update: str = "final"  # "final": losses on rates; "online": per-step losses
+    dim_in_decoder: int = 1024
+    # HBH
+    kernel: str = "gaussian"
+    label_kernel: str = "cosine"
+    estimator: str = "approx"
+    sigma: float = 0.2
+    sigma_scaling: str = "dim"
+    beta: float = 2.0
+    # neuron
+    timesteps: int = 10
+    decay: float = math.exp(-1.0)
+    threshold: float = 0.5
+    surrogate: str = "sigmoid"
+    alpha: float = 4.0
+    # optimisation
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    augment: Optional[bool] = None  # default: on for cifar10
+    device: str = "cpu"
+    seed: int = 0
+    backend: str = "fused"
+    out: Optional[str] = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raises ValueError with one clear line for a bad setting."""
+        checks = [
+            (self.rule in RULES, f"--rule must be one of {', '.join(RULES)}, got '{self.rule}'"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'"),
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"--batch-size must be >= 2, got {self.batch_size}"),
+            (self.timesteps >= 1, f"--timesteps must be >= 1, got {self.timesteps}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (self.width_mult > 0, f"--width-mult must be > 0, got {self.width_mult}"),
+            (all(h >= 1 for h in self.hidden), f"--hidden sizes must be >= 1, got {self.hidden}"),
+            (self.update in ("final", "online"), f"--update must be 'final' or 'online', got '{self.update}'"),
+            (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
+            (self.model in ("mlp", "vgg8"), f"--model must be mlp or vgg8, got '{self.model}'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

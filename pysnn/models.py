@@ -1,0 +1,98 @@
+"""Spiking MLP and VGG8 (SPEC.md §5), time-first, readout by a linear head
+averaged over time (the membrane of a non-firing output layer)."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .nn.blocks import NeuronConfig, SpikingBlock
+from .nn.encoders import ENCODERS
+
+
+class SpikingNetwork(nn.Module):
+    """Encoder → spiking blocks → linear head. `blocks` and `head` are exposed
+    so local trainers can update each on its own."""
+
+    def __init__(self, blocks: Sequence[SpikingBlock], head: nn.Linear, timesteps: int,
+                 encoder: str = "direct") -> None:
+        super().__init__()
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {sorted(ENCODERS)}, got '{encoder}'")
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.timesteps = timesteps
+        self.encoder = encoder
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return ENCODERS[self.encoder](images, self.timesteps)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits [B, classes]: the head applied at every step, averaged over T."""
+        return self.head(h.flatten(2)).mean(0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h = self.encode(images)
+        for block in self.blocks:
+            h = block(h)
+        return self.readout(h)
+
+    def set_grad_mode(self, grad_mode: str) -> None:
+        for block in self.blocks:
+            block.neuron.grad_mode = grad_mode
+
+
+def mlp(in_features: int, hidden: Sequence[int] = (1024,), classes: int = 10, *,
+        neuron: Optional[NeuronConfig] = None, dropout: float = 0.0, batch_norm: bool = False,
+        timesteps: int = 10, encoder: str = "direct") -> SpikingNetwork:
+    """Spiking MLP, e.g. 784-1024-10 (hidden=(1024,)) or 784-1024-1024-1024-10."""
+    neuron = neuron or NeuronConfig()
+    blocks, width = [], in_features
+    for n in hidden:
+        norm = nn.BatchNorm1d(n) if batch_norm else None
+        blocks.append(SpikingBlock(nn.Linear(width, n), neuron, norm=norm, dropout=dropout))
+        width = n
+    return SpikingNetwork(blocks, nn.Linear(width, classes), timesteps, encoder)
+
+
+VGG8_CHANNELS: List = [128, 256, "P", 256, 512, "P", 512, "P", 512, "P"]
+
+
+def vgg8(in_channels: int, classes: int = 10, width_mult: float = 1.0, *, input_size: int = 28,
+         neuron: Optional[NeuronConfig] = None, dropout: float = 0.0, batch_norm: bool = True,
+         timesteps: int = 10, encoder: str = "direct") -> SpikingNetwork:
+    """128C3-256C3-P2-256C3-512C3-P2-512C3-P2-512C3-P2-FC1024-FC10 (channels × width_mult)."""
+    neuron = neuron or NeuronConfig()
+    blocks: List[SpikingBlock] = []
+    channels, shape = in_channels, (in_channels, input_size, input_size)
+    for i, item in enumerate(VGG8_CHANNELS):
+        if item == "P":
+            continue
+        out = max(1, int(round(item * width_mult)))
+        pool = nn.MaxPool2d(2) if i + 1 < len(VGG8_CHANNELS) and VGG8_CHANNELS[i + 1] == "P" else None
+        block = SpikingBlock(nn.Conv2d(channels, out, 3, padding=1, bias=not batch_norm), neuron,
+                             norm=nn.BatchNorm2d(out) if batch_norm else None, pool=pool, dropout=dropout)
+        shape = block.output_shape(shape)
+        blocks.append(block)
+        channels = out
+    flat = int(torch.tensor(shape).prod())
+    fc = max(1, int(round(1024 * width_mult)))
+    blocks.append(SpikingBlock(nn.Linear(flat, fc), neuron, dropout=dropout))
+    return SpikingNetwork(blocks, nn.Linear(fc, classes), timesteps, encoder)
+
+
+def build(model: str, image_shape: Tuple[int, ...], classes: int, *, hidden: Sequence[int] = (1024,),
+          width_mult: float = 1.0, neuron: Optional[NeuronConfig] = None, dropout: float = 0.0,
+          batch_norm: Optional[bool] = None, timesteps: int = 10, encoder: str = "direct") -> SpikingNetwork:
+    """A model by name for images of `image_shape` ([C, H, W])."""
+    if model == "mlp":
+        return mlp(int(torch.tensor(image_shape).prod()), hidden, classes, neuron=neuron, dropout=dropout,
+                   batch_norm=bool(batch_norm), timesteps=timesteps, encoder=encoder)
+    if model == "vgg8":
+        return vgg8(image_shape[0], classes, width_mult, input_size=image_shape[-1], neuron=neuron,
+                    dropout=dropout, batch_norm=True if batch_norm is None else batch_norm,
+                    timesteps=timesteps, encoder=encoder)
+    raise ValueError(f"unknown model '{model}'; choose mlp or vgg8")

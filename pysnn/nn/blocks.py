@@ -1,0 +1,82 @@
+"""Spiking blocks: layer → optional BatchNorm → LIF → optional pooling and
+dropout, over time-first tensors [T, B, ...] (stateless layers run on
+[T·B, ...])."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..backends import get_backend
+
+
+@dataclass
+class NeuronConfig:
+    decay: float = math.exp(-1.0)
+    threshold: float = 1.0
+    surrogate: str = "sigmoid"
+    alpha: float = 4.0
+    grad_mode: str = "bptt"
+    backend: str = "fused"
+
+
+def fold(fn, x: torch.Tensor) -> torch.Tensor:
+    """Applies a stateless module to [T, B, ...] as one [T·B, ...] batch."""
+    y = fn(x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]))
+    return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
+
+
+class SpikingBlock(nn.Module):
+    """One spiking layer. Trainers use its stages separately:
+    `integrate` (synaptic input x[t]), `fire` (LIF), `emit` (pool, dropout)."""
+
+    def __init__(self, layer: nn.Module, neuron: NeuronConfig, *, norm: Optional[nn.Module] = None,
+                 pool: Optional[nn.Module] = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.layer, self.norm, self.pool = layer, norm, pool
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.neuron = neuron
+        self._lif = get_backend(neuron.backend).lif
+
+    @property
+    def is_linear(self) -> bool:
+        return isinstance(self.layer, nn.Linear)
+
+    def integrate(self, h: torch.Tensor) -> torch.Tensor:
+        if self.is_linear:  # a Linear applies to the last dim of [T, B, n] directly
+            x = self.layer(h.flatten(2))
+            return fold(self.norm, x) if self.norm is not None else x
+        x = fold(self.layer, h)
+        return fold(self.norm, x) if self.norm is not None else x
+
+    def fire(self, x: torch.Tensor, grad_mode: Optional[str] = None,
+             return_membrane: bool = False):
+        n = self.neuron
+        return self._lif(x, n.decay, n.threshold, surrogate=n.surrogate, alpha=n.alpha,
+                         grad_mode=grad_mode or n.grad_mode, return_membrane=return_membrane)
+
+    def surrogate_grad(self, membrane: torch.Tensor) -> torch.Tensor:
+        from ..reference.lif import surrogate_grad
+        return surrogate_grad(membrane - self.neuron.threshold, self.neuron.surrogate, self.neuron.alpha)
+
+    def pooled(self, spikes: torch.Tensor) -> torch.Tensor:
+        return fold(self.pool, spikes) if self.pool is not None else spikes
+
+    def drop(self, h: torch.Tensor) -> torch.Tensor:
+        return self.dropout(h) if self.dropout is not None else h
+
+    def emit(self, spikes: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.pooled(spikes))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.emit(self.fire(self.integrate(h)))
+
+    def output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        with torch.no_grad():
+            probe = torch.zeros(1, 1, *input_shape)
+            if self.is_linear:
+                return (self.layer.out_features,)
+            return tuple(self.pooled(fold(self.layer, probe)).shape[2:])
