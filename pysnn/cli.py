@@ -8,6 +8,7 @@ from typing import Callable, Dict, Optional, Sequence
 BENCHMARKS: Dict[str, str] = {
     "lif": "pysnn.bench.lif",
     "hsic": "pysnn.bench.hsic",
+    "train": "pysnn.bench.train",
 }
 
 
@@ -62,6 +63,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--backend", default=d.backend, choices=["fused", "reference"])
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
 
 
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> None:
@@ -70,7 +72,7 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
     fields = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    train(config)
+    train(config, resume=args.resume)
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {"bench": _bench, "train": _train}

@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 import torch
 from torch.nn import functional as F
 
+from . import checkpoint
 from . import data as datasets
 from .config import TrainConfig
 from .learning import make_trainer
@@ -54,8 +55,14 @@ def evaluate(model: SpikingNetwork, split: datasets.Split, batch_size: int,
     return loss_sum / len(split), correct / len(split)
 
 
-def train(config: TrainConfig, log=print) -> dict:
-    """Trains as `config` says; returns (and writes to RUN_DIR/metrics.json) the metrics."""
+def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
+    """Trains as `config` says, or continues the run in `resume`; returns the
+    metrics, also written to RUN_DIR/metrics.json after every epoch, with a
+    checkpoint beside them."""
+    payload = None
+    if resume is not None:
+        payload = checkpoint.load(Path(resume))
+        config = TrainConfig(**{**payload["config"], "out": str(resume), "progress": config.progress})
     config.validate()
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
@@ -71,38 +78,62 @@ def train(config: TrainConfig, log=print) -> dict:
     augment = config.augment if config.augment is not None else config.dataset == "cifar10"
     generator = torch.Generator().manual_seed(config.seed)
     metrics = {"config": config.to_dict(), "epochs": [], "run_dir": str(out)}
+    first_epoch = 1
+    if payload is not None:
+        checkpoint.restore(payload, model=model, trainer=trainer, generator=generator)
+        metrics = payload["metrics"]
+        first_epoch = payload["epoch"] + 1
+        log(f"resuming {out} after epoch {payload['epoch']}")
+    _check_writable(out)
     write_json_atomic(out / "metrics.json", metrics)
 
     from tqdm import tqdm
 
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        trainer.train()
-        loss_sum = correct = seen = 0
-        n_batches = -(-len(dataset.train) // config.batch_size)
-        bar = tqdm(datasets.batches(dataset.train, config.batch_size, shuffle=True, generator=generator),
-                   total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress,
-                   leave=False, dynamic_ncols=True)
-        for images, labels in bar:
-            if augment:
-                images = datasets.augment_cifar(images, generator)
-            images, labels = images.to(device), labels.to(device)
-            loss, logits = trainer.step(images, labels)
-            loss_sum += loss * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
-        trainer.end_epoch()
-        train_seconds = time.perf_counter() - start
-        test_loss, test_acc = evaluate(model, dataset.test, config.batch_size, device)
-        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                  "test_loss": test_loss, "test_acc": test_acc, "seconds": train_seconds}
-        metrics["epochs"].append(record)
-        metrics["test_acc"] = test_acc
-        write_json_atomic(out / "metrics.json", metrics)
-        log(f"epoch {epoch:3d}/{config.epochs}  train loss {record['train_loss']:.4f} "
-            f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
-            f"{train_seconds:.1f}s")
+    try:
+        for epoch in range(first_epoch, config.epochs + 1):
+            start = time.perf_counter()
+            trainer.train()
+            loss_sum = correct = seen = 0
+            n_batches = -(-len(dataset.train) // config.batch_size)
+            bar = tqdm(datasets.batches(dataset.train, config.batch_size, shuffle=True, generator=generator),
+                       total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress,
+                       leave=False, dynamic_ncols=True)
+            for images, labels in bar:
+                if augment:
+                    images = datasets.augment_cifar(images, generator)
+                images, labels = images.to(device), labels.to(device)
+                loss, logits = trainer.step(images, labels)
+                loss_sum += loss * len(labels)
+                correct += (logits.argmax(1) == labels).sum().item()
+                seen += len(labels)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+            trainer.end_epoch()
+            train_seconds = time.perf_counter() - start
+            test_loss, test_acc = evaluate(model, dataset.test, config.batch_size, device)
+            record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                      "test_loss": test_loss, "test_acc": test_acc, "seconds": train_seconds}
+            metrics["epochs"].append(record)
+            metrics["test_acc"] = test_acc
+            checkpoint.save(out, model=model, trainer=trainer, epoch=epoch, metrics=metrics, generator=generator)
+            write_json_atomic(out / "metrics.json", metrics)
+            log(f"epoch {epoch:3d}/{config.epochs}  train loss {record['train_loss']:.4f} "
+                f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+                f"{train_seconds:.1f}s")
+    except KeyboardInterrupt:
+        done = metrics["epochs"][-1]["epoch"] if metrics["epochs"] else 0
+        log(f"interrupted during epoch {done + 1}; the checkpoint after epoch {done} is in {out}. "
+            f"Continue with: pysnn train --resume {out}")
+        raise
     log(f"{run_name(config)}: test accuracy {metrics['test_acc']:.4f} after {config.epochs} epochs "
         f"({sum(e['seconds'] for e in metrics['epochs']):.0f}s training); metrics in {out / 'metrics.json'}")
     return metrics
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"--out {out} is not writable ({error.strerror})") from None

@@ -64,11 +64,9 @@ class LocalTrainer(Trainer):
 
     def __init__(self, model: SpikingNetwork, config: TrainConfig, classes: int) -> None:
         super().__init__(model, config, classes)
-        self._head_optimizer = None
+        self._head_optimizer = self.add_optimizer(self.model.head.parameters())
 
     def train_head(self, h: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
-        if self._head_optimizer is None:
-            self._head_optimizer = self.add_optimizer(self.model.head.parameters())
         logits = self.model.readout(h.detach())
         loss = F.cross_entropy(logits, labels)
         self._head_optimizer.zero_grad(set_to_none=True)

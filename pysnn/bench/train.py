@@ -1,0 +1,85 @@
+"""End-to-end training throughput: samples per second of one rule's training
+step with `--backend fused` against `--backend reference`, and each rule's
+peak memory of one step, measured side by side in one run."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Sequence
+
+import torch
+
+from .. import models
+from ..config import TrainConfig
+from ..learning import make_trainer
+from ..nn.blocks import NeuronConfig
+from . import memory
+from .timing import compare, format_table
+
+SHAPES = {"mlp": (1, 28, 28), "vgg8": (1, 28, 28)}
+
+
+def step_case(rule: str, model: str = "mlp", backend: str = "fused", batch: int = 64, timesteps: int = 10,
+              width_mult: float = 1.0, hidden: Sequence[int] = (1024,), device: str = "cpu"):
+    """A callable running one training step of `rule` on random 28×28 images."""
+    torch.manual_seed(0)
+    config = TrainConfig(rule=rule, model=model, backend=backend, timesteps=timesteps, hidden=list(hidden),
+                         width_mult=width_mult, batch_size=batch, device=device)
+    shape = SHAPES[model]
+    net = models.build(model, shape, 10, hidden=hidden, width_mult=width_mult, timesteps=timesteps,
+                       neuron=NeuronConfig(threshold=config.threshold, backend=backend)).to(device)
+    trainer = make_trainer(net, config, 10, shape)
+    trainer.aux.to(device)
+    trainer.train()
+    images = torch.rand(batch, *shape, device=device)
+    labels = torch.arange(batch, device=device) % 10
+    return lambda: trainer.step(images, labels)
+
+
+def run(rules: Sequence[str] = ("hll", "hbh", "bptt"), model: str = "mlp", batch: int = 64,
+        timesteps: int = 10, hidden: Sequence[int] = (1024,), width_mult: float = 1.0, device: str = "cpu",
+        rounds: int = 5, measure_memory: bool = True) -> list[dict]:
+    dev = torch.device(device)
+    rows = []
+    for rule in rules:
+        fns = {b: step_case(rule, model, b, batch, timesteps, width_mult, hidden, device)
+               for b in ("fused", "reference")}
+        times = compare(fns, dev, rounds=rounds, warmup=1)
+        row = {"rule": rule, "model": model, "batch": batch, "T": timesteps,
+               "fused_samples_s": round(batch / times["fused"], 1),
+               "reference_samples_s": round(batch / times["reference"], 1),
+               "fused_speedup": round(times["reference"] / times["fused"], 2)}
+        if measure_memory:
+            kwargs = dict(rule=rule, model=model, backend="fused", batch=batch, timesteps=timesteps,
+                          width_mult=width_mult, hidden=list(hidden))
+            peak = (memory.cuda_peak(fns["fused"], dev) if dev.type == "cuda"
+                    else memory.cpu_peak(f"{__name__}:step_case", **kwargs))
+            row["step_peak_MB"] = round(peak / 2**20, 1)
+        rows.append(row)
+        print(format_table([row], list(row)), flush=True)
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rules", nargs="+", default=["hll", "hbh", "bptt"])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "vgg8"])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--timesteps", type=int, default=10)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[1024])
+    parser.add_argument("--width-mult", type=float, default=1.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    rows = run(args.rules, args.model, args.batch, args.timesteps, args.hidden, args.width_mult, args.device,
+               args.rounds, not args.no_memory)
+    print("\n" + format_table(rows, list(rows[0])))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
