@@ -75,7 +75,20 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> None:
     train(config, resume=args.resume)
 
 
-COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {"bench": _bench, "train": _train}
+def _eval(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .evaluate import main as eval_main
+
+    eval_main(list(rest))
+
+
+def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .plot import main as plot_main
+
+    plot_main(list(rest))
+
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
+    "bench": _bench, "train": _train, "eval": _eval, "plot": _plot}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -84,10 +97,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench = commands.add_parser("bench", help="benchmark fused ops against pure PyTorch",
                                 description="Run `pysnn bench NAME --help` for a benchmark's options.")
     bench.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark")
+    commands.add_parser("eval", help="evaluate a trained run, clean and under input noise", add_help=False)
+    commands.add_parser("plot", help="PNGs of a run: curves, firing rates, information plane", add_help=False)
     train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")
     _add_train_arguments(train)
     args, rest = parser.parse_known_args(argv)
-    if args.command != "bench" and rest:
+    if args.command == "train" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         COMMANDS[args.command](args, rest)

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import torch
 from torch.nn import functional as F
 
-from . import checkpoint
+from . import analysis, checkpoint
 from . import data as datasets
 from .config import TrainConfig
 from .learning import make_trainer
@@ -53,6 +53,17 @@ def evaluate(model: SpikingNetwork, split: datasets.Split, batch_size: int,
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
     return loss_sum / len(split), correct / len(split)
+
+
+@torch.no_grad()
+def probe(model: SpikingNetwork, dataset: datasets.Dataset, config: TrainConfig, device: torch.device) -> dict:
+    """Per-layer firing rates and HSIC(X, Z), HSIC(Z, Y) on the first 256 test images."""
+    model.eval()
+    images = dataset.test.images[:256].to(device)
+    labels = dataset.test.labels[:256].to(device)
+    return {"firing_rate": analysis.activity(model, images)["firing_rate"],
+            "hsic": analysis.layer_hsic(model, images, labels, dataset.classes, config.sigma,
+                                        config.sigma_scaling)}
 
 
 def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
@@ -111,7 +122,8 @@ def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
             train_seconds = time.perf_counter() - start
             test_loss, test_acc = evaluate(model, dataset.test, config.batch_size, device)
             record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                      "test_loss": test_loss, "test_acc": test_acc, "seconds": train_seconds}
+                      "test_loss": test_loss, "test_acc": test_acc, "seconds": train_seconds,
+                      **probe(model, dataset, config, device)}
             metrics["epochs"].append(record)
             metrics["test_acc"] = test_acc
             checkpoint.save(out, model=model, trainer=trainer, epoch=epoch, metrics=metrics, generator=generator)
@@ -124,6 +136,12 @@ def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
         log(f"interrupted during epoch {done + 1}; the checkpoint after epoch {done} is in {out}. "
             f"Continue with: pysnn train --resume {out}")
         raise
+    try:
+        from .plot import plot_run
+
+        plot_run(out)
+    except ImportError:
+        log("matplotlib is not installed: no plots (pip install matplotlib)")
     log(f"{run_name(config)}: test accuracy {metrics['test_acc']:.4f} after {config.epochs} epochs "
         f"({sum(e['seconds'] for e in metrics['epochs']):.0f}s training); metrics in {out / 'metrics.json'}")
     return metrics
