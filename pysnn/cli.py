@@ -64,6 +64,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    a("--preset", help="start from a thesis preset (`pysnn presets`); other flags override it")
 
 
 def _train(args: argparse.Namespace, rest: Sequence[str]) -> None:
@@ -71,8 +72,19 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> None:
     from .train import train
 
     fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    train(config, resume=args.resume)
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    if args.preset:
+        from .presets import preset
+
+        explicit = {k: v for k, v in given.items() if k in args.explicit}
+        given = {**given, **preset(args.preset), **explicit}
+    train(TrainConfig(**given), resume=args.resume)
+
+
+def _presets(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .presets import listing
+
+    print(listing())
 
 
 def _eval(args: argparse.Namespace, rest: Sequence[str]) -> None:
@@ -88,7 +100,7 @@ def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
-    "bench": _bench, "train": _train, "eval": _eval, "plot": _plot}
+    "bench": _bench, "train": _train, "eval": _eval, "plot": _plot, "presets": _presets}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -99,9 +111,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark")
     commands.add_parser("eval", help="evaluate a trained run, clean and under input noise", add_help=False)
     commands.add_parser("plot", help="PNGs of a run: curves, firing rates, information plane", add_help=False)
+    commands.add_parser("presets", help="list the thesis presets with their reported accuracy")
     train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")
     _add_train_arguments(train)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
+    args.explicit = {action.dest for action in train._actions for option in action.option_strings
+                     if any(a == option or a.startswith(option + "=") for a in argv)}
     if args.command == "train" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

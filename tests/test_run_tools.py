@@ -1,0 +1,70 @@
+"""pysnn eval, plot and presets on a small trained run."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pysnn.analysis import add_noise
+
+
+def _pysnn(*args):
+    return subprocess.run([sys.executable, "-m", "pysnn", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = _pysnn("train", "--no-progress", "--rule", "hbh", "--subset", "300", "--epochs", "2",
+                    "--hidden", "64", "64", "--timesteps", "4", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_run_writes_plots_and_probes(run_dir):
+    for name in ("curves.png", "firing_rates.png", "information_plane.png"):
+        assert (run_dir / name).stat().st_size > 1000
+    epoch = json.loads((run_dir / "metrics.json").read_text())["epochs"][-1]
+    assert len(epoch["firing_rate"]) == 2 and 0 < epoch["firing_rate"][0] < 1
+    assert set(epoch["hsic"][0]) == {"hsic_xz", "hsic_zy"}
+    (run_dir / "curves.png").unlink()
+    assert _pysnn("plot", str(run_dir)).returncode == 0 and (run_dir / "curves.png").is_file()
+
+
+def test_eval_reports_noise_drops_and_activity(run_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    result = _pysnn("eval", str(run_dir), "--noise", "gaussian:0.4", "--noise", "salt-pepper:0.2",
+                    "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "drop" in result.stdout and "µJ per sample" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["noise"]) == {"gaussian:0.4", "salt-pepper:0.2"}
+    assert len(report["activity"]["synaptic_ops"]) == 3  # two hidden layers and the head
+    assert report["activity"]["op_kind"] == ["mac", "ac", "ac"]
+
+
+def test_eval_bad_noise_is_one_line(run_dir):
+    result = _pysnn("eval", str(run_dir), "--noise", "blur:3")
+    assert result.returncode != 0 and "--noise must be" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_noise_models():
+    images = torch.full((2000,), 0.5)
+    g = add_noise(images, "gaussian:0.4", torch.Generator().manual_seed(0))
+    assert 0.3 < (g - 0.5).std() < 0.4 and g.min() >= 0 and g.max() <= 1  # clipped
+    sp = add_noise(images, "salt-pepper:0.2", torch.Generator().manual_seed(0))
+    changed = sp != 0.5
+    assert 0.15 < changed.float().mean() < 0.25 and set(sp[changed].tolist()) == {0.0, 1.0}
+
+
+def test_presets_listed_and_overridable(tmp_path):
+    listing = _pysnn("presets")
+    assert listing.returncode == 0 and "thesis-hll-fashion-vgg8" in listing.stdout and "92.11" in listing.stdout
+    out = tmp_path / "preset"
+    result = _pysnn("train", "--preset", "thesis-hll-mnist-mlp", "--dataset", "digits", "--epochs", "1",
+                    "--subset", "100", "--hidden", "32", "--no-progress", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["lr"] == 5e-4 and config["threshold"] == 1.0 and config["dropout"] == 0.1  # from the preset
+    assert config["dataset"] == "digits" and config["epochs"] == 1  # overridden
