@@ -34,8 +34,8 @@ class TrainConfig:
     beta: float = 2.0
     # neuron
     timesteps: int = 10
-    decay: float = math.exp(-1.0)
-    threshold: float = 0.5
+    decay: float = 0.75  # thesis ch. 4, Fashion-MNIST
+    threshold: float = 0.6
     surrogate: str = "sigmoid"
     alpha: float = 4.0
     # optimisation
