@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 BENCHMARKS: Dict[str, str] = {
@@ -19,7 +20,21 @@ def _run_module_main(module: str, argv: Sequence[str]) -> None:
 
 
 def _bench(args: argparse.Namespace, rest: Sequence[str]) -> None:
-    _run_module_main(BENCHMARKS[args.which], rest)
+    if args.which != "all":
+        _run_module_main(BENCHMARKS[args.which], rest)
+        return
+    # Every benchmark in turn; --device and --json-dir apply to all of them.
+    extra = argparse.ArgumentParser(prog="pysnn bench all")
+    extra.add_argument("--device", default="cpu")
+    extra.add_argument("--json-dir", help="write NAME.json for each benchmark here")
+    opts = extra.parse_args(rest)
+    for name, module in BENCHMARKS.items():
+        print(f"\n== pysnn bench {name} ({opts.device})", flush=True)
+        argv = ["--device", opts.device]
+        if opts.json_dir:
+            Path(opts.json_dir).mkdir(parents=True, exist_ok=True)
+            argv += ["--json", str(Path(opts.json_dir) / f"{name}.json")]
+        _run_module_main(module, argv)
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="benchmark fused ops against pure PyTorch",
                                 description="Run `pysnn bench NAME --help` for a benchmark's options.")
-    bench.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark")
+    bench.add_argument("which", choices=sorted(BENCHMARKS) + ["all"], help="which benchmark (all: every one)")
     commands.add_parser("eval", help="evaluate a trained run, clean and under input noise", add_help=False)
     commands.add_parser("plot", help="PNGs of a run: curves, firing rates, information plane", add_help=False)
     commands.add_parser("presets", help="list the thesis presets with their reported accuracy")

@@ -70,3 +70,20 @@ def test_unwritable_out(tmp_path):
     blocker.write_text("")
     result = _pysnn("train", "--subset", "100", "--epochs", "1", "--out", str(blocker / "run"))
     assert result.returncode != 0 and "not writable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_exits_cleanly_with_a_resumable_checkpoint(tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "pysnn", *ARGS, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while len(_epochs(out)) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "Traceback" not in stderr and "pysnn: interrupted" in stderr
+    assert f"pysnn train --resume {out}" in stdout
+    assert (out / "checkpoint.pt").is_file()

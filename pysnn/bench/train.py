@@ -57,6 +57,9 @@ def run(rules: Sequence[str] = ("hll", "hbh", "bptt"), model: str = "mlp", batch
             row["step_peak_MB"] = round(peak / 2**20, 1)
         rows.append(row)
         print(format_table([row], list(row)), flush=True)
+    bptt = next((r for r in rows if r["rule"] == "bptt"), None)
+    for row in rows if bptt else []:
+        row["fused_vs_bptt"] = round(row["fused_samples_s"] / bptt["fused_samples_s"], 2)
     return rows
 
 
