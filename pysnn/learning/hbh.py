@@ -41,9 +41,9 @@ class HBHTrainer(LocalTrainer):
         c = self.config
         with torch.no_grad():
             spikes, membrane = block.fire(block.integrate(inputs), return_membrane=True)
-            pre = inputs.flatten(2)
+            post_grad = block.surrogate_grad_(membrane)
             grad_w, grad_b, loss = self.ops.hsic_update(
-                pre, block.surrogate_grad(membrane), spikes.mean(0), modulator,
+                inputs.flatten(2), post_grad, spikes.mean(0), modulator,
                 sigma=c.sigma, sigma_scaling=c.sigma_scaling)
         block.layer.weight.grad = grad_w.to(block.layer.weight.dtype)
         if block.layer.bias is not None:
@@ -51,12 +51,14 @@ class HBHTrainer(LocalTrainer):
         return spikes
 
     def _signal_update(self, block, inputs, modulator):
-        """δ[t] = ∂L/∂x[t] under the time-local surrogate, fed to the layer's own backward."""
+        """δ[t] = ∂L/∂x[t] under the time-local surrogate, fed to the layer's own backward.
+        Buffers of the layer's full size are dropped as soon as they are used."""
         c = self.config
         x = block.integrate(inputs)
         with torch.no_grad():
             spikes, membrane = block.fire(x.detach(), return_membrane=True)
-            post_grad = block.surrogate_grad(membrane).flatten(2)
+            post_grad = block.surrogate_grad_(membrane).flatten(2)
+            del membrane
             rates = spikes.mean(0).flatten(1)
         if c.kernel == "gaussian":
             delta, _ = self.ops.hsic_post_signal(post_grad, rates, modulator, sigma=c.sigma,
@@ -65,7 +67,8 @@ class HBHTrainer(LocalTrainer):
             z = rates.clone().requires_grad_()
             kz = self.ops.kernel_matrix(z, kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
             (grad_rates,) = torch.autograd.grad((modulator * kz).sum(), z)
-            delta = post_grad * grad_rates / post_grad.shape[0]
+            delta = post_grad.mul_(grad_rates / post_grad.shape[0])
+        del post_grad
         x.backward(delta.reshape(x.shape).to(x.dtype))
         return spikes
 

@@ -58,9 +58,10 @@ class SpikingBlock(nn.Module):
         return self._lif(x, n.decay, n.threshold, surrogate=n.surrogate, alpha=n.alpha,
                          grad_mode=grad_mode or n.grad_mode, return_membrane=return_membrane)
 
-    def surrogate_grad(self, membrane: torch.Tensor) -> torch.Tensor:
-        from ..reference.lif import surrogate_grad
-        return surrogate_grad(membrane - self.neuron.threshold, self.neuron.surrogate, self.neuron.alpha)
+    def surrogate_grad_(self, membrane: torch.Tensor) -> torch.Tensor:
+        """σ'(u[t]) of this layer's neurons, computed in (and overwriting) `membrane`."""
+        from ..reference.lif import surrogate_grad_
+        return surrogate_grad_(membrane.sub_(self.neuron.threshold), self.neuron.surrogate, self.neuron.alpha)
 
     def pooled(self, spikes: torch.Tensor) -> torch.Tensor:
         return fold(self.pool, spikes) if self.pool is not None else spikes

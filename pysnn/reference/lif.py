@@ -18,15 +18,22 @@ Tensor = torch.Tensor
 
 def surrogate_grad(d: Tensor, surrogate: str, alpha: float) -> Tensor:
     """Surrogate derivative of H at d = u - threshold (see csrc/ops/lif_math.h)."""
-    if surrogate == "sigmoid":
-        sg = torch.sigmoid(alpha * d)
-        return alpha * sg * (1 - sg)
+    return surrogate_grad_(d.clone(), surrogate, alpha)
+
+
+def surrogate_grad_(d: Tensor, surrogate: str, alpha: float) -> Tensor:
+    """`surrogate_grad` computed in d's own storage (d is overwritten): no
+    temporaries of d's size, which matters for [T, B, C, H, W] membranes."""
+    if surrogate == "sigmoid":  # α·sg·(1 − sg) = α·(sg − sg²)
+        sg = d.mul_(alpha).sigmoid_()
+        return sg.addcmul_(sg, sg, value=-1).mul_(alpha)
     if surrogate == "atan":
-        return (alpha / 2) / (1 + (math.pi / 2 * alpha * d) ** 2)
+        return d.mul_(math.pi / 2 * alpha).square_().add_(1).reciprocal_().mul_(alpha / 2)
     if surrogate == "exponential":
-        return alpha * torch.exp(-alpha * d.abs())
+        return d.abs_().mul_(-alpha).exp_().mul_(alpha)
     if surrogate == "rectangular":
-        return (d.abs() <= 1 / alpha).to(d.dtype) * (alpha / 2)
+        inside = d.abs_() <= 1 / alpha
+        return d.copy_(inside).mul_(alpha / 2)
     raise ValueError(f"lif: unknown surrogate '{surrogate}'")
 
 
