@@ -4,8 +4,8 @@
 // G = Z Zᵀ (one GEMM) and the squared norms n_i = G_ii:
 //   ‖z_i − z_j‖² = max(n_i + n_j − 2 G_ij, 0), exactly 0 on the diagonal.
 #include <cmath>
-#include <type_traits>
 
+#include "dispatch_utils.h"
 #include "macros.h"
 #include "math_utils.h"
 
@@ -68,31 +68,17 @@ PYSNN_HOST_DEVICE T centred_entry(T d_ij, T row_i, T row_j, T total, bool diagon
   }
 }
 
-template <KernelKind kind>
-using KernelKindTag = std::integral_constant<KernelKind, kind>;
-template <Estimator estimator>
-using EstimatorTag = std::integral_constant<Estimator, estimator>;
-
-// Calls f(KernelKindTag<kind>{}) for the runtime `kind`.
+// Calls f(std::integral_constant<KernelKind, kind>{}) for the runtime `kind`.
 template <typename F>
 void dispatch_kernel_kind(KernelKind kind, F&& f) {
-  switch (kind) {
-    case KernelKind::kGaussian: return f(KernelKindTag<KernelKind::kGaussian>{});
-    case KernelKind::kLaplacian: return f(KernelKindTag<KernelKind::kLaplacian>{});
-    case KernelKind::kCosine: return f(KernelKindTag<KernelKind::kCosine>{});
-    case KernelKind::kSigmoid: return f(KernelKindTag<KernelKind::kSigmoid>{});
-    case KernelKind::kLinear: return f(KernelKindTag<KernelKind::kLinear>{});
-  }
+  dispatch_value<KernelKind::kGaussian, KernelKind::kLaplacian, KernelKind::kCosine, KernelKind::kSigmoid,
+                 KernelKind::kLinear>(kind, f);
 }
 
-// Calls f(EstimatorTag<estimator>{}) for the runtime `estimator`.
+// Calls f(std::integral_constant<Estimator, estimator>{}) for the runtime `estimator`.
 template <typename F>
 void dispatch_estimator(Estimator estimator, F&& f) {
-  switch (estimator) {
-    case Estimator::kApprox: return f(EstimatorTag<Estimator::kApprox>{});
-    case Estimator::kBiased: return f(EstimatorTag<Estimator::kBiased>{});
-    case Estimator::kUnbiased: return f(EstimatorTag<Estimator::kUnbiased>{});
-  }
+  dispatch_value<Estimator::kApprox, Estimator::kBiased, Estimator::kUnbiased>(estimator, f);
 }
 
 }  // namespace hsic

@@ -5,8 +5,7 @@
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 
-#include <type_traits>
-
+#include "dispatch_utils.h"
 #include "ops/lif_math.h"
 
 namespace pysnn {
@@ -33,30 +32,17 @@ Options check_backward_args(const at::Tensor& grad_spikes,
                             c10::string_view surrogate, double alpha,
                             c10::string_view grad_mode);
 
-template <Surrogate kind>
-using SurrogateTag = std::integral_constant<Surrogate, kind>;
-template <GradMode mode>
-using GradModeTag = std::integral_constant<GradMode, mode>;
-
-// Calls f(SurrogateTag<kind>{}) for the runtime `kind`.
+// Calls f(std::integral_constant<Surrogate, kind>{}) for the runtime `kind`.
 template <typename F>
 void dispatch_surrogate(Surrogate kind, F&& f) {
-  switch (kind) {
-    case Surrogate::kSigmoid: return f(SurrogateTag<Surrogate::kSigmoid>{});
-    case Surrogate::kAtan: return f(SurrogateTag<Surrogate::kAtan>{});
-    case Surrogate::kExponential: return f(SurrogateTag<Surrogate::kExponential>{});
-    case Surrogate::kRectangular: return f(SurrogateTag<Surrogate::kRectangular>{});
-  }
+  dispatch_value<Surrogate::kSigmoid, Surrogate::kAtan, Surrogate::kExponential, Surrogate::kRectangular>(
+      kind, f);
 }
 
-// Calls f(GradModeTag<mode>{}) for the runtime `mode`.
+// Calls f(std::integral_constant<GradMode, mode>{}) for the runtime `mode`.
 template <typename F>
 void dispatch_grad_mode(GradMode mode, F&& f) {
-  switch (mode) {
-    case GradMode::kBptt: return f(GradModeTag<GradMode::kBptt>{});
-    case GradMode::kDetachReset: return f(GradModeTag<GradMode::kDetachReset>{});
-    case GradMode::kTimeLocal: return f(GradModeTag<GradMode::kTimeLocal>{});
-  }
+  dispatch_value<GradMode::kBptt, GradMode::kDetachReset, GradMode::kTimeLocal>(mode, f);
 }
 
 }  // namespace lif
