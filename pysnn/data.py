@@ -4,7 +4,6 @@ exists (torchvision is then used)."""
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import struct
 from dataclasses import dataclass

@@ -5,7 +5,6 @@ rule, the top operators by self CPU time.
 """
 import argparse
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from pysnn.bench.train import step_case

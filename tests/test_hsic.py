@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-import pysnn
 from pysnn import ops, reference
 from pysnn._validation import ESTIMATORS, KERNELS
 

@@ -25,10 +25,6 @@ def _inputs(m: int, d: int, device: str, seed: int = 0):
     return rates, modulator, gen
 
 
-def _impl(name: str):
-    return {"fused": ops, "eager": reference}.get(name) or torch.compile(reference, dynamic=False)
-
-
 def loss_case(impl: str, m: int, d: int, device: str = "cpu"):
     """A callable running hsic_loss forward+backward with `impl`."""
     rates, modulator, _ = _inputs(m, d, device)
