@@ -7,9 +7,9 @@ import math
 from typing import Dict, List, Optional
 
 import torch
-from torch.nn import functional as F
 
 from . import ops
+from .learning.hbh import label_kernel
 from .models import SpikingNetwork
 
 # Energy per operation, 45 nm CMOS, 32-bit float (Horowitz, ISSCC 2014):
@@ -52,7 +52,7 @@ def layer_hsic(model: SpikingNetwork, images: torch.Tensor, labels: torch.Tensor
                sigma: float = 0.2, sigma_scaling: str = "dim") -> List[Dict[str, float]]:
     """HSIC(X, Z) and HSIC(Z, Y) of every hidden layer's rates (the information plane)."""
     kx = ops.kernel_matrix(images.flatten(1), sigma=sigma, sigma_scaling=sigma_scaling)
-    ky = ops.kernel_matrix(F.one_hot(labels, classes).float() - 1.0 / classes, kind="cosine")
+    ky = label_kernel(ops, labels, classes, "cosine")
     h, out = model.encode(images), []
     for block in model.blocks:
         h = block(h)

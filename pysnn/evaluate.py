@@ -20,7 +20,7 @@ def load_run(run_dir: str, device: str = "cpu"):
     payload = checkpoint.load(Path(run_dir))
     config = TrainConfig(**payload["config"])
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed)
-    model = build_model(config, dataset)
+    model = build_model(config, dataset.image_shape, dataset.classes)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:

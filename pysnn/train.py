@@ -33,10 +33,11 @@ def run_name(config: TrainConfig) -> str:
     return f"{config.dataset}-{config.model}-{config.rule}-{detail}-seed{config.seed}"
 
 
-def build_model(config: TrainConfig, dataset: datasets.Dataset) -> SpikingNetwork:
+def build_model(config: TrainConfig, image_shape, classes: int) -> SpikingNetwork:
+    """The network `config` describes, for images of `image_shape` ([C, H, W])."""
     neuron = NeuronConfig(decay=config.decay, threshold=config.threshold, surrogate=config.surrogate,
                           alpha=config.alpha, backend=config.backend)
-    return build(config.model, dataset.image_shape, dataset.classes, hidden=config.hidden,
+    return build(config.model, image_shape, classes, hidden=config.hidden,
                  width_mult=config.width_mult, neuron=neuron, dropout=config.dropout,
                  batch_norm=config.batch_norm, timesteps=config.timesteps, encoder=config.encoder)
 
@@ -82,7 +83,7 @@ def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
     if config.batch_size > len(dataset.train):
         raise ValueError(f"--batch-size {config.batch_size} is larger than the training set "
                          f"({len(dataset.train)} images)")
-    model = build_model(config, dataset).to(device)
+    model = build_model(config, dataset.image_shape, dataset.classes).to(device)
     trainer = make_trainer(model, config, dataset.classes, dataset.image_shape)
     trainer.aux.to(device)
     out = Path(config.out or Path("runs") / run_name(config))

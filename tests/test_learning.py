@@ -41,7 +41,7 @@ def test_hbh_raises_the_hidden_layers_label_dependence():
     torch.manual_seed(0)
     config = TrainConfig(rule="hbh", hidden=[256], timesteps=6)
     dataset = data.load_dataset("digits", subset=600)
-    model = build_model(config, dataset)
+    model = build_model(config, dataset.image_shape, dataset.classes)
     trainer = make_trainer(model, config, 10, dataset.image_shape)
     images, labels = dataset.test.images, dataset.test.labels
     before = _label_dependence(model, trainer, images, labels)
@@ -62,7 +62,7 @@ def test_backends_run_the_same_algorithm():
     for backend in ("fused", "reference"):
         torch.manual_seed(0)
         config = TrainConfig(rule="hbh", hidden=[128], backend=backend, timesteps=4)
-        model = build_model(config, dataset)
+        model = build_model(config, dataset.image_shape, dataset.classes)
         trainer = make_trainer(model, config, 10, dataset.image_shape)
         trainer.step(x, y)
         weights.append(model.blocks[0].layer.weight.detach())

@@ -9,10 +9,9 @@ from typing import Sequence
 
 import torch
 
-from .. import models
 from ..config import TrainConfig
 from ..learning import make_trainer
-from ..nn.blocks import NeuronConfig
+from ..train import build_model
 from . import memory
 from .timing import compare, format_table
 
@@ -26,8 +25,7 @@ def step_case(rule: str, model: str = "mlp", backend: str = "fused", batch: int 
     config = TrainConfig(rule=rule, model=model, backend=backend, timesteps=timesteps, hidden=list(hidden),
                          width_mult=width_mult, batch_size=batch, device=device)
     shape = SHAPES[model]
-    net = models.build(model, shape, 10, hidden=hidden, width_mult=width_mult, timesteps=timesteps,
-                       neuron=NeuronConfig(threshold=config.threshold, backend=backend)).to(device)
+    net = build_model(config, shape, 10).to(device)
     trainer = make_trainer(net, config, 10, shape)
     trainer.aux.to(device)
     trainer.train()

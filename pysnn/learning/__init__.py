@@ -7,8 +7,6 @@ TRAINERS = {"hll": HLLTrainer, "hbh": HBHTrainer, "bptt": BPTTTrainer}
 
 
 def make_trainer(model, config, classes, input_shape):
-    if config.rule == "bptt":
-        return BPTTTrainer(model, config, classes)
     return TRAINERS[config.rule](model, config, classes, input_shape)
 
 

@@ -10,7 +10,7 @@ from .base import Trainer
 class BPTTTrainer(Trainer):
     grad_mode = "bptt"
 
-    def __init__(self, model, config, classes):
+    def __init__(self, model, config, classes, input_shape=None):  # input_shape: not needed here
         super().__init__(model, config, classes)
         self.optimizer = self.add_optimizer(model.parameters())
 
