@@ -15,20 +15,28 @@ def _sync(device: torch.device) -> None:
 
 
 def compare(candidates: Dict[str, Callable[[], object]], device: torch.device,
-            rounds: int = 7, warmup: int = 2) -> Dict[str, float]:
-    """Median seconds per call of each candidate, measured interleaved."""
-    for fn in candidates.values():
-        for _ in range(warmup):
+            rounds: int = 7, warmup: int = 2, min_sample_s: float = 0.01) -> Dict[str, float]:
+    """Median seconds per call of each candidate, measured interleaved. A
+    sample repeats a fast candidate until it lasts about `min_sample_s`, so
+    sub-millisecond calls are not lost in the timer's and the scheduler's noise."""
+    repeats: Dict[str, int] = {}
+    for name, fn in candidates.items():
+        for _ in range(max(warmup, 1)):
             fn()
-    _sync(device)
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        repeats[name] = max(1, int(min_sample_s / max(time.perf_counter() - start, 1e-9)))
     samples: Dict[str, list] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
             _sync(device)
             start = time.perf_counter()
-            fn()
+            for _ in range(repeats[name]):
+                fn()
             _sync(device)
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append((time.perf_counter() - start) / repeats[name])
     return {name: statistics.median(times) for name, times in samples.items()}
 
 

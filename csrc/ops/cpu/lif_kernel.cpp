@@ -11,6 +11,7 @@
 #include <tuple>
 #include <type_traits>
 
+#include "macros.h"
 #include "ops/lif.h"
 #include "tensor_utils.h"
 
@@ -20,13 +21,6 @@ namespace {
 
 constexpr int64_t kBlock = 256;
 
-// Compile each kernel for the baseline ISA and for AVX2 (no FMA, so results
-// are identical); the loader picks the best one the CPU supports.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define PYSNN_CPU_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PYSNN_CPU_CLONES
-#endif
 constexpr int64_t kGrain = 16 * kBlock;
 
 template <typename scalar_t, bool kSaveMembrane>
