@@ -62,6 +62,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--sigma", type=float, default=d.sigma)
     a("--sigma-scaling", default=d.sigma_scaling, choices=["none", "dim"])
     a("--beta", type=float, default=d.beta)
+    a("--hsic-term", default=d.hsic_term, choices=["input", "self"],
+      help="HBH: the bottleneck's first term, HSIC(X, Z) (input, the thesis) or HSIC(Z, Z) (self, "
+           "Pogodin & Latham)")
     a("--timesteps", type=int, default=d.timesteps)
     a("--decay", type=float, default=d.decay)
     a("--threshold", type=float, default=d.threshold)

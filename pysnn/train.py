@@ -39,7 +39,7 @@ def build_model(config: TrainConfig, image_shape, classes: int) -> SpikingNetwor
                           alpha=config.alpha, backend=config.backend)
     return build(config.model, image_shape, classes, hidden=config.hidden,
                  width_mult=config.width_mult, neuron=neuron, dropout=config.dropout,
-                 batch_norm=config.batch_norm, timesteps=config.timesteps, encoder=config.encoder)
+                 batch_norm=config.uses_batch_norm(), timesteps=config.timesteps, encoder=config.encoder)
 
 
 @torch.no_grad()
@@ -76,6 +76,8 @@ def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
         payload = checkpoint.load(Path(resume))
         config = TrainConfig(**{**payload["config"], "out": str(resume), "progress": config.progress})
     config.validate()
+    # Saved resolved, so a run rebuilds the same network whatever the defaults become.
+    config.batch_norm = config.uses_batch_norm()
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,

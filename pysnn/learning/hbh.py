@@ -1,11 +1,16 @@
 """SNN-HBH (SPEC.md §2, thesis ch. 4): every hidden layer follows the HSIC
-bottleneck, min HSIC(X, Z) − β·HSIC(Z, Y) on its firing rates Z, through the
-three-factor rule: one modulator per batch (from the input and label
-kernels), times the post-synaptic difference and gate, times the
-presynaptic spikes. Linear layers take the fused `hsic_update`; other layers
-(conv, batch norm) feed the post-synaptic signal δ to their own weight
-gradient. The output layer learns from its own cross-entropy."""
+bottleneck on its firing rates Z, through the three-factor rule: a modulator
+(from the kernels of the batch), times the post-synaptic difference and
+gate, times the presynaptic spikes. The first term of the bottleneck is
+HSIC(Z, Z) by default (Pogodin & Latham; each layer builds its modulator
+from its own rates) or the thesis' HSIC(X, Z) (`hsic_term="input"`; one
+modulator per batch for every layer): L = HSIC(·, Z) − β·HSIC(Z, Y).
+Linear layers take the fused `hsic_update`; other layers (conv, batch norm)
+feed the post-synaptic signal δ to their own weight gradient. The output
+layer learns from its own cross-entropy."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -31,12 +36,25 @@ class HBHTrainer(LocalTrainer):
         self.ops = get_backend(config.backend)
         self.layer_optimizers = [self.add_optimizer(block.parameters()) for block in model.blocks]
 
-    def modulator(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def modulator(self, images: torch.Tensor, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The third factor of a layer, as a function of its rates. With
+        `hsic_term = "input"` one matrix from Kx and Ky serves every layer; with
+        "self" each layer's HSIC(Z, Z) makes it 2·Kz in place of Kx (HSIC is
+        bilinear and symmetric, so ∂HSIC(Kz, Kz)/∂Kz = 2·C(Kz)), built from
+        the layer's own detached rates."""
         c = self.config
-        kx = self.ops.kernel_matrix(images.flatten(1), kind="gaussian", sigma=c.sigma,
-                                    sigma_scaling=c.sigma_scaling)
         ky = self.label_kernel(labels)
-        return self.ops.hsic_modulator(kx, ky, beta=c.beta, estimator=c.estimator)
+        if c.hsic_term == "input":
+            kx = self.ops.kernel_matrix(images.flatten(1), kind="gaussian", sigma=c.sigma,
+                                        sigma_scaling=c.sigma_scaling)
+            shared = self.ops.hsic_modulator(kx, ky, beta=c.beta, estimator=c.estimator)
+            return lambda rates: shared
+
+        def of_layer(rates: torch.Tensor) -> torch.Tensor:
+            kz = self.ops.kernel_matrix(rates.flatten(1), kind=c.kernel, sigma=c.sigma,
+                                        sigma_scaling=c.sigma_scaling)
+            return self.ops.hsic_modulator(2 * kz, ky.to(kz.dtype), beta=c.beta, estimator=c.estimator)
+        return of_layer
 
     def label_kernel(self, labels: torch.Tensor) -> torch.Tensor:
         return label_kernel(self.ops, labels, self.classes, self.config.label_kernel, self.config.sigma)
@@ -47,8 +65,9 @@ class HBHTrainer(LocalTrainer):
         with torch.no_grad():
             spikes, membrane = block.fire(block.integrate(inputs), return_membrane=True)
             post_grad = block.surrogate_grad_(membrane)
+            rates = spikes.mean(0)
             grad_w, grad_b, loss = self.ops.hsic_update(
-                inputs.flatten(2), post_grad, spikes.mean(0), modulator,
+                inputs.flatten(2), post_grad, rates, modulator(rates),
                 sigma=c.sigma, sigma_scaling=c.sigma_scaling)
         block.layer.weight.grad = grad_w.to(block.layer.weight.dtype)
         if block.layer.bias is not None:
@@ -65,6 +84,7 @@ class HBHTrainer(LocalTrainer):
             post_grad = block.surrogate_grad_(membrane).flatten(2)
             del membrane
             rates = spikes.mean(0).flatten(1)
+            modulator = modulator(rates)
         if c.kernel == "gaussian":
             delta, _ = self.ops.hsic_post_signal(post_grad, rates, modulator, sigma=c.sigma,
                                                  sigma_scaling=c.sigma_scaling)
@@ -79,7 +99,7 @@ class HBHTrainer(LocalTrainer):
 
     def step(self, images, labels):
         with torch.no_grad():
-            modulator = self.modulator(images, labels)
+            modulator = self.modulator(images, labels)  # a function of the layer's rates
         h = self.model.encode(images)
         for block, optimizer in zip(self.model.blocks, self.layer_optimizers):
             inputs = h.detach()
