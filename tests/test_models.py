@@ -55,3 +55,28 @@ def test_full_width_vgg8_step_on_cpu():
 def test_unknown_hll_loss():
     with pytest.raises(ValueError, match="--loss"):
         make_trainer(models.mlp(64), TrainConfig(loss="pred-magic"), 10, (1, 8, 8))
+
+
+@pytest.mark.parametrize("kind,batch_norm", [("mlp", False), ("mlp", True), ("vgg8", True)])
+def test_direct_coding_runs_the_first_layer_once_with_the_same_result(kind, batch_norm):
+    # A stride-0 input over T (direct coding) takes the once-per-image path;
+    # a materialised copy takes the per-step path: same spikes and gradients.
+    torch.manual_seed(0)
+    neuron = NeuronConfig(decay=0.75, threshold=0.6)
+    if kind == "mlp":
+        net = models.mlp(64, hidden=(32,), neuron=neuron, batch_norm=batch_norm, timesteps=4).double()
+        images = torch.rand(6, 1, 8, 8, dtype=torch.float64)
+    else:
+        net = models.vgg8(1, width_mult=1 / 16, input_size=16, neuron=neuron, timesteps=3).double()
+        images = torch.rand(4, 1, 16, 16, dtype=torch.float64)
+    block = net.blocks[0]
+    expanded = net.encode(images)
+    assert expanded.stride(0) == 0
+    results = []
+    for h in (expanded, expanded.contiguous()):
+        net.zero_grad()
+        spikes = block.fire(block.integrate(h))
+        (spikes * torch.linspace(-1, 1, spikes.numel(), dtype=spikes.dtype).view_as(spikes)).sum().backward()
+        results.append((spikes.detach(), block.layer.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-10, atol=1e-12)

@@ -46,11 +46,21 @@ class SpikingBlock(nn.Module):
         return isinstance(self.layer, nn.Linear)
 
     def integrate(self, h: torch.Tensor) -> torch.Tensor:
-        if self.is_linear:  # a Linear applies to the last dim of [T, B, n] directly
-            x = self.layer(h.flatten(2))
-            return fold(self.norm, x) if self.norm is not None else x
-        x = fold(self.layer, h)
+        if h.dim() > 2 and h.shape[0] > 1 and h.stride(0) == 0:
+            # The same input at every step (direct coding, a stride-0 view): the
+            # layer runs once and its output is expanded, so the forward GEMM and,
+            # through expand's backward (a sum over T), the weight-gradient GEMM
+            # are T times smaller. Batch norm still sees all T·B rows.
+            x = self._layer(h[:1])
+            x = x.expand(h.shape[0], *x.shape[1:])
+        else:
+            x = self._layer(h)
         return fold(self.norm, x) if self.norm is not None else x
+
+    def _layer(self, h: torch.Tensor) -> torch.Tensor:
+        if self.is_linear:  # a Linear applies to the last dim of [T, B, n] directly
+            return self.layer(h.flatten(2))
+        return fold(self.layer, h)
 
     def fire(self, x: torch.Tensor, grad_mode: Optional[str] = None,
              return_membrane: bool = False):
