@@ -219,6 +219,8 @@ def _samples(device):
         (p._gaussian_weighted.default, (k, mod, 0.5)),
         (p._row_moments.default, (k, l)),
         (p._centre.default, (k, k.sum(1), k.sum(), "biased")),
+        (p._spike_mm.default, (torch.randn(16, 5, dtype=F64, device=device),
+                               (torch.rand(16, 7, device=device) < 0.3).to(F64))),
     ]
 
 
@@ -324,3 +326,26 @@ def test_hsic_update_with_input_repeated_over_time(device):
     dense = ops.hsic_update(expanded.contiguous(), post_grad, rates, mod)
     for got, want in zip(fast, dense):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("k,n,c,kind", [
+    (640, 1024, 784, "spikes"),   # the benchmark's shape: 8-row groups, whole panels
+    (37, 70, 13, "spikes"),       # a 5-row last group, a part panel
+    (8, 1, 1, "spikes"),
+    (5, 9, 4, "spikes"),          # fewer rows than one group: GEMM
+    (40, 33, 20, "silent"),       # no spike at all
+    (40, 33, 20, "rates"),        # not binary: GEMM
+])
+def test_spike_mm_is_a_transposed_product(device, dtype, k, n, c, kind):
+    # The three-factor update's δᵀ·pre; on the CPU binary spikes take lookup tables.
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randn(k, n, generator=gen, dtype=dtype).to(device)
+    spikes = {"spikes": (torch.rand(k, c, generator=gen) < 0.2).to(dtype),
+              "silent": torch.zeros(k, c, dtype=dtype),
+              "rates": torch.rand(k, c, generator=gen, dtype=dtype)}[kind].to(device)
+    got = torch.ops.pysnn._spike_mm(a, spikes)
+    want = (a.double().t() @ spikes.double()).to(dtype)
+    assert got.shape == (n, c) and got.is_contiguous()
+    tol = 1e-12 if dtype == F64 else 2e-5 * math.sqrt(k)
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)

@@ -151,6 +151,12 @@ at::Tensor laplacian(const at::Tensor& s) {
   return out;
 }
 
+// aᵀ · spikes: on the CPU by lookup tables when spikes is binary (cpu/spike_mm_kernel.cpp).
+at::Tensor spike_mm(const at::Tensor& a, const at::Tensor& spikes) {
+  static const auto op = internal_op<at::Tensor(const at::Tensor&, const at::Tensor&)>("pysnn::_spike_mm");
+  return op.call(a, spikes);
+}
+
 at::Tensor kernel_from_gram(const at::Tensor& gram, c10::string_view kind, double a, double b) {
   static const auto op = internal_op<at::Tensor(const at::Tensor&, c10::string_view, double, double)>(
       "pysnn::_kernel_from_gram");
@@ -397,7 +403,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hsic_update(const at::Tensor& pre
   const int64_t steps_by_batch = pre.size(0) * pre.size(1);
   const at::Tensor delta_rows = delta.reshape({steps_by_batch, delta.size(2)});
   const at::Tensor pre_rows = to_compute(pre).reshape({steps_by_batch, pre.size(2)});
-  return {at::mm(delta_rows.t(), pre_rows), delta_rows.sum(0), loss};
+  return {spike_mm(delta_rows, pre_rows), delta_rows.sum(0), loss};
 }
 
 }  // namespace
@@ -423,6 +429,7 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   m.def("_gaussian_weighted(Tensor gram, Tensor modulator, float scale) -> (Tensor weighted, Tensor row_sums)");
   m.def("_row_moments(Tensor k, Tensor l) -> (Tensor row_k, Tensor row_l, Tensor row_kl)");
   m.def("_centre(Tensor d, Tensor row_sums, Tensor total, str estimator) -> Tensor");
+  m.def("_spike_mm(Tensor a, Tensor spikes) -> Tensor");
 }
 
 // One implementation for every device: the device-specific work is in the

@@ -7,6 +7,8 @@
 //   _gaussian_weighted(gram, modulator, scale)  A = M ∘ exp(−scale·d²) and its row sums, one pass
 //   _row_moments(k, l)                          row sums of K, L and K ∘ L, one pass
 //   _centre(d, row_sums, total, estimator)      the centred matrix C(D), one pass
+//   _spike_mm(a, spikes)                        aᵀ·spikes: cuBLAS on CUDA; on the CPU by lookup
+//                                               tables when spikes are all 0 or 1, else ATen's GEMM
 #include <ATen/core/Tensor.h>
 #include <c10/core/DeviceType.h>
 #include <c10/util/string_view.h>

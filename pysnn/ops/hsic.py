@@ -160,6 +160,11 @@ def _centre_fake(d, row_sums, total, estimator):
     return torch.empty_like(d)
 
 
+@torch.library.register_fake("pysnn::_spike_mm")
+def _spike_mm_fake(a, spikes):
+    return a.new_empty(a.shape[1], spikes.shape[1])
+
+
 # ---- autograd ----
 
 def _kernel_matrix_setup(ctx, inputs, output):

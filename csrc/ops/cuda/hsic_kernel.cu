@@ -176,11 +176,18 @@ at::Tensor centre_cuda(const at::Tensor& d_, const at::Tensor& row_sums_, const 
   return out;
 }
 
+// On tensor cores the dense GEMM wins: one cuBLAS call on the current stream.
+at::Tensor spike_mm_cuda(const at::Tensor& a, const at::Tensor& spikes) {
+  TORCH_CHECK(a.is_cuda() && spikes.device() == a.device(), "_spike_mm: a and spikes must be on one CUDA device");
+  return at::mm(a.t(), spikes);
+}
+
 }  // namespace
 }  // namespace hsic
 }  // namespace pysnn
 
 TORCH_LIBRARY_IMPL(pysnn, CUDA, m) {
+  m.impl("_spike_mm", &pysnn::hsic::spike_mm_cuda);
   m.impl("_kernel_from_gram", &pysnn::hsic::kernel_from_gram_cuda);
   m.impl("_gaussian_weighted", &pysnn::hsic::gaussian_weighted_cuda);
   m.impl("_row_moments", &pysnn::hsic::row_moments_cuda);
