@@ -1,7 +1,9 @@
 // Schemas of the kernel-matrix and HSIC ops (SPEC.md §2), and their
-// device-independent implementations: GEMMs through ATen (cuBLAS / MKL), the
-// elementwise and reduction work in the fused internal kernels of cpu/ and
-// cuda/, reached through the dispatcher. Half and bfloat16 inputs are
+// device-independent implementations: GEMMs through ATen (cuBLAS, or the CPU
+// BLAS), the elementwise and reduction work in the fused internal kernels of
+// cpu/ and cuda/, reached through the dispatcher. One product has a CPU kernel
+// of its own: the three-factor update's δᵀ·pre when pre is binary spikes
+// (_spike_mm, lookup tables instead of a GEMM). Half and bfloat16 inputs are
 // computed in float32; results are float32 for them.
 #include "ops/hsic.h"
 

@@ -135,27 +135,28 @@ at::Tensor spike_mm_cpu(const at::Tensor& a, const at::Tensor& spikes_) {
     }
     constexpr int64_t panel = kPanel<scalar_t>;
     const int64_t panels = (width + panel - 1) / panel, groups = (rows + kBits - 1) / kBits;
-    // a as zero-padded panels [panels, K, panel], each contiguous.
-    at::Tensor packed = at::zeros({panels, rows, panel}, a.options());
-    const int64_t full = width / panel, rest = width - full * panel;
-    const at::Tensor by_row = packed.permute({1, 0, 2});
-    if (full > 0) by_row.narrow(1, 0, full).copy_(a.narrow(1, 0, full * panel).reshape({rows, full, panel}));
-    if (rest > 0) by_row.select(1, full).narrow(1, 0, rest).copy_(a.narrow(1, full * panel, rest));
+    const at::Tensor lhs = a.contiguous();
     out = at::empty({width, columns}, a.options());
-    const scalar_t* packed_data = packed.const_data_ptr<scalar_t>();
+    const scalar_t* a_data = lhs.const_data_ptr<scalar_t>();
     scalar_t* out_data = out.data_ptr<scalar_t>();
     at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> table(kTables * kEntries * panel), tile(columns * panel);
+      std::vector<scalar_t> table(kTables * kEntries * panel), tile(columns * panel), panel_rows(rows * panel);
       const std::vector<uint8_t> none(columns, 0);
       for (int64_t p = begin; p < end; ++p) {
+        // This panel of a, [K, panel] and zero-padded, contiguous: its rows
+        // then do not collide in cache as a power-of-two stride would make them.
+        const int64_t n0 = p * panel, n_width = std::min(panel, width - n0);
+        std::fill(panel_rows.begin(), panel_rows.end(), scalar_t(0));
+        for (int64_t k = 0; k < rows; ++k) {
+          std::memcpy(panel_rows.data() + k * panel, a_data + k * width + n0, n_width * sizeof(scalar_t));
+        }
         std::fill(tile.begin(), tile.end(), scalar_t(0));
-        const scalar_t* panel_rows = packed_data + p * rows * panel;
         for (int64_t g = 0; g < groups; g += kTables) {
           // Past the last group a slot reads entry 0 of its table, which is all zeros.
           const uint8_t* slot_patterns[kTables];
           for (int64_t h = 0; h < kTables; ++h) {
             if (g + h < groups) {
-              subset_sums(panel_rows + (g + h) * kBits * panel, std::min<int64_t>(kBits, rows - (g + h) * kBits),
+              subset_sums(panel_rows.data() + (g + h) * kBits * panel, std::min<int64_t>(kBits, rows - (g + h) * kBits),
                           table.data() + h * kEntries * panel);
               slot_patterns[h] = patterns.data() + (g + h) * columns;
             } else {
@@ -165,7 +166,6 @@ at::Tensor spike_mm_cpu(const at::Tensor& a, const at::Tensor& spikes_) {
           gather_add(table.data(), slot_patterns, columns, tile.data());
         }
         // tile is outᵀ for this panel: write it back transposed.
-        const int64_t n0 = p * panel, n_width = std::min(panel, width - n0);
         for (int64_t j = 0; j < n_width; ++j) {
           scalar_t* row = out_data + (n0 + j) * columns;
           for (int64_t c = 0; c < columns; ++c) row[c] = tile[c * panel + j];
