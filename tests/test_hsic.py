@@ -130,6 +130,25 @@ def test_hsic_loss_closed_form_gradient(device, sigma_scaling):
         lambda z: ops.hsic_loss(z, mod, sigma=1.5, sigma_scaling=sigma_scaling), (zz,))
 
 
+@pytest.mark.parametrize("m,d", [(12, 9000), (300, 600)])
+def test_hsic_loss_gradient_on_wide_and_tall_rates(device, m, d):
+    # d > 4096 writes the gradient GEMM in column blocks; m >= 256 with d >= 512
+    # builds the Gram matrix from symmetric blocks (csrc/ops/hsic.cpp).
+    gen = torch.Generator().manual_seed(5)
+    z = (torch.rand(m, d, generator=gen, dtype=F64) < 0.3).to(device, F64)
+    kx = reference.kernel_matrix(torch.rand(m, 7, generator=gen, dtype=F64).to(device))
+    mod = ops.hsic_modulator(kx, symmetric_kernel(m, device, seed=3))
+    grads, losses = [], []
+    for impl in (ops, reference):
+        zz = z.clone().requires_grad_()
+        loss = impl.hsic_loss(zz, mod, sigma=0.5, sigma_scaling="dim")
+        loss.backward()
+        grads.append(zz.grad)
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-8, atol=1e-12)
+
+
 def test_hsic_loss_any_modulator_is_symmetrised(device):
     z = torch.rand(7, 5, dtype=F64, device=device, requires_grad=True)
     mod = torch.randn(7, 7, dtype=F64, device=device)  # not symmetric

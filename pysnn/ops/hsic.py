@@ -188,19 +188,7 @@ def _hsic_backward(ctx, grad):
     return grad_k, grad_l, None
 
 
-def _hsic_loss_setup(ctx, inputs, output):
-    z, _, ctx.sigma, ctx.sigma_scaling = inputs
-    _, weighted = output
-    ctx.mark_non_differentiable(weighted)
-    ctx.save_for_backward(z, weighted)
-
-
-def _hsic_loss_backward(ctx, grad_loss, _grad_weighted):
-    z, weighted = ctx.saved_tensors
-    grad_z = torch.ops.pysnn.hsic_loss_backward(grad_loss, z, weighted, ctx.sigma, ctx.sigma_scaling)
-    return grad_z, None, None, None
-
-
 torch.library.register_autograd("pysnn::kernel_matrix", _kernel_matrix_backward, setup_context=_kernel_matrix_setup)
 torch.library.register_autograd("pysnn::hsic", _hsic_backward, setup_context=_hsic_setup)
-torch.library.register_autograd("pysnn::hsic_loss", _hsic_loss_backward, setup_context=_hsic_loss_setup)
+# hsic_loss's autograd is registered in C++ (csrc/ops/autograd/hsic_autograd.cpp): per call
+# it costs a fraction of a Python autograd.Function, which was a third of the op at m = 64.
