@@ -1,6 +1,7 @@
 """One training run: data, model, trainer, the epoch loop, metrics on disk."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -77,7 +78,7 @@ def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
         config = TrainConfig(**{**payload["config"], "out": str(resume), "progress": config.progress})
     config.validate()
     # Saved resolved, so a run rebuilds the same network whatever the defaults become.
-    config.batch_norm = config.uses_batch_norm()
+    config = dataclasses.replace(config, batch_norm=config.uses_batch_norm())
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,
