@@ -1,4 +1,4 @@
-"""Spiking MLP and VGG8 (SPEC.md §5), time-first, readout by a linear head
+"""Spiking MLP and VGG8 (docs/learning-rules.md), time-first, readout by a linear head
 averaged over time (the membrane of a non-firing output layer)."""
 from __future__ import annotations
 

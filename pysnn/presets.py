@@ -49,7 +49,8 @@ PRESETS: Dict[str, dict] = {
         reported=89.80, note=""),
 }
 SIGMA_NOTE = ("HBH presets use sigma 0.2 with sigma_scaling 'dim' where Table 4-1 has sigma 5 unscaled: "
-              "sigma 5 makes the gaussian kernel collapse on wide layers (SPEC.md §2 pitfalls)")
+              "sigma 5 unscaled collapses the gaussian kernel on binary spikes and conv maps, though not on "
+              "an MLP's firing rates (docs/hsic.md, Pitfalls)")
 
 
 def preset(name: str) -> dict:

@@ -1,6 +1,8 @@
-"""Small runs of every CUDA kernel (LIF forward+backward for every surrogate,
-grad mode and dtype; every HSIC op and kernel kind), to run under
-`compute-sanitizer --tool memcheck`."""
+"""Small runs of every CUDA kernel and every branch of it, to run under
+`compute-sanitizer` (memcheck, racecheck, initcheck): LIF forward+backward
+for every surrogate, grad mode and dtype, with and without u0, with and
+without a gradient of the state or of the membrane; every HSIC op and kernel
+kind, with the row kernels both below and above one block's 256 rows."""
 import itertools
 
 import torch
@@ -15,20 +17,27 @@ for dtype, surrogate, grad_mode in itertools.product(
     spikes, state = pysnn.ops.lif(x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode,
                                   u0=u0, return_state=True)
     (spikes.sum() + state.sum()).backward()
+    # no u0; the membrane's gradient enters the sweep, the state's does not
+    x = torch.rand(5, 3, 37, device="cuda", dtype=dtype, requires_grad=True)
+    spikes, membrane = pysnn.ops.lif(x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode,
+                                     return_membrane=True)
+    (spikes.sum() + membrane.square().sum()).backward()
 empty = torch.rand(4, 0, 3, device="cuda", requires_grad=True)
 pysnn.ops.lif(empty, 0.5, 1.0).sum().backward()
-for kind in ("gaussian", "laplacian", "cosine", "sigmoid", "linear"):
-    z = torch.rand(37, 5, device="cuda", requires_grad=True)
-    pysnn.ops.kernel_matrix(z, kind=kind).sum().backward()
-kx = pysnn.ops.kernel_matrix(torch.rand(37, 20, device="cuda"))
-ky = pysnn.ops.kernel_matrix(torch.rand(37, 4, device="cuda"), kind="cosine")
-for estimator in ("approx", "biased", "unbiased"):
-    pysnn.ops.hsic(kx, ky, estimator=estimator)
-    mod = pysnn.ops.hsic_modulator(kx, ky, estimator=estimator)
-rates = torch.rand(37, 300, device="cuda", requires_grad=True)
-pysnn.ops.hsic_loss(rates, mod).backward()
-pysnn.ops.hsic_update(torch.rand(3, 37, 11, device="cuda", dtype=torch.bfloat16),
-                      torch.rand(3, 37, 300, device="cuda", dtype=torch.bfloat16),
-                      rates.detach().bfloat16(), mod)
+for m in (37, 300):  # one partial block of rows; more rows than one block's 256 threads
+    for kind in ("gaussian", "laplacian", "cosine", "sigmoid", "linear"):
+        z = torch.rand(m, 5, device="cuda", requires_grad=True)
+        pysnn.ops.kernel_matrix(z, kind=kind).sum().backward()
+    kx = pysnn.ops.kernel_matrix(torch.rand(m, 20, device="cuda"))
+    ky = pysnn.ops.kernel_matrix(torch.rand(m, 4, device="cuda"), kind="cosine")
+    for estimator in ("approx", "biased", "unbiased"):
+        pysnn.ops.hsic(kx, ky, estimator=estimator).item()
+        mod = pysnn.ops.hsic_modulator(kx, ky, estimator=estimator)
+    rates = torch.rand(m, 300, device="cuda", requires_grad=True)
+    pysnn.ops.hsic_loss(rates, mod).backward()
+    pysnn.ops.hsic_post_signal(torch.rand(3, m, 300, device="cuda"), rates.detach(), mod)
+    pysnn.ops.hsic_update(torch.rand(3, m, 11, device="cuda", dtype=torch.bfloat16),
+                          torch.rand(3, m, 300, device="cuda", dtype=torch.bfloat16),
+                          rates.detach().bfloat16(), mod)
 torch.cuda.synchronize()
 print("sanitizer workload done")

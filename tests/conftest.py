@@ -1,7 +1,30 @@
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
-import pysnn  # noqa: F401  (registers torch.ops.pysnn.*)
+
+def _refuse_the_uncompiled_checkout():
+    """`python -m pytest` puts the checkout first on sys.path: after a
+    non-editable install it would test ./pysnn, which has no compiled _C, and
+    compile the kernels again instead of testing the installed build."""
+    checkout = Path(__file__).resolve().parent.parent / "pysnn"
+    if Path(importlib.util.find_spec("pysnn").origin).parent != checkout or any(checkout.glob("_C*.so")):
+        return
+    try:
+        installed = Path(importlib.metadata.distribution("pysnn").locate_file("pysnn"))
+    except importlib.metadata.PackageNotFoundError:
+        return
+    if installed.resolve() != checkout and (installed / "__init__.py").is_file():
+        pytest.exit(f"the tests would import the uncompiled checkout {checkout}, not the pysnn built "
+                    f"into {installed}: run `make test` (editable build), or `pytest` instead of "
+                    "`python -m pytest`", returncode=2)
+
+
+_refuse_the_uncompiled_checkout()
+import pysnn  # noqa: E402,F401  (registers torch.ops.pysnn.*)
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]

@@ -1,5 +1,5 @@
 """Kernel matrices, HSIC and the fused three-factor update against the
-pure-PyTorch reference written from the equations (SPEC.md §2)."""
+pure-PyTorch reference written from the equations (docs/hsic.md)."""
 import math
 
 import pytest

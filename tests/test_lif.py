@@ -1,4 +1,4 @@
-"""The fused LIF op against the pure-PyTorch reference (SPEC.md §1)."""
+"""The fused LIF op against the pure-PyTorch reference (docs/neuron.md)."""
 import itertools
 import math
 

@@ -1,13 +1,24 @@
-// Schemas of the kernel-matrix and HSIC ops (SPEC.md §2), and their
+// Schemas of the kernel-matrix and HSIC ops (docs/hsic.md), and their
 // device-independent implementations: GEMMs through ATen (cuBLAS, or the CPU
 // BLAS), the elementwise and reduction work in the fused internal kernels of
 // cpu/ and cuda/, reached through the dispatcher. One product has a CPU kernel
 // of its own: the three-factor update's δᵀ·pre when pre is binary spikes
 // (_spike_mm, lookup tables instead of a GEMM). Half and bfloat16 inputs are
 // computed in float32; results are float32 for them.
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
 #include "ops/hsic.h"
 
-#include <ATen/ATen.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/add.h>
+#include <ATen/ops/dot.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -38,11 +49,61 @@ Estimator parse_estimator(c10::string_view name) {
                     std::string(name), "'");
 }
 
-void check_kernel_input(const at::Tensor& t, const char* op, const char* name, c10::DeviceType device) {
+namespace {
+
+// An [m, m] float32/float64 matrix on `device`.
+void check_square(const at::Tensor& t, const char* op, const char* name, c10::DeviceType device) {
   TORCH_CHECK(t.device().type() == device, op, ": ", name, " must be on ", device, ", got ", t.device());
   TORCH_CHECK(t.dim() == 2 && t.size(0) == t.size(1), op, ": ", name, " must be square, got ", t.sizes());
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
               " must be float32 or float64, got ", t.scalar_type());
+}
+
+void check_same_device(const at::Tensor& t, const at::Tensor& first, const char* op, const char* name) {
+  TORCH_CHECK(t.device() == first.device(), op, ": ", name, " must be on ", first.device(), " like the first input, got ",
+              t.device());
+}
+
+}  // namespace
+
+void check_kernel_from_gram(const at::Tensor& gram, c10::DeviceType device) {
+  check_square(gram, "_kernel_from_gram", "gram", device);
+}
+
+void check_gaussian_weighted(const at::Tensor& gram, const at::Tensor& modulator, c10::DeviceType device) {
+  check_square(gram, "_gaussian_weighted", "gram", device);
+  check_square(modulator, "_gaussian_weighted", "modulator", device);
+  check_same_device(modulator, gram, "_gaussian_weighted", "modulator");
+  TORCH_CHECK(modulator.sizes() == gram.sizes() && modulator.scalar_type() == gram.scalar_type(),
+              "_gaussian_weighted: modulator must match gram, got ", modulator.sizes(), " ", modulator.scalar_type(),
+              " and ", gram.sizes(), " ", gram.scalar_type());
+}
+
+void check_row_moments(const at::Tensor& k, const at::Tensor& l, c10::DeviceType device) {
+  check_square(k, "_row_moments", "k", device);
+  check_square(l, "_row_moments", "l", device);
+  check_same_device(l, k, "_row_moments", "l");
+  TORCH_CHECK(k.sizes() == l.sizes() && k.scalar_type() == l.scalar_type(), "_row_moments: k and l must match, got ",
+              k.sizes(), " ", k.scalar_type(), " and ", l.sizes(), " ", l.scalar_type());
+}
+
+void check_centre(const at::Tensor& d, const at::Tensor& row_sums, const at::Tensor& total, c10::DeviceType device) {
+  check_square(d, "_centre", "d", device);
+  check_same_device(row_sums, d, "_centre", "row_sums");
+  check_same_device(total, d, "_centre", "total");
+  TORCH_CHECK(row_sums.numel() == d.size(0) && total.numel() == 1,
+              "_centre: row_sums must be [m], total a scalar, got ", row_sums.sizes(), " and ", total.sizes());
+}
+
+void check_spike_mm(const at::Tensor& a, const at::Tensor& spikes, c10::DeviceType device) {
+  TORCH_CHECK(a.device().type() == device, "_spike_mm: a must be on ", device, ", got ", a.device());
+  check_same_device(spikes, a, "_spike_mm", "spikes");
+  TORCH_CHECK(a.dim() == 2 && spikes.dim() == 2 && a.size(0) == spikes.size(0),
+              "_spike_mm: a [K, N] and spikes [K, C] must share K, got ", a.sizes(), " and ", spikes.sizes());
+  TORCH_CHECK(a.scalar_type() == spikes.scalar_type() &&
+                  (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble),
+              "_spike_mm: a and spikes must both be float32 or both float64, got ", a.scalar_type(), " and ",
+              spikes.scalar_type());
 }
 
 namespace {

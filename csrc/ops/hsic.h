@@ -21,8 +21,15 @@ namespace hsic {
 KernelKind parse_kernel_kind(c10::string_view name);
 Estimator parse_estimator(c10::string_view name);
 
-// Checks an [m, m] float32/float64 input of an internal kernel on `device`.
-void check_kernel_input(const at::Tensor& t, const char* op, const char* name, c10::DeviceType device);
+// Argument checks of the internal kernels, one per op, called by its CPU and
+// its CUDA implementation alike, so both refuse the same input with the same
+// message (a kernel must never read a tensor from another device). `device`
+// is the type the implementation runs on; every tensor must be on one device.
+void check_kernel_from_gram(const at::Tensor& gram, c10::DeviceType device);
+void check_gaussian_weighted(const at::Tensor& gram, const at::Tensor& modulator, c10::DeviceType device);
+void check_row_moments(const at::Tensor& k, const at::Tensor& l, c10::DeviceType device);
+void check_centre(const at::Tensor& d, const at::Tensor& row_sums, const at::Tensor& total, c10::DeviceType device);
+void check_spike_mm(const at::Tensor& a, const at::Tensor& spikes, c10::DeviceType device);
 
 }  // namespace hsic
 }  // namespace pysnn

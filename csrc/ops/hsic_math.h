@@ -1,5 +1,5 @@
 #pragma once
-// Per-element math of the kernel-matrix and HSIC ops (SPEC.md §2), shared by
+// Per-element math of the kernel-matrix and HSIC ops (docs/hsic.md), shared by
 // the CPU and CUDA kernels. Kernels are computed from the Gram matrix
 // G = Z Zᵀ (one GEMM) and the squared norms n_i = G_ii:
 //   ‖z_i − z_j‖² = max(n_i + n_j − 2 G_ij, 0), exactly 0 on the diagonal.

@@ -1,5 +1,7 @@
 // Schemas of the multi-step LIF ops and the argument checks every backend
 // runs before launching a kernel.
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
 #include "ops/lif.h"
 
 #include <c10/util/Exception.h>

@@ -1,5 +1,5 @@
 #pragma once
-// Per-element math of the multi-step LIF neuron with soft reset (SPEC.md §1),
+// Per-element math of the multi-step LIF neuron with soft reset (docs/neuron.md),
 // shared by the CPU and CUDA kernels.
 //
 //   u[t] = decay * v[t-1] + x[t]          v[t-1] = u[t-1] - threshold * s[t-1]

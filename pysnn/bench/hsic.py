@@ -4,14 +4,13 @@ peak memory, measured side by side in one run."""
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from .. import ops, reference
 from . import memory
-from .timing import compare, format_table
+from .timing import JsonRows, compare, format_table
 
 STEPS, N_IN = 10, 784  # hsic_update: T = 10 steps into a layer fed by 784 inputs
 
@@ -52,7 +51,8 @@ CASES = {"hsic_loss fwd+bwd": loss_case, "hsic_update": update_case}
 
 
 def run(sizes: Sequence[int] = (64, 256, 1024), dims: Sequence[int] = (1024, 16384), device: str = "cpu",
-        rounds: int = 5, compiled: bool = True, measure_memory: bool = True) -> list[dict]:
+        rounds: int = 5, compiled: bool = True, measure_memory: bool = True,
+        on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     dev = torch.device(device)
     impls = ["fused", "eager"] + (["compiled"] if compiled else [])
     rows = []
@@ -72,6 +72,7 @@ def run(sizes: Sequence[int] = (64, 256, 1024), dims: Sequence[int] = (1024, 163
                                 memory.cpu_peak(f"{__name__}:{factory.__name__}", impl=impl, m=m, d=d))
                         row[f"{impl}_peak_MB"] = round(peak / 2**20, 1)
                 rows.append(row)
+                on_row(row)
                 print(format_table([row], list(row)), flush=True)
     return rows
 
@@ -86,13 +87,11 @@ def main(argv=None) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
-    rows = run(args.sizes, args.dims, args.device, args.rounds, not args.no_compile, not args.no_memory)
+    rows = run(args.sizes, args.dims, args.device, args.rounds, not args.no_compile, not args.no_memory,
+               on_row=JsonRows(args.json))
     columns = ["op", "m", "d", "fused_ms", "eager_ms", "compiled_ms", "eager/fused", "compiled/fused",
                "fused_peak_MB", "eager_peak_MB"]
     print("\n" + format_table(rows, [c for c in columns if any(c in r for r in rows)]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@ torch.compile(reference), forward and forward+backward, ratios side by side."""
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from .. import ops, reference
-from .timing import compare, format_table
+from .timing import JsonRows, compare, format_table
 
 DECAY, THRESHOLD = 0.75, 0.6
 
@@ -29,7 +28,8 @@ def _forward_backward(fn, x, grad):
 
 
 def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str = "cpu",
-        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True) -> list[dict]:
+        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True,
+        on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     dev = torch.device(device)
     compiled_reference = torch.compile(reference.lif, dynamic=False) if compiled else None
     rows = []
@@ -55,6 +55,7 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
                 row["fused_GBps"] = round(passes * _bytes(x) / times["fused"] / 1e9, 1)
                 row["copy_GBps"] = copy_bandwidth(x)
             rows.append(row)
+            on_row(row)
     return rows
 
 
@@ -78,13 +79,11 @@ def main(argv=None) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
-    rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile)
+    rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile,
+               on_row=JsonRows(args.json))
     columns = ["T", "mode", "fused_ms", "eager_ms", "compiled_ms", "eager/fused", "compiled/fused",
                "fused_GBps", "copy_GBps"]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 noisy machine slows them alike and the ratios stay meaningful."""
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
-from typing import Callable, Dict
+from pathlib import Path
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -45,3 +48,23 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["  ".join(c.rjust(widths[c]) for c in columns)]
     lines += ["  ".join(str(r.get(c, "")).rjust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
+
+
+class JsonRows:
+    """Benchmark rows written to a JSON file after every row (atomically), so a
+    run that is cut short, by a timeout say, keeps every row it measured."""
+
+    def __init__(self, path: Optional[str]) -> None:
+        self.path = Path(path) if path else None
+        self.rows: list[dict] = []
+
+    def __call__(self, row: dict) -> None:
+        self.rows.append(row)
+        self.write()
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.rows, indent=2))
+        os.replace(tmp, self.path)

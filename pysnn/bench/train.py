@@ -4,8 +4,7 @@ peak memory of one step, measured side by side in one run."""
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -13,7 +12,7 @@ from ..config import TrainConfig
 from ..learning import make_trainer
 from ..train import build_model
 from . import memory
-from .timing import compare, format_table
+from .timing import JsonRows, compare, format_table
 
 SHAPES = {"mlp": (1, 28, 28), "vgg8": (1, 28, 28)}
 
@@ -36,7 +35,8 @@ def step_case(rule: str, model: str = "mlp", backend: str = "fused", batch: int 
 
 def run(rules: Sequence[str] = ("hll", "hbh", "bptt"), model: str = "mlp", batch: int = 64,
         timesteps: int = 10, hidden: Sequence[int] = (1024,), width_mult: float = 1.0, device: str = "cpu",
-        rounds: int = 5, measure_memory: bool = True) -> list[dict]:
+        rounds: int = 5, measure_memory: bool = True,
+        on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     dev = torch.device(device)
     rows = []
     for rule in rules:
@@ -54,6 +54,7 @@ def run(rules: Sequence[str] = ("hll", "hbh", "bptt"), model: str = "mlp", batch
                     else memory.cpu_peak(f"{__name__}:step_case", **kwargs))
             row["step_peak_MB"] = round(peak / 2**20, 1)
         rows.append(row)
+        on_row(row)
         print(format_table([row], list(row)), flush=True)
     bptt = next((r for r in rows if r["rule"] == "bptt"), None)
     for row in rows if bptt else []:
@@ -74,12 +75,11 @@ def main(argv=None) -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
+    sink = JsonRows(args.json)
     rows = run(args.rules, args.model, args.batch, args.timesteps, args.hidden, args.width_mult, args.device,
-               args.rounds, not args.no_memory)
+               args.rounds, not args.no_memory, on_row=sink)
+    sink.write()  # with the fused_vs_bptt column added at the end
     print("\n" + format_table(rows, list(rows[0])))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

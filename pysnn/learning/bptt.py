@@ -1,4 +1,4 @@
-"""Global surrogate-gradient BPTT (SPEC.md §4): one cross-entropy, gradients
+"""Global surrogate-gradient BPTT (docs/learning-rules.md): one cross-entropy, gradients
 through every layer and every step."""
 from __future__ import annotations
 

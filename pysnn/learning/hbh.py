@@ -1,4 +1,4 @@
-"""SNN-HBH (SPEC.md §2, thesis ch. 4): every hidden layer follows the HSIC
+"""SNN-HBH (docs/hsic.md, thesis ch. 4): every hidden layer follows the HSIC
 bottleneck on its firing rates Z, through the three-factor rule: a modulator
 (from the kernels of the batch), times the post-synaptic difference and
 gate, times the presynaptic spikes. The first term of the bottleneck is
@@ -21,7 +21,7 @@ from .base import LocalTrainer
 
 def label_kernel(ops, labels: torch.Tensor, classes: int, kind: str = "cosine", sigma: float = 1.0) -> torch.Tensor:
     """The kernel on one-hot labels; for cosine the labels are centred first,
-    which makes it ~28x stronger than a gaussian with sigma 5 (SPEC.md §2)."""
+    which makes it ~28x stronger than a gaussian with sigma 5 (docs/hsic.md)."""
     onehot = F.one_hot(labels, classes).float()
     if kind == "cosine":
         onehot = onehot - 1.0 / classes

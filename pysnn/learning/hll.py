@@ -1,4 +1,4 @@
-"""SNN-HLL (SPEC.md §3): every hidden layer learns from its own hybrid local
+"""SNN-HLL (docs/learning-rules.md): every hidden layer learns from its own hybrid local
 loss with its own optimiser; its input is detached, so no gradient crosses
 layers; the output layer learns from its own cross-entropy."""
 from __future__ import annotations

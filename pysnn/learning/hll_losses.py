@@ -1,4 +1,4 @@
-"""SNN-HLL's layer-local losses (SPEC.md §3, thesis 3-3..3-16) and the
+"""SNN-HLL's layer-local losses (docs/learning-rules.md, thesis 3-3..3-16) and the
 auxiliary modules they train with each hidden layer."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Kernel matrices, HSIC and the fused three-factor HSIC update (SPEC.md §2).
+"""Kernel matrices, HSIC and the fused three-factor HSIC update (docs/hsic.md).
 
 Backed by `torch.ops.pysnn.*`. Half and bfloat16 inputs are computed in
 float32 and give float32 results. Kernel matrices are taken to be symmetric

@@ -1,4 +1,4 @@
-"""`pysnn.ops.lif`: the fused multi-step LIF neuron (SPEC.md §1).
+"""`pysnn.ops.lif`: the fused multi-step LIF neuron (docs/neuron.md).
 
 Backed by `torch.ops.pysnn.lif_forward` / `lif_backward`. The forward saves
 only the pre-reset membrane u[t] (x's dtype, the size of x) and only when a

@@ -1,5 +1,5 @@
 """Pure-PyTorch kernel matrices and HSIC, written from the equations of
-SPEC.md §2 (thesis 4-12..4-25). Test oracle, benchmark baseline and the
+docs/hsic.md (thesis 4-12..4-25). Test oracle, benchmark baseline and the
 `reference` backend; same signatures as `pysnn.ops`."""
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def hsic(k: Tensor, l: Tensor, *, estimator: str = "approx") -> Tensor:
 
 
 def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str = "approx") -> Tensor:
-    """M with Σ M∘Kz = HSIC(Kx, Kz) − β HSIC(Kz, Ky), from SPEC's formulas
+    """M with Σ M∘Kz = HSIC(Kx, Kz) − β HSIC(Kz, Ky), from the formulas of docs/hsic.md
     (approx, biased) or as the symmetric gradient of that linear map (unbiased)."""
     v.check_modulator_args(kx, ky, beta, estimator)
     kx, ky = kx.to(v.compute_dtype(kx.dtype)), ky.to(v.compute_dtype(ky.dtype))

@@ -1,4 +1,4 @@
-"""Pure-PyTorch multi-step LIF, written step by step from SPEC.md §1.
+"""Pure-PyTorch multi-step LIF, written step by step from docs/neuron.md.
 
 The ground truth for the fused op's tests and the baseline of its
 benchmarks; also the `reference` backend of the trainers. Same signature and

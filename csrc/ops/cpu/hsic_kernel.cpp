@@ -1,6 +1,10 @@
 // CPU kernels of the HSIC ops' elementwise and reduction work: each is one
 // pass over an [m, m] matrix, parallel over rows (see csrc/ops/hsic.h).
-#include <ATen/ATen.h>
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -16,12 +20,8 @@ namespace {
 
 constexpr int64_t kRowGrain = 8;
 
-void check_matrix(const at::Tensor& t, const char* op, const char* name) {
-  check_kernel_input(t, op, name, c10::DeviceType::CPU);
-}
-
 at::Tensor kernel_from_gram_cpu(const at::Tensor& gram_, c10::string_view kind_name, double a_, double b_) {
-  check_matrix(gram_, "_kernel_from_gram", "gram");
+  check_kernel_from_gram(gram_, c10::DeviceType::CPU);
   const at::Tensor gram = gram_.contiguous();
   const int64_t m = gram.size(0);
   at::Tensor out = at::empty_like(gram);
@@ -69,10 +69,7 @@ PYSNN_CPU_CLONES scalar_t row_sum(const scalar_t* row, int64_t m) {
 
 std::tuple<at::Tensor, at::Tensor> gaussian_weighted_cpu(const at::Tensor& gram_, const at::Tensor& modulator_,
                                                          double scale_) {
-  check_matrix(gram_, "_gaussian_weighted", "gram");
-  check_matrix(modulator_, "_gaussian_weighted", "modulator");
-  TORCH_CHECK(modulator_.sizes() == gram_.sizes() && modulator_.scalar_type() == gram_.scalar_type(),
-              "_gaussian_weighted: modulator must match gram");
+  check_gaussian_weighted(gram_, modulator_, c10::DeviceType::CPU);
   const at::Tensor gram = gram_.contiguous(), modulator = modulator_.contiguous();
   const at::Tensor norms = gram.diagonal().contiguous();
   const int64_t m = gram.size(0);
@@ -98,9 +95,7 @@ std::tuple<at::Tensor, at::Tensor> gaussian_weighted_cpu(const at::Tensor& gram_
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments_cpu(const at::Tensor& k_, const at::Tensor& l_) {
-  check_matrix(k_, "_row_moments", "k");
-  check_matrix(l_, "_row_moments", "l");
-  TORCH_CHECK(k_.sizes() == l_.sizes() && k_.scalar_type() == l_.scalar_type(), "_row_moments: k and l must match");
+  check_row_moments(k_, l_, c10::DeviceType::CPU);
   const at::Tensor k = k_.contiguous(), l = l_.contiguous();
   const int64_t m = k.size(0);
   at::Tensor row_k = at::empty({m}, k.options()), row_l = at::empty({m}, k.options()),
@@ -129,10 +124,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments_cpu(const at::Tensor&
 
 at::Tensor centre_cpu(const at::Tensor& d_, const at::Tensor& row_sums_, const at::Tensor& total_,
                       c10::string_view estimator_name) {
-  check_matrix(d_, "_centre", "d");
+  check_centre(d_, row_sums_, total_, c10::DeviceType::CPU);
   const at::Tensor d = d_.contiguous();
   const int64_t m = d.size(0);
-  TORCH_CHECK(row_sums_.numel() == m && total_.numel() == 1, "_centre: row_sums must be [m], total a scalar");
   const at::Tensor row_sums = row_sums_.to(d.scalar_type()).contiguous();
   at::Tensor out = at::empty_like(d);
   AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "_centre_cpu", [&] {

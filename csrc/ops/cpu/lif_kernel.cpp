@@ -1,7 +1,10 @@
 // CPU kernels of the multi-step LIF ops: parallel over neurons, the time loop
 // inside. Neurons are walked in blocks whose state stays in L1 while t
 // advances, so each time step is a contiguous, vectorisable inner loop.
-#include <ATen/ATen.h>
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>

@@ -8,7 +8,11 @@
 // multiply-adds: 6x fewer operations at C = 784, though each is a load from
 // a table in L2; measured 1.4-2x faster than OpenBLAS's GEMM here (BENCHMARKS.md).
 // Non-binary input, and fewer than eight rows, go to ATen's GEMM.
-#include <ATen/ATen.h>
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -116,13 +120,7 @@ PYSNN_CPU_CLONES void gather_add(const scalar_t* tables, const uint8_t* const* p
 }
 
 at::Tensor spike_mm_cpu(const at::Tensor& a, const at::Tensor& spikes_) {
-  TORCH_CHECK(a.device().is_cpu() && spikes_.device().is_cpu(), "_spike_mm: a and spikes must be on the CPU");
-  TORCH_CHECK(a.dim() == 2 && spikes_.dim() == 2 && a.size(0) == spikes_.size(0),
-              "_spike_mm: a [K, N] and spikes [K, C] must share K, got ", a.sizes(), " and ", spikes_.sizes());
-  TORCH_CHECK(a.scalar_type() == spikes_.scalar_type() &&
-                  (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble),
-              "_spike_mm: a and spikes must both be float32 or both float64, got ", a.scalar_type(), " and ",
-              spikes_.scalar_type());
+  check_spike_mm(a, spikes_, c10::DeviceType::CPU);
   const int64_t rows = a.size(0), width = a.size(1), columns = spikes_.size(1);
   if (rows < kBits || width == 0 || columns == 0) return at::mm(a.t(), spikes_);
   const at::Tensor spikes = spikes_.contiguous();

@@ -1,6 +1,8 @@
 // CUDA kernels of the HSIC ops' elementwise and reduction work (see
 // csrc/ops/hsic.h): one pass over an [m, m] matrix each; the row reductions
 // use one block per row.
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -24,10 +26,6 @@ namespace {
 constexpr int kThreads = 256;
 
 int64_t num_blocks(int64_t n) { return std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20); }
-
-void check_matrix(const at::Tensor& t, const char* op, const char* name) {
-  check_kernel_input(t, op, name, c10::DeviceType::CUDA);
-}
 
 template <KernelKind kind, typename T>
 __global__ void kernel_from_gram_kernel(const T* __restrict__ gram, T* __restrict__ out, int64_t m, T a, T b) {
@@ -91,7 +89,7 @@ __global__ void centre_kernel(const T* __restrict__ d, const T* __restrict__ row
 }
 
 at::Tensor kernel_from_gram_cuda(const at::Tensor& gram_, c10::string_view kind_name, double a, double b) {
-  check_matrix(gram_, "_kernel_from_gram", "gram");
+  check_kernel_from_gram(gram_, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard device_guard(gram_.device());
   const at::Tensor gram = gram_.contiguous();
   const int64_t m = gram.size(0);
@@ -111,10 +109,7 @@ at::Tensor kernel_from_gram_cuda(const at::Tensor& gram_, c10::string_view kind_
 
 std::tuple<at::Tensor, at::Tensor> gaussian_weighted_cuda(const at::Tensor& gram_, const at::Tensor& modulator_,
                                                           double scale) {
-  check_matrix(gram_, "_gaussian_weighted", "gram");
-  check_matrix(modulator_, "_gaussian_weighted", "modulator");
-  TORCH_CHECK(modulator_.sizes() == gram_.sizes() && modulator_.scalar_type() == gram_.scalar_type(),
-              "_gaussian_weighted: modulator must match gram");
+  check_gaussian_weighted(gram_, modulator_, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard device_guard(gram_.device());
   const at::Tensor gram = gram_.contiguous(), modulator = modulator_.contiguous();
   const int64_t m = gram.size(0);
@@ -132,10 +127,7 @@ std::tuple<at::Tensor, at::Tensor> gaussian_weighted_cuda(const at::Tensor& gram
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments_cuda(const at::Tensor& k_, const at::Tensor& l_) {
-  check_matrix(k_, "_row_moments", "k");
-  check_matrix(l_, "_row_moments", "l");
-  TORCH_CHECK(k_.sizes() == l_.sizes() && k_.scalar_type() == l_.scalar_type() && k_.device() == l_.device(),
-              "_row_moments: k and l must match");
+  check_row_moments(k_, l_, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard device_guard(k_.device());
   const at::Tensor k = k_.contiguous(), l = l_.contiguous();
   const int64_t m = k.size(0);
@@ -154,13 +146,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments_cuda(const at::Tensor
 
 at::Tensor centre_cuda(const at::Tensor& d_, const at::Tensor& row_sums_, const at::Tensor& total_,
                        c10::string_view estimator_name) {
-  check_matrix(d_, "_centre", "d");
+  check_centre(d_, row_sums_, total_, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard device_guard(d_.device());
   const at::Tensor d = d_.contiguous();
   const int64_t m = d.size(0);
-  TORCH_CHECK(row_sums_.numel() == m && total_.numel() == 1, "_centre: row_sums must be [m], total a scalar");
-  TORCH_CHECK(row_sums_.device() == d.device() && total_.device() == d.device(),
-              "_centre: row_sums and total must be on the device of d");
   const at::Tensor row_sums = row_sums_.to(d.scalar_type()).contiguous();
   const at::Tensor total = total_.to(d.scalar_type()).contiguous();
   at::Tensor out = at::empty_like(d);
@@ -179,7 +168,8 @@ at::Tensor centre_cuda(const at::Tensor& d_, const at::Tensor& row_sums_, const 
 
 // On tensor cores the dense GEMM wins: one cuBLAS call on the current stream.
 at::Tensor spike_mm_cuda(const at::Tensor& a, const at::Tensor& spikes) {
-  TORCH_CHECK(a.is_cuda() && spikes.device() == a.device(), "_spike_mm: a and spikes must be on one CUDA device");
+  check_spike_mm(a, spikes, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard device_guard(a.device());
   return at::mm(a.t(), spikes);
 }
 

@@ -1,6 +1,8 @@
 // CUDA kernels of the multi-step LIF ops: one thread per neuron walks all T
 // steps (forward) or sweeps them in reverse (backward), state in float32
 // registers for half/bfloat16 inputs.
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>

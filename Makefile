@@ -1,0 +1,41 @@
+# Two commands set up everything on first use and skip what is already done:
+#   make train      the main job: `pysnn train` (HLL pred-sim MLP on digits); ARGS="..." adds flags
+#   make test       the test suite;                                           ARGS="..." adds pytest flags
+# First use creates .venv with the CPU torch build and the test dependencies,
+# then compiles the kernels ahead of time in editable mode, so the tests and
+# the command line import this checkout and its compiled pysnn/_C.
+# Override the interpreter or the torch requirement:
+#   make test PYTHON=python3.12 TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+ARGS ?=
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.pysnn-deps
+BUILD_STAMP := $(VENV)/.pysnn-built
+SOURCES := $(shell find csrc -type f) setup.py pyproject.toml pysnn/_build.py
+
+.PHONY: train test build clean
+
+train: $(BUILD_STAMP)
+	$(VENV)/bin/pysnn train $(ARGS)
+
+test: $(BUILD_STAMP)
+	$(PY) -m pytest $(ARGS)
+
+build: $(BUILD_STAMP)
+
+$(DEPS_STAMP): requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# ninja (from requirements-dev.txt) compiles the sources in parallel; an
+# incremental rebuild recompiles only what changed.
+$(BUILD_STAMP): $(DEPS_STAMP) $(SOURCES)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+clean:
+	rm -rf build pysnn/_C*.so *.egg-info
