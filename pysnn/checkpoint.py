@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -17,7 +18,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt or from another setup."""
 
 
-def save(run_dir: Path, *, model, trainer, epoch: int, metrics: dict, generator: torch.Generator) -> Path:
+def save(run_dir: Path, *, model, trainer, epoch: int, metrics: dict, generator: torch.Generator,
+         extra: Optional[dict] = None) -> Path:
+    """`extra`: what a distributed run adds (its world size and layout, each
+    rank's random streams); any layout resumes from any other's checkpoint."""
     payload = {
         "format": FORMAT,
         "epoch": epoch,
@@ -26,6 +30,9 @@ def save(run_dir: Path, *, model, trainer, epoch: int, metrics: dict, generator:
         "model": model.state_dict(),
         "trainer": trainer.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "data": generator.get_state()},
+        "world_size": 1,
+        "parallel": "none",
+        **(extra or {}),
     }
     path = Path(run_dir) / FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--backend", default=d.backend, choices=["fused", "reference"])
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    a("--parallel", default=d.parallel, choices=["none", "data", "layer"],
+      help="under torchrun: data parallel (each process a slice of every batch) or layer parallel "
+           "(each process a stage of consecutive layers; hll and hbh)")
+    a("--stages-split", type=lambda v: [int(n) for n in v.split(",")], default=d.stages_split,
+      metavar="N,N,...", help="layer parallel: blocks per stage, e.g. 2,1 (default: balanced on measured time)")
+    a("--pipeline-depth", type=int, default=d.pipeline_depth, help="layer parallel: unfinished sends per link")
+    a("--dist-timeout", type=float, default=d.dist_timeout,
+      help="seconds every collective and point-to-point call may take before the run stops")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     a("--preset", help="start from a thesis preset (`pysnn presets`); other flags override it")
 
@@ -146,6 +154,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as error:
         print(f"pysnn: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from .distributed import DistributedError
+
+        if not isinstance(error, DistributedError):
+            raise
+        print(f"pysnn: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

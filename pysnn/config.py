@@ -7,6 +7,7 @@ from typing import List, Optional
 
 RULES = ("hll", "hbh", "bptt")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+PARALLEL = ("none", "data", "layer")
 
 
 @dataclass
@@ -55,6 +56,11 @@ class TrainConfig:
     backend: str = "fused"
     out: Optional[str] = None
     progress: bool = True
+    # scale-out (torchrun): see README "Scaling out"
+    parallel: str = "none"  # "data" or "layer"
+    stages_split: Optional[List[int]] = None  # blocks per stage; default: balanced on measured step time
+    pipeline_depth: int = 2  # at most this many unfinished sends per link
+    dist_timeout: float = 60.0  # seconds, for every collective and point-to-point call
 
     def validate(self) -> None:
         """Raises ValueError with one clear line for a bad setting."""
@@ -72,6 +78,15 @@ class TrainConfig:
             (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
             (self.model in ("mlp", "vgg8"), f"--model must be mlp or vgg8, got '{self.model}'"),
             (self.hsic_term in ("input", "self"), f"--hsic-term must be input or self, got '{self.hsic_term}'"),
+            (self.parallel in PARALLEL, f"--parallel must be one of {', '.join(PARALLEL)}, got '{self.parallel}'"),
+            (not (self.parallel == "layer" and self.rule == "bptt"),
+             "--parallel layer needs a local rule (hll or hbh): BPTT's global backward couples every layer"),
+            (self.stages_split is None or self.parallel == "layer", "--stages-split needs --parallel layer"),
+            (self.stages_split is None or all(n >= 1 for n in self.stages_split),
+             f"--stages-split counts must be >= 1, got {self.stages_split}"),
+            (self.pipeline_depth >= 1, f"--pipeline-depth must be >= 1, got {self.pipeline_depth}"),
+            (math.isfinite(self.dist_timeout) and self.dist_timeout > 0,
+             f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}"),
         ]
         for ok, message in checks:
             if not ok:

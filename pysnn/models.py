@@ -11,6 +11,11 @@ from .nn.blocks import NeuronConfig, SpikingBlock
 from .nn.encoders import ENCODERS
 
 
+def dropout_seed(seed: int, layer: int, rank: int = 0) -> int:
+    """The seed of one layer's dropout stream (and, in data-parallel runs, of one rank's)."""
+    return (seed * 1_000_003 + 7919 * (layer + 1) + 104_729 * rank) % (2**63)
+
+
 class SpikingNetwork(nn.Module):
     """Encoder → spiking blocks → linear head. `blocks` and `head` are exposed
     so local trainers can update each on its own."""
@@ -23,6 +28,11 @@ class SpikingNetwork(nn.Module):
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {sorted(ENCODERS)}, got '{encoder}'")
         self.blocks = nn.ModuleList(blocks)
+        # Each layer's dropout has a stream of its own, derived from the seed the
+        # run started with, so no layer's masks depend on another layer's draws.
+        for index, block in enumerate(self.blocks):
+            if block.dropout is not None:
+                block.dropout.reseed(dropout_seed(torch.initial_seed(), index))
         self.head = head
         self.timesteps = timesteps
         self.encoder = encoder

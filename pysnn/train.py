@@ -7,14 +7,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
 
-from . import analysis, checkpoint
+from . import analysis, checkpoint, distributed
 from . import data as datasets
 from .config import TrainConfig
+from .distributed import DistContext
 from .learning import make_trainer
 from .models import SpikingNetwork, build
 from .nn.blocks import NeuronConfig
@@ -68,19 +69,92 @@ def probe(model: SpikingNetwork, dataset: datasets.Dataset, config: TrainConfig,
                                         config.sigma_scaling)}
 
 
-def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
-    """Trains as `config` says, or continues the run in `resume`; returns the
-    metrics, also written to RUN_DIR/metrics.json after every epoch, with a
-    checkpoint beside them."""
+@dataclasses.dataclass
+class Run:
+    """Everything one training run holds, in one process of a distributed run too."""
+    config: TrainConfig
+    dataset: datasets.Dataset
+    model: SpikingNetwork
+    trainer: object
+    device: torch.device
+    out: Path
+    generator: torch.Generator
+    augment: bool
+    metrics: dict
+    first_epoch: int
+    payload: Optional[dict]  # the checkpoint resumed from
+    log: Callable[[str], None]
+    dist: Optional[DistContext] = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist is None or self.dist.is_main
+
+    def batches(self):
+        """The epoch's global batches (augmented), the same on every rank."""
+        for images, labels in datasets.batches(self.dataset.train, self.config.batch_size, shuffle=True,
+                                               generator=self.generator):
+            if self.augment:
+                images = datasets.augment_cifar(images, self.generator)
+            yield images, labels
+
+    def progress(self, iterable, epoch: int, total: int):
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=f"epoch {epoch}/{self.config.epochs}",
+                    disable=not (self.config.progress and self.is_main), leave=False, dynamic_ncols=True)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-len(self.dataset.train) // self.config.batch_size)
+
+    def finish_epoch(self, epoch: int, loss_sum: float, correct: float, seen: float, seconds: float,
+                     extra: Optional[dict] = None) -> None:
+        """Rank 0: evaluates, probes, checkpoints and writes metrics.json."""
+        test_loss, test_acc = evaluate(self.model, self.dataset.test, self.config.batch_size, self.device)
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds,
+                  **probe(self.model, self.dataset, self.config, self.device)}
+        self.metrics["epochs"].append(record)
+        self.metrics["test_acc"] = test_acc
+        checkpoint.save(self.out, model=self.model, trainer=self.trainer, epoch=epoch, metrics=self.metrics,
+                        generator=self.generator, extra=extra)
+        write_json_atomic(self.out / "metrics.json", self.metrics)
+        self.log(f"epoch {epoch:3d}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
+                 f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  {seconds:.1f}s")
+
+    def finish(self) -> dict:
+        if not self.is_main:
+            return self.metrics
+        try:
+            from .plot import plot_run
+
+            plot_run(self.out)
+        except ImportError:
+            self.log("matplotlib is not installed: no plots (pip install matplotlib)")
+        self.log(f"{run_name(self.config)}: test accuracy {self.metrics['test_acc']:.4f} after "
+                 f"{self.config.epochs} epochs ({sum(e['seconds'] for e in self.metrics['epochs']):.0f}s "
+                 f"training); metrics in {self.out / 'metrics.json'}")
+        return self.metrics
+
+
+def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run:
+    """Loads the data and builds the model and trainer of `config`, or of the
+    run in `resume` (continued from its checkpoint); joins the process group
+    of a distributed run (rank 0 alone logs and writes)."""
     payload = None
     if resume is not None:
         payload = checkpoint.load(Path(resume))
-        config = TrainConfig(**{**payload["config"], "out": str(resume), "progress": config.progress})
+        overrides = {k: getattr(config, k) for k in RUNTIME_FIELDS}
+        config = TrainConfig(**{**payload["config"], **overrides, "out": str(resume)})
     config.validate()
+    context = distributed.setup(config)
+    if context is not None and not context.is_main:
+        log = _silent
     # Saved resolved, so a run rebuilds the same network whatever the defaults become.
     config = dataclasses.replace(config, batch_norm=config.uses_batch_norm())
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
+    device = context.device if context is not None else torch.device(config.device)
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,
                                     config.seed)
     if config.batch_size > len(dataset.train):
@@ -97,58 +171,84 @@ def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
     if payload is not None:
         checkpoint.restore(payload, model=model, trainer=trainer, generator=generator)
         metrics = payload["metrics"]
+        metrics["config"] = config.to_dict()
         first_epoch = payload["epoch"] + 1
         log(f"resuming {out} after epoch {payload['epoch']}")
-    _check_writable(out)
-    write_json_atomic(out / "metrics.json", metrics)
+    if context is None or context.is_main:
+        _check_writable(out)
+        write_json_atomic(out / "metrics.json", metrics)
+    return Run(config, dataset, model, trainer, device, out, generator, augment, metrics, first_epoch,
+               payload, log, context)
 
-    from tqdm import tqdm
 
+def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
+    """Trains as `config` says, or continues the run in `resume`; returns the
+    metrics, also written to RUN_DIR/metrics.json after every epoch, with a
+    checkpoint beside them. `--parallel` runs under torchrun."""
+    run = prepare(config, log, resume)
+    execute(run)
+    return run.finish()
+
+
+def execute(run: Run) -> None:
+    """The epochs of a prepared run, in its layout (one process, data or layer parallel)."""
     try:
-        for epoch in range(first_epoch, config.epochs + 1):
-            start = time.perf_counter()
-            trainer.train()
-            loss_sum = correct = seen = 0
-            n_batches = -(-len(dataset.train) // config.batch_size)
-            bar = tqdm(datasets.batches(dataset.train, config.batch_size, shuffle=True, generator=generator),
-                       total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress,
-                       leave=False, dynamic_ncols=True)
-            for images, labels in bar:
-                if augment:
-                    images = datasets.augment_cifar(images, generator)
-                images, labels = images.to(device), labels.to(device)
-                loss, logits = trainer.step(images, labels)
-                loss_sum += loss * len(labels)
-                correct += (logits.argmax(1) == labels).sum().item()
-                seen += len(labels)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
-            trainer.end_epoch()
-            train_seconds = time.perf_counter() - start
-            test_loss, test_acc = evaluate(model, dataset.test, config.batch_size, device)
-            record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                      "test_loss": test_loss, "test_acc": test_acc, "seconds": train_seconds,
-                      **probe(model, dataset, config, device)}
-            metrics["epochs"].append(record)
-            metrics["test_acc"] = test_acc
-            checkpoint.save(out, model=model, trainer=trainer, epoch=epoch, metrics=metrics, generator=generator)
-            write_json_atomic(out / "metrics.json", metrics)
-            log(f"epoch {epoch:3d}/{config.epochs}  train loss {record['train_loss']:.4f} "
-                f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
-                f"{train_seconds:.1f}s")
+        if run.config.parallel == "layer":
+            from .distributed.pipeline import train_layer_parallel
+
+            train_layer_parallel(run)
+        else:
+            _train_epochs(run)
     except KeyboardInterrupt:
-        done = metrics["epochs"][-1]["epoch"] if metrics["epochs"] else 0
-        log(f"interrupted during epoch {done + 1}; the checkpoint after epoch {done} is in {out}. "
-            f"Continue with: pysnn train --resume {out}")
+        done = run.metrics["epochs"][-1]["epoch"] if run.metrics["epochs"] else 0
+        run.log(f"interrupted during epoch {done + 1}; the checkpoint after epoch {done} is in {run.out}. "
+                f"Continue with: pysnn train --resume {run.out}")
         raise
-    try:
-        from .plot import plot_run
 
-        plot_run(out)
-    except ImportError:
-        log("matplotlib is not installed: no plots (pip install matplotlib)")
-    log(f"{run_name(config)}: test accuracy {metrics['test_acc']:.4f} after {config.epochs} epochs "
-        f"({sum(e['seconds'] for e in metrics['epochs']):.0f}s training); metrics in {out / 'metrics.json'}")
-    return metrics
+
+def _train_epochs(run: Run) -> None:
+    """One process, or data parallel: every rank trains its slice of each batch."""
+    parallel = None
+    if run.dist is not None:
+        from .distributed.data_parallel import DataParallel
+
+        parallel = DataParallel(run.dist, run.model, run.trainer)
+        if run.payload is not None:
+            parallel.restore_dropout_states(run.payload.get("rng_ranks", {}).get(run.dist.rank, {}))
+    trainer, device = run.trainer, run.device
+    for epoch in range(run.first_epoch, run.config.epochs + 1):
+        start = time.perf_counter()
+        trainer.train()
+        loss_sum = correct = seen = 0
+        bar = run.progress(run.batches(), epoch, run.batches_per_epoch)
+        for images, labels in bar:
+            if parallel is not None:
+                images, labels = parallel.shard(images, labels)
+            images, labels = images.to(device), labels.to(device)
+            loss, logits = trainer.step(images, labels)
+            loss_sum += loss * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        trainer.end_epoch()
+        extra = None
+        if parallel is not None:
+            parallel.end_epoch()
+            loss_sum, correct, seen = run.dist.all_sum([loss_sum, correct, seen])
+            ranks = run.dist.gather(parallel.dropout_states())
+            extra = {"world_size": run.dist.world, "parallel": "data",
+                     "rng_ranks": dict(enumerate(ranks)) if ranks is not None else None}
+        if run.is_main:
+            run.finish_epoch(epoch, loss_sum, correct, seen, time.perf_counter() - start, extra)
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+# Settings of how a run executes, not what it learns: a resumed run takes them
+# from the command line (a checkpoint from any layout resumes in any other).
+RUNTIME_FIELDS = ("progress", "parallel", "stages_split", "pipeline_depth", "dist_timeout")
 
 
 def _check_writable(out: Path) -> None:

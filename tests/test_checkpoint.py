@@ -85,7 +85,9 @@ def test_ctrl_c_exits_cleanly_with_a_resumable_checkpoint(tmp_path):
     import signal
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "pysnn", *ARGS, "--out", str(out)],
+    # Enough epochs that the run cannot end before the signal arrives (an epoch
+    # here takes a fraction of a second).
+    proc = subprocess.Popen([sys.executable, "-m", "pysnn", *ARGS, "--epochs", "1000", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while len(_epochs(out)) < 1 and time.time() < deadline and proc.poll() is None:

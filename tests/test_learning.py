@@ -66,7 +66,7 @@ def test_self_term_modulator_gives_the_gradient_of_the_self_bottleneck(estimator
     trainer = make_trainer(model, config, 10, (1, 8, 8))
     labels = torch.arange(24) % 10
     rates = torch.rand(24, 32, dtype=torch.float64)
-    modulator = trainer.modulator(torch.rand(24, 1, 8, 8), labels)(rates)
+    modulator = trainer.modulator(rates, labels, trainer.batch_context(torch.rand(24, 1, 8, 8), labels))
     z = rates.clone().requires_grad_()
     ops.hsic_loss(z, modulator, sigma=config.sigma, sigma_scaling="dim").backward()
     z_ref = rates.clone().requires_grad_()

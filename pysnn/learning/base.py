@@ -2,7 +2,7 @@
 layer's own cross-entropy for the local rules, and state for checkpoints."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -24,11 +24,16 @@ class Trainer:
         self.aux = nn.ModuleList()  # trainable modules outside the model (auxiliary heads)
         self.optimizers: List[torch.optim.Optimizer] = []
         self.schedulers: list = []
+        # The block each optimiser updates (None: the head or the whole model),
+        # so a layer-parallel run can gather each optimiser from its owner.
+        self.optimizer_blocks: List[Optional[int]] = []
+        self.sync = ImmediateStep()
 
-    def add_optimizer(self, params) -> torch.optim.Optimizer:
+    def add_optimizer(self, params, block: Optional[int] = None) -> torch.optim.Optimizer:
         optimizer = make_optimizer(params, self.config)
         self.optimizers.append(optimizer)
         self.schedulers.append(make_scheduler(optimizer, self.config))
+        self.optimizer_blocks.append(block)
         return optimizer
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
@@ -58,18 +63,65 @@ class Trainer:
             scheduler.load_state_dict(s)
 
 
+class ImmediateStep:
+    """How a trainer applies an optimiser step once the gradients exist: at
+    once, in one process. Data-parallel training swaps in an all-reducing
+    version (pysnn.distributed.data_parallel.LayerAllReduce)."""
+
+    def after_backward(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.step()
+
+    def flush(self) -> None:
+        pass
+
+
 class LocalTrainer(Trainer):
-    """A trainer whose output layer learns by its own cross-entropy on the
-    detached spikes of the last hidden layer."""
+    """A trainer whose hidden layers learn one at a time from their own
+    signals, and whose output layer learns by its own cross-entropy on the
+    detached spikes of the last hidden layer.
+
+    A rule defines `update_layer` (one layer's gradients from its detached
+    input) and, if every layer needs something of the batch beyond its input,
+    `batch_context`. `step` runs them layer after layer; a layer-parallel stage
+    worker runs `layer_step` for its own layers and `train_head` on the last
+    stage: one code path for both."""
 
     def __init__(self, model: SpikingNetwork, config: TrainConfig, classes: int) -> None:
         super().__init__(model, config, classes)
         self._head_optimizer = self.add_optimizer(self.model.head.parameters())
+        self.layer_optimizers: List[torch.optim.Optimizer] = []
+
+    def batch_context(self, images: torch.Tensor, labels: torch.Tensor) -> Optional[torch.Tensor]:
+        """A tensor every layer needs for this batch, built from the input
+        (sent between layer-parallel stages), or None."""
+        return None
+
+    def update_layer(self, index: int, inputs: torch.Tensor, labels: torch.Tensor,
+                     context: Optional[torch.Tensor]) -> torch.Tensor:
+        """Sets the gradients of block `index` (and its auxiliary modules) from
+        its detached input; returns the block's output spikes, detached."""
+        raise NotImplementedError
+
+    def layer_step(self, index: int, h: torch.Tensor, labels: torch.Tensor,
+                   context: Optional[torch.Tensor]) -> torch.Tensor:
+        optimizer = self.layer_optimizers[index]
+        optimizer.zero_grad(set_to_none=True)
+        out = self.update_layer(index, h.detach(), labels, context)
+        self.sync.after_backward(optimizer)
+        return out
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
+        context = self.batch_context(images, labels)
+        h = self.model.encode(images)
+        for index in range(len(self.model.blocks)):
+            h = self.layer_step(index, h, labels, context)
+        return self.train_head(h, labels)
 
     def train_head(self, h: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
         logits = self.model.readout(h.detach())
         loss = F.cross_entropy(logits, labels)
         self._head_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self._head_optimizer.step()
+        self.sync.after_backward(self._head_optimizer)
+        self.sync.flush()
         return loss.item(), logits.detach()

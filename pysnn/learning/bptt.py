@@ -13,11 +13,13 @@ class BPTTTrainer(Trainer):
     def __init__(self, model, config, classes, input_shape=None):  # input_shape: not needed here
         super().__init__(model, config, classes)
         self.optimizer = self.add_optimizer(model.parameters())
+        self.forward_model = model  # DistributedDataParallel(model) in a data-parallel run
+        self.loss_scale = 1.0  # set per batch by data parallelism for unequal slices
 
     def step(self, images, labels):
-        logits = self.model(images)
+        logits = self.forward_model(images)
         loss = F.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.loss_scale).backward()
         self.optimizer.step()
         return loss.item(), logits.detach()

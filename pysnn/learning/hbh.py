@@ -10,7 +10,6 @@ feed the post-synaptic signal δ to their own weight gradient. The output
 layer learns from its own cross-entropy."""
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -34,32 +33,40 @@ class HBHTrainer(LocalTrainer):
     def __init__(self, model, config, classes, input_shape):
         super().__init__(model, config, classes)
         self.ops = get_backend(config.backend)
-        self.layer_optimizers = [self.add_optimizer(block.parameters()) for block in model.blocks]
+        self.layer_optimizers = [self.add_optimizer(block.parameters(), block=index)
+                                 for index, block in enumerate(model.blocks)]
+        self._label_kernel: tuple = (None, None)  # (labels, their kernel), built once per batch
 
-    def modulator(self, images: torch.Tensor, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The third factor of a layer, as a function of its rates. With
-        `hsic_term = "input"` one matrix from Kx and Ky serves every layer; with
-        "self" each layer's HSIC(Z, Z) makes it 2·Kz in place of Kx (HSIC is
-        bilinear and symmetric, so ∂HSIC(Kz, Kz)/∂Kz = 2·C(Kz)), built from
-        the layer's own detached rates."""
+    def batch_context(self, images, labels):
+        """With `hsic_term = "input"` one modulator M from Kx and Ky serves
+        every layer of the batch; with "self" each layer builds its own."""
         c = self.config
-        ky = self.label_kernel(labels)
-        if c.hsic_term == "input":
+        if c.hsic_term != "input":
+            return None
+        with torch.no_grad():
             kx = self.ops.kernel_matrix(images.flatten(1), kind="gaussian", sigma=c.sigma,
                                         sigma_scaling=c.sigma_scaling)
-            shared = self.ops.hsic_modulator(kx, ky, beta=c.beta, estimator=c.estimator)
-            return lambda rates: shared
+            return self.ops.hsic_modulator(kx, self.label_kernel(labels), beta=c.beta, estimator=c.estimator)
 
-        def of_layer(rates: torch.Tensor) -> torch.Tensor:
-            kz = self.ops.kernel_matrix(rates.flatten(1), kind=c.kernel, sigma=c.sigma,
-                                        sigma_scaling=c.sigma_scaling)
-            return self.ops.hsic_modulator(2 * kz, ky.to(kz.dtype), beta=c.beta, estimator=c.estimator)
-        return of_layer
+    def modulator(self, rates: torch.Tensor, labels: torch.Tensor, shared) -> torch.Tensor:
+        """The third factor of a layer with these (detached) rates: the batch's
+        shared M, or for HSIC(Z, Z) one with 2·Kz in place of Kx (HSIC is
+        bilinear and symmetric, so ∂HSIC(Kz, Kz)/∂Kz = 2·C(Kz))."""
+        if shared is not None:
+            return shared
+        c = self.config
+        kz = self.ops.kernel_matrix(rates.flatten(1), kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
+        ky = self.label_kernel(labels)
+        return self.ops.hsic_modulator(2 * kz, ky.to(kz.dtype), beta=c.beta, estimator=c.estimator)
 
     def label_kernel(self, labels: torch.Tensor) -> torch.Tensor:
-        return label_kernel(self.ops, labels, self.classes, self.config.label_kernel, self.config.sigma)
+        cached_labels, kernel = self._label_kernel
+        if cached_labels is not labels:
+            kernel = label_kernel(self.ops, labels, self.classes, self.config.label_kernel, self.config.sigma)
+            self._label_kernel = (labels, kernel)
+        return kernel
 
-    def _fused_linear_update(self, block, inputs, modulator):
+    def _fused_linear_update(self, block, inputs, labels, shared):
         """The fused three-factor update: no autograd graph at all."""
         c = self.config
         with torch.no_grad():
@@ -67,14 +74,14 @@ class HBHTrainer(LocalTrainer):
             post_grad = block.surrogate_grad_(membrane)
             rates = spikes.mean(0)
             grad_w, grad_b, loss = self.ops.hsic_update(
-                inputs.flatten(2), post_grad, rates, modulator(rates),
+                inputs.flatten(2), post_grad, rates, self.modulator(rates, labels, shared),
                 sigma=c.sigma, sigma_scaling=c.sigma_scaling)
         block.layer.weight.grad = grad_w.to(block.layer.weight.dtype)
         if block.layer.bias is not None:
             block.layer.bias.grad = grad_b.to(block.layer.bias.dtype)
         return spikes
 
-    def _signal_update(self, block, inputs, modulator):
+    def _signal_update(self, block, inputs, labels, shared):
         """δ[t] = ∂L/∂x[t] under the time-local surrogate, fed to the layer's own backward.
         Buffers of the layer's full size are dropped as soon as they are used."""
         c = self.config
@@ -84,7 +91,7 @@ class HBHTrainer(LocalTrainer):
             post_grad = block.surrogate_grad_(membrane).flatten(2)
             del membrane
             rates = spikes.mean(0).flatten(1)
-            modulator = modulator(rates)
+            modulator = self.modulator(rates, labels, shared)
         if c.kernel == "gaussian":
             delta, _ = self.ops.hsic_post_signal(post_grad, rates, modulator, sigma=c.sigma,
                                                  sigma_scaling=c.sigma_scaling)
@@ -97,16 +104,8 @@ class HBHTrainer(LocalTrainer):
         x.backward(delta.reshape(x.shape).to(x.dtype))
         return spikes
 
-    def step(self, images, labels):
-        with torch.no_grad():
-            modulator = self.modulator(images, labels)  # a function of the layer's rates
-        h = self.model.encode(images)
-        for block, optimizer in zip(self.model.blocks, self.layer_optimizers):
-            inputs = h.detach()
-            optimizer.zero_grad(set_to_none=True)
-            fused = block.is_linear and block.norm is None and self.config.kernel == "gaussian"
-            update = self._fused_linear_update if fused else self._signal_update
-            spikes = update(block, inputs, modulator)
-            optimizer.step()
-            h = block.emit(spikes)
-        return self.train_head(h, labels)
+    def update_layer(self, index, inputs, labels, context):
+        block = self.model.blocks[index]
+        fused = block.is_linear and block.norm is None and self.config.kernel == "gaussian"
+        update = self._fused_linear_update if fused else self._signal_update
+        return block.emit(update(block, inputs, labels, context))

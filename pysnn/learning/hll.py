@@ -12,24 +12,17 @@ class HLLTrainer(LocalTrainer):
 
     def __init__(self, model, config, classes, input_shape):
         super().__init__(model, config, classes)
-        self.layer_optimizers = []
         shape = tuple(input_shape)
-        for block in model.blocks:
+        for index, block in enumerate(model.blocks):
             out_shape = block.output_shape(shape)
             objective = LayerObjective(config.loss, out_shape, shape, classes, config.dim_in_decoder)
             self.aux.append(objective)
             self.layer_optimizers.append(
-                self.add_optimizer(list(block.parameters()) + list(objective.parameters())))
+                self.add_optimizer(list(block.parameters()) + list(objective.parameters()), block=index))
             shape = out_shape
 
-    def step(self, images, labels):
-        h = self.model.encode(images)
-        for block, objective, optimizer in zip(self.model.blocks, self.aux, self.layer_optimizers):
-            inputs = h.detach()
-            spikes = block.pooled(block.fire(block.integrate(inputs)))
-            loss = objective(spikes, inputs, labels, self.config.update)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            h = block.drop(spikes.detach())
-        return self.train_head(h, labels)
+    def update_layer(self, index, inputs, labels, context):
+        block, objective = self.model.blocks[index], self.aux[index]
+        spikes = block.pooled(block.fire(block.integrate(inputs)))
+        objective(spikes, inputs, labels, self.config.update).backward()
+        return block.drop(spikes.detach())

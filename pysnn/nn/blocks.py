@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..backends import get_backend
+from .dropout import SeededDropout
 
 
 @dataclass
@@ -34,10 +35,10 @@ class SpikingBlock(nn.Module):
     `integrate` (synaptic input x[t]), `fire` (LIF), `emit` (pool, dropout)."""
 
     def __init__(self, layer: nn.Module, neuron: NeuronConfig, *, norm: Optional[nn.Module] = None,
-                 pool: Optional[nn.Module] = None, dropout: float = 0.0) -> None:
+                 pool: Optional[nn.Module] = None, dropout: float = 0.0, dropout_seed: int = 0) -> None:
         super().__init__()
         self.layer, self.norm, self.pool = layer, norm, pool
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.dropout = SeededDropout(dropout, dropout_seed) if dropout > 0 else None
         self.neuron = neuron
         self._lif = get_backend(neuron.backend).lif
 
@@ -78,6 +79,11 @@ class SpikingBlock(nn.Module):
 
     def drop(self, h: torch.Tensor) -> torch.Tensor:
         return self.dropout(h) if self.dropout is not None else h
+
+    @property
+    def output_scale(self) -> float:
+        """The value of a kept spike in `emit`'s output (1, or 1/(1 − p) under dropout)."""
+        return self.dropout.scale if self.dropout is not None else 1.0
 
     def emit(self, spikes: torch.Tensor) -> torch.Tensor:
         return self.drop(self.pooled(spikes))

@@ -1,0 +1,96 @@
+"""Data parallel: every process trains the whole network on its slice of each
+global batch. BPTT goes through DistributedDataParallel; the local rules call
+their blocks directly (DDP's hooks would never fire, and HBH's fused update
+writes .grad by hand), so each layer's gradients are all-reduced by
+`LayerAllReduce`, overlapped with the next layer's compute."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from ..models import dropout_seed
+from .runtime import DistContext, guarded
+
+
+class LayerAllReduce:
+    """A trainer's `sync` under data parallelism. After a layer's gradients
+    exist, they are scaled by this rank's share of the batch, flattened and
+    summed over ranks asynchronously; the layer's optimiser steps when the
+    next layer's gradients are launched (or at `flush`), so the reduce runs
+    while the next layer computes. The deferral changes nothing: a layer's
+    output was computed before its update, as in one process."""
+
+    def __init__(self, context: DistContext) -> None:
+        self.context = context
+        self.share = 1.0 / context.world
+        self._pending: Optional[Tuple[torch.optim.Optimizer, List[torch.Tensor], torch.Tensor, object]] = None
+
+    def after_backward(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        flat = _flatten_dense_tensors(grads).mul_(self.share) if grads else None
+        work = guarded(dist.all_reduce, flat, async_op=True) if grads else None
+        self.flush()
+        self._pending = (optimizer, grads, flat, work)
+
+    def flush(self) -> None:
+        if self._pending is None:
+            return
+        optimizer, grads, flat, work = self._pending
+        self._pending = None
+        if work is not None:
+            guarded(work.wait, self.context.timeout)
+            for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+                grad.copy_(reduced)
+        optimizer.step()
+
+
+class DataParallel:
+    """What a data-parallel run adds to the single-process loop: sharding of
+    each global batch, the gradient all-reduce, and epoch-end averaging."""
+
+    def __init__(self, context: DistContext, model: nn.Module, trainer) -> None:
+        self.context, self.model, self.trainer = context, model, trainer
+        # Each rank's dropout draws its own masks (its own samples).
+        for index, block in enumerate(model.blocks):
+            if block.dropout is not None:
+                block.dropout.reseed(dropout_seed(torch.initial_seed(), index, context.rank))
+        if hasattr(trainer, "layer_optimizers"):
+            trainer.sync = LayerAllReduce(context)
+        else:  # BPTT: one global backward, which DDP overlaps bucket by bucket
+            ids = [context.device.index] if context.device.type == "cuda" else None
+            if context.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            trainer.forward_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def shard(self, images: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """This rank's contiguous slice of the global batch; gradients are then
+        weighted by the slice's share, so their sum over ranks is the gradient
+        of the global batch's mean loss (no sample is padded or repeated)."""
+        c = self.context
+        share = (len(labels) * (c.rank + 1) // c.world) - (len(labels) * c.rank // c.world)
+        start = len(labels) * c.rank // c.world
+        if isinstance(self.trainer.sync, LayerAllReduce):
+            self.trainer.sync.share = share / len(labels)
+        else:  # DDP averages over ranks: scale the local mean so the average is the global mean
+            self.trainer.loss_scale = share * c.world / len(labels)
+        return images[start:start + share], labels[start:start + share]
+
+    def end_epoch(self) -> None:
+        """BatchNorm running statistics averaged over ranks."""
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+                for buffer in (module.running_mean, module.running_var):
+                    guarded(dist.all_reduce, buffer)
+                    buffer.div_(self.context.world)
+
+    def dropout_states(self) -> dict:
+        return {index: block.dropout.get_extra_state() for index, block in enumerate(self.model.blocks)
+                if block.dropout is not None}
+
+    def restore_dropout_states(self, states: dict) -> None:
+        for index, state in states.items():
+            self.model.blocks[int(index)].dropout.set_extra_state(state)

@@ -1,0 +1,297 @@
+"""Layer parallel: one process per stage, each owning a contiguous group of
+blocks; a batch flows through the stages like a pipeline while every stage
+updates its own layers from their local signals, at the same time.
+
+Stage 0 owns the data, the encoder and any per-batch matrix built from the
+input; the last stage owns the output head. Between stages, point-to-point
+messages: an int64 header [kind, epoch, index, batch size, has modulator],
+then the spikes as uint8, the labels and, when the rule builds one from the
+input, the m×m modulator. At most `--pipeline-depth` sends per link are
+unfinished. Layer l+1 sees batch i from layer l's weights before layer l's
+update on batch i, exactly as in one process, so this FIFO pipeline is the
+single-process trainer, bit for bit: same spikes, same updates."""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+
+from .runtime import DistContext, guarded
+
+BATCH, EPOCH_END, STOP = 0, 1, 2
+HEADER_SIZE = 5
+
+
+class Link:
+    """One direction of a stage boundary, with back-pressure on sends."""
+
+    def __init__(self, peer: int, depth: int, context: DistContext) -> None:
+        self.peer, self.depth, self.timeout = peer, depth, context.timeout
+        self._pending: deque = deque()
+
+    def send(self, tensors: Sequence[torch.Tensor]) -> None:
+        while len(self._pending) >= self.depth:
+            self._wait_oldest()
+        tensors = [t.contiguous() for t in tensors]
+        works = [guarded(dist.isend, t, self.peer) for t in tensors]
+        self._pending.append((works, tensors))  # the tensors stay alive until sent
+
+    def recv(self, tensor: torch.Tensor) -> torch.Tensor:
+        guarded(guarded(dist.irecv, tensor, self.peer).wait, self.timeout)
+        return tensor
+
+    def drain(self) -> None:
+        while self._pending:
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        works, _ = self._pending.popleft()
+        for work in works:
+            guarded(work.wait, self.timeout)
+
+
+def header(kind: int, epoch: int = 0, index: int = 0, batch: int = 0, has_modulator: bool = False) -> torch.Tensor:
+    return torch.tensor([kind, epoch, index, batch, int(has_modulator)], dtype=torch.int64)
+
+
+def balanced_split(times: Sequence[float], stages: int) -> List[int]:
+    """Blocks per stage: the contiguous split of `times` with the smallest
+    slowest stage (exhaustive over cut points; networks have few blocks)."""
+    n = len(times)
+    if not 1 <= stages <= n:
+        raise ValueError(f"cannot split {n} blocks into {stages} stages")
+    best: Tuple[float, List[int]] = (float("inf"), [])
+
+    def search(start: int, left: int, counts: List[int], worst: float) -> None:
+        nonlocal best
+        if worst >= best[0]:
+            return
+        if left == 1:
+            last = sum(times[start:])
+            best = min(best, (max(worst, last), counts + [n - start]))
+            return
+        for end in range(start + 1, n - left + 2):
+            search(end, left - 1, counts + [end - start], max(worst, sum(times[start:end])))
+
+    search(0, stages, [], 0.0)
+    return best[1]
+
+
+def block_input_shapes(model, image_shape) -> List[Tuple[int, ...]]:
+    """The per-sample input shape of every block, and after the last, the head's."""
+    shapes = [tuple(image_shape)]
+    for block in model.blocks:
+        shapes.append(block.output_shape(shapes[-1]))
+    return shapes
+
+
+def measure_block_times(run, batches: int = 3) -> List[float]:
+    """Seconds per block of one training step (the rule's own layer_step),
+    on a throw-away copy of the network, so the run's state and random
+    streams are untouched."""
+    from ..learning import make_trainer
+    from ..train import build_model
+
+    config, device = run.config, run.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model = build_model(config, run.dataset.image_shape, run.dataset.classes).to(device)
+        trainer = make_trainer(model, config, run.dataset.classes, run.dataset.image_shape)
+        trainer.aux.to(device)
+        trainer.train()
+        images = run.dataset.train.images[:config.batch_size].to(device)
+        labels = run.dataset.train.labels[:config.batch_size].to(device)
+        totals = [0.0] * len(model.blocks)
+        for repeat in range(batches + 1):
+            context = trainer.batch_context(images, labels)
+            h = model.encode(images)
+            for index in range(len(model.blocks)):
+                _sync(device)
+                start = time.perf_counter()
+                h = trainer.layer_step(index, h, labels, context)
+                _sync(device)
+                if repeat:  # the first round warms up
+                    totals[index] += time.perf_counter() - start
+    return [t / batches for t in totals]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stage:
+    """This process's part of the pipeline: its blocks, its links."""
+
+    def __init__(self, run, split: Sequence[int]) -> None:
+        context = run.dist
+        self.run, self.rank, self.stages = run, context.rank, context.world
+        bounds = [0]
+        for count in split:
+            bounds.append(bounds[-1] + count)
+        self.bounds = bounds
+        self.blocks = range(bounds[self.rank], bounds[self.rank + 1])
+        self.is_first, self.is_last = self.rank == 0, self.rank == self.stages - 1
+        depth = run.config.pipeline_depth
+        self.prev = Link(self.rank - 1, depth, context) if not self.is_first else None
+        self.next = Link(self.rank + 1, depth, context) if not self.is_last else None
+        self.shapes = block_input_shapes(run.model, run.dataset.image_shape)
+        self.dtype = next(run.model.parameters()).dtype
+
+    def owner(self, block: Optional[int]) -> int:
+        """The stage that trains `block` (None: the head, on the last stage)."""
+        if block is None:
+            return self.stages - 1
+        return next(s for s in range(self.stages) if self.bounds[s] <= block < self.bounds[s + 1])
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor, context) -> torch.Tensor:
+        for index in self.blocks:
+            h = self.run.trainer.layer_step(index, h, labels, context)
+        return h
+
+    def send_batch(self, epoch: int, index: int, h: torch.Tensor, labels: torch.Tensor, context) -> None:
+        message = [header(BATCH, epoch, index, len(labels), context is not None),
+                   (h != 0).to(torch.uint8).cpu(), labels.cpu()]
+        if context is not None:
+            message.append(context.float().cpu())
+        self.next.send(message)
+
+    def receive_batch(self, head: torch.Tensor):
+        batch, has_modulator = int(head[3]), bool(head[4])
+        first = self.bounds[self.rank]
+        spikes = self.prev.recv(torch.empty(self.run.config.timesteps, batch, *self.shapes[first],
+                                            dtype=torch.uint8))
+        labels = self.prev.recv(torch.empty(batch, dtype=torch.int64))
+        context = self.prev.recv(torch.empty(batch, batch)) if has_modulator else None
+        device = self.run.device
+        # Kept spikes are exactly 0 or the sending block's dropout scale.
+        h = spikes.to(device=device, dtype=self.dtype) * self.run.model.blocks[first - 1].output_scale
+        return h, labels.to(device), None if context is None else context.to(device)
+
+    def pass_on(self, message: torch.Tensor) -> None:
+        if self.next is not None:
+            self.next.send([message])
+
+
+def train_layer_parallel(run) -> None:
+    context: DistContext = run.dist
+    blocks = len(run.model.blocks)
+    if context.world < 2:
+        raise ValueError("--parallel layer needs at least 2 processes (torchrun --nproc_per_node=S)")
+    if context.world > blocks:
+        raise ValueError(f"--parallel layer: {context.world} stages for a network of {blocks} blocks; "
+                         f"use at most {blocks} processes")
+    split = run.config.stages_split
+    if split is None:
+        split = context.broadcast(balanced_split(measure_block_times(run), context.world)
+                                  if context.is_main else None)
+    if len(split) != context.world or sum(split) != blocks:
+        raise ValueError(f"--stages-split {','.join(map(str, split))} must give {context.world} stages "
+                         f"covering the network's {blocks} blocks")
+    stage = Stage(run, split)
+    run.log(f"layer parallel: {context.world} stages of {', '.join(map(str, split))} blocks "
+            f"(blocks {', '.join(f'{stage.bounds[s]}-{stage.bounds[s + 1] - 1}' for s in range(context.world))}"
+            f"; the last stage trains the head)")
+    if stage.is_first:
+        _drive(stage)
+    else:
+        _follow(stage)
+
+
+def _drive(stage: Stage) -> None:
+    """Stage 0: reads the data, runs its blocks, sends each batch on."""
+    run = stage.run
+    for epoch in range(run.first_epoch, run.config.epochs + 1):
+        start = time.perf_counter()
+        run.trainer.train()
+        for index, (images, labels) in enumerate(run.progress(run.batches(), epoch, run.batches_per_epoch)):
+            images, labels = images.to(run.device), labels.to(run.device)
+            context = run.trainer.batch_context(images, labels)
+            h = stage.forward(run.model.encode(images), labels, context)
+            stage.send_batch(epoch, index, h, labels, context)
+        stage.pass_on(header(EPOCH_END, epoch))
+        _end_epoch(stage, epoch, [0.0, 0.0, 0.0], start)
+    stage.pass_on(header(STOP))
+    stage.next.drain()
+
+
+def _follow(stage: Stage) -> None:
+    """Later stages: receive, run their blocks, send on; the last trains the head."""
+    run = stage.run
+    stats, start = [0.0, 0.0, 0.0], time.perf_counter()
+    run.trainer.train()
+    while True:
+        message = stage.prev.recv(torch.empty(HEADER_SIZE, dtype=torch.int64))
+        kind = int(message[0])
+        if kind == STOP:
+            stage.pass_on(message)
+            if stage.next is not None:
+                stage.next.drain()
+            return
+        if kind == EPOCH_END:
+            stage.pass_on(message)
+            _end_epoch(stage, int(message[1]), stats, start)
+            stats, start = [0.0, 0.0, 0.0], time.perf_counter()
+            run.trainer.train()
+            continue
+        if kind != BATCH:
+            raise ValueError(f"layer parallel: stage {stage.rank} got a message of unknown kind {kind}")
+        h, labels, context = stage.receive_batch(message)
+        h = stage.forward(h, labels, context)
+        if stage.is_last:
+            loss, logits = run.trainer.train_head(h, labels)
+            stats[0] += loss * len(labels)
+            stats[1] += (logits.argmax(1) == labels).sum().item()
+            stats[2] += len(labels)
+        else:
+            stage.send_batch(int(message[1]), int(message[2]), h, labels, context)
+
+
+def _end_epoch(stage: Stage, epoch: int, stats: List[float], start: float) -> None:
+    """The pipeline is empty: every stage steps its schedules, sends its
+    layers' state to rank 0, which evaluates the whole network and writes
+    the usual checkpoint (so any layout resumes any other)."""
+    run = stage.run
+    if stage.next is not None:
+        stage.next.drain()
+    # Only this stage's optimisers stepped; the others' schedules wait for their owners.
+    for scheduler, block in zip(run.trainer.schedulers, run.trainer.optimizer_blocks):
+        if stage.owner(block) == stage.rank:
+            scheduler.step()
+    seconds = time.perf_counter() - start
+    mine = {"model": run.model.state_dict(), "trainer": run.trainer.state_dict(), "stats": stats,
+            "seconds": seconds}
+    states = run.dist.gather(mine)
+    if not run.dist.is_main:
+        return
+    run.model.load_state_dict(_merge_model(stage, [s["model"] for s in states]))
+    run.trainer.load_state_dict(_merge_trainer(stage, [s["trainer"] for s in states]))
+    loss_sum, correct, seen = states[-1]["stats"]
+    run.finish_epoch(epoch, loss_sum, correct, seen, max(s["seconds"] for s in states),
+                     extra={"world_size": run.dist.world, "parallel": "layer",
+                            "stages_split": [stage.bounds[s + 1] - stage.bounds[s] for s in range(stage.stages)]})
+
+
+def _block_of(key: str) -> Optional[int]:
+    """The block index a state key belongs to ("blocks.3.layer.weight" → 3; "3.x" in aux → 3)."""
+    parts = key.split(".")
+    if parts[0] == "blocks":
+        return int(parts[1])
+    return int(parts[0]) if parts[0].isdigit() else None
+
+
+def _merge_model(stage: Stage, states: List[dict]) -> dict:
+    merged = dict(states[0])
+    for key in merged:
+        block = _block_of(key)
+        merged[key] = states[stage.owner(block)][key]
+    return merged
+
+
+def _merge_trainer(stage: Stage, states: List[dict]) -> dict:
+    owners = [stage.owner(block) for block in stage.run.trainer.optimizer_blocks]
+    return {"aux": {key: states[stage.owner(_block_of(key))]["aux"][key] for key in states[0]["aux"]},
+            "optimizers": [states[o]["optimizers"][j] for j, o in enumerate(owners)],
+            "schedulers": [states[o]["schedulers"][j] for j, o in enumerate(owners)]}

@@ -1,0 +1,82 @@
+"""The process group of a distributed run: who this process is, its device,
+and the timeout every collective and point-to-point call observes."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, List, Optional
+
+import torch
+import torch.distributed as dist
+
+
+class DistributedError(RuntimeError):
+    """A peer died, timed out or disagreed; the message says which and what to do."""
+
+
+@dataclass
+class DistContext:
+    rank: int
+    world: int
+    device: torch.device
+    timeout: timedelta
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, obj: Any) -> Any:
+        """`obj` of rank 0 on every rank (any picklable object)."""
+        box = [obj]
+        guarded(dist.broadcast_object_list, box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> Optional[List[Any]]:
+        """Every rank's `obj` on rank 0 (None elsewhere)."""
+        out = [None] * self.world if self.is_main else None
+        guarded(dist.gather_object, obj, out, dst=0)
+        return out
+
+    def all_sum(self, values: List[float]) -> List[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        guarded(dist.all_reduce, t)
+        return t.tolist()
+
+
+def guarded(fn, *args, **kwargs):
+    """Runs a torch.distributed call; a failure (a dead peer, a timeout)
+    becomes one DistributedError line instead of a C++ traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except (RuntimeError, dist.DistBackendError) as error:
+        raise DistributedError(_one_line(error)) from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    first = text[0] if text else type(error).__name__
+    return (f"distributed peer failed or timed out ({first[:300]}); "
+            "the other processes stop too (see --dist-timeout)")
+
+
+def setup(config) -> Optional[DistContext]:
+    """Joins the process group for `--parallel data|layer` (torchrun's
+    environment, or a group the caller already initialised, as the tests do);
+    None for a single-process run."""
+    if config.parallel == "none":
+        return None
+    timeout = timedelta(seconds=config.dist_timeout)
+    if not dist.is_initialized():
+        if "WORLD_SIZE" not in os.environ:
+            raise ValueError(f"--parallel {config.parallel} runs under torchrun, e.g. "
+                             f"`torchrun --standalone --nproc_per_node=2 -m pysnn train --parallel "
+                             f"{config.parallel} ...`")
+        backend = "nccl" if config.device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, timeout=timeout)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
+        torch.cuda.set_device(device)
+    return DistContext(rank, world, device, timeout)

@@ -1,0 +1,160 @@
+"""Data- and layer-parallel training against the single-process trainer.
+
+Workers are separate processes (spawn) joined by a file rendezvous (no
+ports), one thread each, 60 s timeouts; each spawn runs several trainings."""
+import datetime
+import multiprocessing
+import os
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from pysnn.cli import main as cli_main
+from pysnn.config import TrainConfig
+from pysnn.train import train
+
+BASE = dict(dataset="digits", subset=240, hidden=[48, 40, 32], epochs=2, batch_size=30, timesteps=4,
+            progress=False, seed=3)
+
+
+def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
+    """Runs each (name, config kwargs, resume) job as one rank; saves this
+    rank's final parameters as NAME.rankR.pt; a DistributedError is written to
+    error.rankR.txt."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+    if die_after is not None and rank == 1:
+        from pysnn.learning.base import LocalTrainer
+
+        original, calls = LocalTrainer.layer_step, [0]
+
+        def dying(self, *args):
+            calls[0] += 1
+            if calls[0] > die_after:
+                os._exit(17)  # a crash: no clean shutdown, no message to the peer
+            return original(self, *args)
+        LocalTrainer.layer_step = dying
+    from pysnn.distributed import DistributedError
+
+    from pysnn.train import execute, prepare
+
+    for name, kwargs, resume in jobs:
+        try:
+            run = prepare(TrainConfig(**{**kwargs, "dist_timeout": timeout_s}), lambda message: None, resume)
+            execute(run)
+        except DistributedError as error:
+            with open(os.path.join(os.path.dirname(rdzv), f"error.rank{rank}.txt"), "w") as f:
+                f.write(str(error))
+            return
+        torch.save(run.model.state_dict(), f"{kwargs['out']}.rank{rank}.pt")
+        run.finish()
+    dist.destroy_process_group()
+
+
+def _launch(tmp_path, world, jobs, timeout_s=60, die_after=None, wait_s=120):
+    """Starts `world` ranks; returns their exit codes (None: still running at wait_s)."""
+    ctx = multiprocessing.get_context("spawn")
+    rdzv = str(tmp_path / "rdzv")
+    procs = [ctx.Process(target=_worker, args=(r, world, rdzv, jobs, timeout_s, die_after)) for r in range(world)]
+    for p in procs:
+        p.start()
+    deadline = time.time() + wait_s
+    for p in procs:
+        p.join(max(0.1, deadline - time.time()))
+    codes = [p.exitcode for p in procs]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    return codes
+
+
+def _state(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+
+def _single(tmp_path, name, **kwargs):
+    torch.set_num_threads(1)
+    out = tmp_path / name
+    train(TrainConfig(**{**BASE, **kwargs, "out": str(out)}), log=lambda message: None)
+    return _state(out)
+
+
+def _max_difference(a, b):
+    return max((a[k].double() - b[k].double()).abs().max().item()
+               for k in a if isinstance(a[k], torch.Tensor) and a[k].is_floating_point())
+
+
+def _identical(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+
+
+def test_data_parallel_equals_one_process_and_keeps_ranks_identical(tmp_path):
+    # The per-layer all-reduce weights each slice by its share: the sum over
+    # ranks is the global batch's gradient. Exact up to rounding with SGD;
+    # Adam amplifies rounding on near-zero gradients (the zero-initialised
+    # auxiliary classifier), so HLL is compared under SGD.
+    runs = {"bptt": dict(rule="bptt", batch_norm=False),
+            "hll": dict(rule="hll", loss="pred", batch_norm=False, optimizer="sgd"),
+            "hbh": dict(rule="hbh", hsic_term="input")}  # fused hsic_update, .grad written by hand
+    jobs = [(name, {**BASE, **kw, "parallel": "data", "out": str(tmp_path / f"dp-{name}")}, None)
+            for name, kw in runs.items()]
+    assert _launch(tmp_path, 2, jobs) == [0, 0]
+    for name, kw in runs.items():
+        parallel = _state(tmp_path / f"dp-{name}")
+        assert parallel["world_size"] == 2 and parallel["parallel"] == "data"
+        assert set(parallel["rng_ranks"]) == {0, 1}
+        ranks = [torch.load(tmp_path / f"dp-{name}.rank{r}.pt", weights_only=False) for r in (0, 1)]
+        assert _identical(ranks[0], ranks[1]), name  # every rank applied the same reduced gradients
+        if name != "hbh":  # HSIC kernels see the local slice by design: not the single-process objective
+            single = _single(tmp_path, f"single-{name}", **kw)
+            assert _max_difference(single["model"], parallel["model"]) < 1e-6, name
+
+
+def test_layer_parallel_is_the_single_process_trainer_bit_for_bit(tmp_path):
+    runs = {"hll": dict(rule="hll", dropout=0.2),
+            "hbh-input": dict(rule="hbh", hsic_term="input", dropout=0.2),  # modulator sent between stages
+            "hbh-self": dict(rule="hbh", batch_norm=True, dropout=0.1)}  # post-signal path, batch norm
+    jobs = [(name, {**BASE, **kw, "parallel": "layer", "out": str(tmp_path / f"lp-{name}")}, None)
+            for name, kw in runs.items()]
+    assert _launch(tmp_path, 2, jobs) == [0, 0]
+    for name, kw in runs.items():
+        single, parallel = _single(tmp_path, f"single-{name}", **kw), _state(tmp_path / f"lp-{name}")
+        assert _identical(single["model"], parallel["model"]), name
+        assert single["metrics"]["test_acc"] == parallel["metrics"]["test_acc"], name
+        assert parallel["parallel"] == "layer" and parallel["world_size"] == 2
+
+
+def test_a_dead_peer_ends_the_others_and_the_run_resumes_in_one_process(tmp_path):
+    # Stage 1 (one block of three) crashes in the second epoch, after the
+    # first epoch's checkpoint: stage 0 stops with one line within the timeout.
+    kwargs = {**BASE, "rule": "hll", "dropout": 0.2, "stages_split": [2, 1]}
+    job = ("dies", {**kwargs, "parallel": "layer", "out": str(tmp_path / "dies")}, None)
+    start = time.time()
+    codes = _launch(tmp_path, 2, [job], timeout_s=10, die_after=10, wait_s=60)
+    assert codes[1] == 17 and codes[0] == 0, codes
+    assert time.time() - start < 45
+    message = (tmp_path / "error.rank0.txt").read_text()
+    assert "distributed peer failed or timed out" in message and "\n" not in message
+    # the layer-parallel checkpoint continues in one process exactly as an uninterrupted run
+    assert _state(tmp_path / "dies")["epoch"] == 1
+    train(TrainConfig(progress=False), log=lambda m: None, resume=str(tmp_path / "dies"))
+    kwargs.pop("stages_split")
+    assert _identical(_state(tmp_path / "dies")["model"], _single(tmp_path, "uninterrupted", **kwargs)["model"])
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--parallel", "layer", "--rule", "bptt"], "needs a local rule"),
+    (["--stages-split", "2,1"], "--stages-split needs --parallel layer"),
+    (["--parallel", "data"], "runs under torchrun"),
+    (["--parallel", "layer", "--pipeline-depth", "0"], "--pipeline-depth must be >= 1"),
+    (["--parallel", "data", "--dist-timeout", "-1"], "--dist-timeout must be > 0"),
+])
+def test_bad_parallel_flags_give_one_line_and_exit_2(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert cli_main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
