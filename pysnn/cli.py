@@ -10,6 +10,7 @@ BENCHMARKS: Dict[str, str] = {
     "lif": "pysnn.bench.lif",
     "hsic": "pysnn.bench.hsic",
     "train": "pysnn.bench.train",
+    "parallel": "pysnn.bench.parallel",
 }
 
 

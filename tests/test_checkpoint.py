@@ -87,8 +87,11 @@ def test_ctrl_c_exits_cleanly_with_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "run"
     # Enough epochs that the run cannot end before the signal arrives (an epoch
     # here takes a fraction of a second).
+    # A shell running CI in the background starts its children with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler: restore it.
     proc = subprocess.Popen([sys.executable, "-m", "pysnn", *ARGS, "--epochs", "1000", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while len(_epochs(out)) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)

@@ -158,3 +158,27 @@ def test_bad_parallel_flags_give_one_line_and_exit_2(argv, expected, capsys, tmp
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_balanced_split_minimises_the_slowest_stage():
+    from pysnn.distributed.pipeline import balanced_split
+
+    assert balanced_split([1, 1, 1, 1], 2) == [2, 2]
+    assert balanced_split([5, 1, 1, 1, 1], 2) == [1, 4]
+    assert balanced_split([1, 2, 3, 4, 5], 3) == [3, 1, 1]
+    with pytest.raises(ValueError):
+        balanced_split([1, 2], 3)
+
+
+def test_sleep_check_runs_the_real_pipeline_at_the_predicted_speed():
+    # Stages that sleep 20 ms per batch: two of them should near double the
+    # throughput of one process (sleeping processes share no cores).
+    from pysnn.bench.parallel import sleep_check, stage_times, sequential_time
+
+    profile = {"context_s": 0.0, "head_s": 0.0, "block_s": [0.02, 0.02], "pack_s": [0.0, 0.0],
+               "unpack_s": [0.0, 0.0], "shapes": [(1, 8, 8), (32,), (16,)], "message_bytes": [0, 0]}
+    predicted = sequential_time(profile) / max(stage_times(profile, [1, 1]))
+    interval = sleep_check(profile, [1, 1], batches=15, depth=2, timesteps=4, batch=8, scale=1.0)
+    measured = sequential_time(profile) / interval
+    assert predicted == pytest.approx(2.0)
+    assert 0.8 * predicted < measured < 1.1 * predicted, measured

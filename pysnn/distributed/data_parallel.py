@@ -58,12 +58,12 @@ class DataParallel:
         for index, block in enumerate(model.blocks):
             if block.dropout is not None:
                 block.dropout.reseed(dropout_seed(torch.initial_seed(), index, context.rank))
+        if context.device.type == "cuda":  # batch statistics over the global batch (NCCL only)
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the BN layers in place
         if hasattr(trainer, "layer_optimizers"):
             trainer.sync = LayerAllReduce(context)
         else:  # BPTT: one global backward, which DDP overlaps bucket by bucket
             ids = [context.device.index] if context.device.type == "cuda" else None
-            if context.device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             trainer.forward_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def shard(self, images: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -39,9 +39,17 @@ class Link:
         works = [guarded(dist.isend, t, self.peer) for t in tensors]
         self._pending.append((works, tensors))  # the tensors stay alive until sent
 
-    def recv(self, tensor: torch.Tensor) -> torch.Tensor:
-        guarded(guarded(dist.irecv, tensor, self.peer).wait, self.timeout)
+    def post(self, tensor: torch.Tensor):
+        """Starts receiving into `tensor`; `wait` on the result finishes it."""
+        return tensor, guarded(dist.irecv, tensor, self.peer)
+
+    def wait(self, posted) -> torch.Tensor:
+        tensor, work = posted
+        guarded(work.wait, self.timeout)
         return tensor
+
+    def recv(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.wait(self.post(tensor))
 
     def drain(self) -> None:
         while self._pending:
@@ -88,33 +96,77 @@ def block_input_shapes(model, image_shape) -> List[Tuple[int, ...]]:
     return shapes
 
 
-def measure_block_times(run, batches: int = 3) -> List[float]:
-    """Seconds per block of one training step (the rule's own layer_step),
-    on a throw-away copy of the network, so the run's state and random
-    streams are untouched."""
+def measure_block_times(run, repeats: int = 3) -> List[float]:
+    """Seconds per block of one training step of `run`'s rule, the encoder and
+    per-batch context counted with the first block and the head with the last
+    (what each stage will do)."""
+    images = run.dataset.train.images[:run.config.batch_size]
+    labels = run.dataset.train.labels[:run.config.batch_size]
+    profile = profile_step(run.config, run.dataset.image_shape, run.dataset.classes, images, labels,
+                           run.device, repeats)
+    times = list(profile["block_s"])
+    times[0] += profile["context_s"]
+    times[-1] += profile["head_s"]
+    return times
+
+
+def profile_step(config, image_shape, classes: int, images: torch.Tensor, labels: torch.Tensor,
+                 device: torch.device, repeats: int = 3) -> dict:
+    """Seconds of each part of one training step on one device (synchronised
+    timers, after one warm-up step): the encoder and per-batch context, every
+    block's layer_step, the head; and per block boundary, the message bytes
+    and the time to pack the spikes into uint8 and to unpack them. Runs on a
+    throw-away copy of the network: the caller's random streams are untouched."""
     from ..learning import make_trainer
     from ..train import build_model
 
-    config, device = run.config, run.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        model = build_model(config, run.dataset.image_shape, run.dataset.classes).to(device)
-        trainer = make_trainer(model, config, run.dataset.classes, run.dataset.image_shape)
+        model = build_model(config, image_shape, classes).to(device)
+        trainer = make_trainer(model, config, classes, image_shape)
         trainer.aux.to(device)
         trainer.train()
-        images = run.dataset.train.images[:config.batch_size].to(device)
-        labels = run.dataset.train.labels[:config.batch_size].to(device)
-        totals = [0.0] * len(model.blocks)
-        for repeat in range(batches + 1):
-            context = trainer.batch_context(images, labels)
-            h = model.encode(images)
-            for index in range(len(model.blocks)):
-                _sync(device)
-                start = time.perf_counter()
-                h = trainer.layer_step(index, h, labels, context)
-                _sync(device)
-                if repeat:  # the first round warms up
-                    totals[index] += time.perf_counter() - start
-    return [t / batches for t in totals]
+        images, labels = images.to(device), labels.to(device)
+        n = len(model.blocks)
+        sums = {"context_s": 0.0, "head_s": 0.0, "block_s": [0.0] * n, "pack_s": [0.0] * n,
+                "unpack_s": [0.0] * n}
+        for repeat in range(repeats + 1):
+            weight = 1.0 if repeat else 0.0  # the first round warms up
+            t = _timed(device, lambda: (trainer.batch_context(images, labels), model.encode(images)))
+            sums["context_s"] += weight * t[0]
+            context, h = t[1]
+            for index in range(n):
+                seconds, h = _timed(device, lambda: trainer.layer_step(index, h, labels, context))
+                sums["block_s"][index] += weight * seconds
+                seconds, packed = _timed(device, lambda: (h != 0).to(torch.uint8).cpu())
+                sums["pack_s"][index] += weight * seconds
+                scale = model.blocks[index].output_scale
+                seconds, _ = _timed(device, lambda: packed.to(device=device, dtype=h.dtype) * scale)
+                sums["unpack_s"][index] += weight * seconds
+            seconds, _ = _timed(device, lambda: trainer.train_head(h, labels))
+            sums["head_s"] += weight * seconds
+        shapes = block_input_shapes(model, image_shape)
+        out = {k: ([x / repeats for x in v] if isinstance(v, list) else v / repeats) for k, v in sums.items()}
+        batch = len(labels)
+        modulator_bytes = 4 * batch * batch if trainer.batch_context(images, labels) is not None else 0
+        out["message_bytes"] = [HEADER_SIZE * 8 + config.timesteps * batch * _numel(shape) + 8 * batch
+                                + modulator_bytes for shape in shapes[1:-1]]
+        out["shapes"] = shapes
+        return out
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _timed(device: torch.device, fn):
+    _sync(device)
+    start = time.perf_counter()
+    result = fn()
+    _sync(device)
+    return time.perf_counter() - start, result
 
 
 def _sync(device: torch.device) -> None:
@@ -125,7 +177,7 @@ def _sync(device: torch.device) -> None:
 class Stage:
     """This process's part of the pipeline: its blocks, its links."""
 
-    def __init__(self, run, split: Sequence[int]) -> None:
+    def __init__(self, run, split: Sequence[int], shapes: Optional[List[Tuple[int, ...]]] = None) -> None:
         context = run.dist
         self.run, self.rank, self.stages = run, context.rank, context.world
         bounds = [0]
@@ -137,7 +189,7 @@ class Stage:
         depth = run.config.pipeline_depth
         self.prev = Link(self.rank - 1, depth, context) if not self.is_first else None
         self.next = Link(self.rank + 1, depth, context) if not self.is_last else None
-        self.shapes = block_input_shapes(run.model, run.dataset.image_shape)
+        self.shapes = shapes or block_input_shapes(run.model, run.dataset.image_shape)
         self.dtype = next(run.model.parameters()).dtype
 
     def owner(self, block: Optional[int]) -> int:
@@ -151,22 +203,26 @@ class Stage:
             h = self.run.trainer.layer_step(index, h, labels, context)
         return h
 
-    def send_batch(self, epoch: int, index: int, h: torch.Tensor, labels: torch.Tensor, context) -> None:
-        message = [header(BATCH, epoch, index, len(labels), context is not None),
-                   (h != 0).to(torch.uint8).cpu(), labels.cpu()]
-        if context is not None:
-            message.append(context.float().cpu())
-        self.next.send(message)
+    def payload_sizes(self, batch: int, has_modulator: bool) -> List[int]:
+        """Bytes of the spikes, the labels and the modulator in a payload this stage receives."""
+        spikes = self.run.config.timesteps * batch * _numel(self.shapes[self.bounds[self.rank]])
+        return [spikes, 8 * batch, 4 * batch * batch if has_modulator else 0]
 
-    def receive_batch(self, head: torch.Tensor):
-        batch, has_modulator = int(head[3]), bool(head[4])
-        first = self.bounds[self.rank]
-        spikes = self.prev.recv(torch.empty(self.run.config.timesteps, batch, *self.shapes[first],
-                                            dtype=torch.uint8))
-        labels = self.prev.recv(torch.empty(batch, dtype=torch.int64))
-        context = self.prev.recv(torch.empty(batch, batch)) if has_modulator else None
+    def send_batch(self, epoch: int, index: int, h: torch.Tensor, labels: torch.Tensor, context) -> None:
+        """The header, then one contiguous payload: spikes as uint8 (kept
+        spikes are exactly 0 or the block's dropout scale), labels, modulator."""
+        parts = [(h != 0).to(torch.uint8).flatten().cpu(), labels.cpu().view(torch.uint8)]
+        if context is not None:
+            parts.append(context.float().cpu().flatten().view(torch.uint8))
+        self.next.send([header(BATCH, epoch, index, len(labels), context is not None), torch.cat(parts)])
+
+    def unpack_batch(self, head: torch.Tensor, payload: torch.Tensor):
+        batch, first = int(head[3]), self.bounds[self.rank]
+        spikes_bytes, label_bytes, modulator_bytes = self.payload_sizes(batch, bool(head[4]))
+        spikes = payload[:spikes_bytes].view(self.run.config.timesteps, batch, *self.shapes[first])
+        labels = payload[spikes_bytes:spikes_bytes + label_bytes].view(torch.int64)
+        context = payload[spikes_bytes + label_bytes:].view(torch.float32).view(batch, batch) if modulator_bytes else None
         device = self.run.device
-        # Kept spikes are exactly 0 or the sending block's dropout scale.
         h = spikes.to(device=device, dtype=self.dtype) * self.run.model.blocks[first - 1].output_scale
         return h, labels.to(device), None if context is None else context.to(device)
 
@@ -194,6 +250,10 @@ def train_layer_parallel(run) -> None:
     run.log(f"layer parallel: {context.world} stages of {', '.join(map(str, split))} blocks "
             f"(blocks {', '.join(f'{stage.bounds[s]}-{stage.bounds[s + 1] - 1}' for s in range(context.world))}"
             f"; the last stage trains the head)")
+    run_stage(stage)
+
+
+def run_stage(stage: Stage) -> None:
     if stage.is_first:
         _drive(stage)
     else:
@@ -222,14 +282,21 @@ def _follow(stage: Stage) -> None:
     run = stage.run
     stats, start = [0.0, 0.0, 0.0], time.perf_counter()
     run.trainer.train()
+    # The next header is always being received while this stage computes, so
+    # a batch's messages arrive during the previous batch's work.
+    next_header = stage.prev.post(torch.empty(HEADER_SIZE, dtype=torch.int64))
     while True:
-        message = stage.prev.recv(torch.empty(HEADER_SIZE, dtype=torch.int64))
+        message = stage.prev.wait(next_header)
         kind = int(message[0])
         if kind == STOP:
             stage.pass_on(message)
             if stage.next is not None:
                 stage.next.drain()
             return
+        if kind == BATCH:
+            payload = stage.prev.post(torch.empty(sum(stage.payload_sizes(int(message[3]), bool(message[4]))),
+                                                  dtype=torch.uint8))
+        next_header = stage.prev.post(torch.empty(HEADER_SIZE, dtype=torch.int64))
         if kind == EPOCH_END:
             stage.pass_on(message)
             _end_epoch(stage, int(message[1]), stats, start)
@@ -238,7 +305,7 @@ def _follow(stage: Stage) -> None:
             continue
         if kind != BATCH:
             raise ValueError(f"layer parallel: stage {stage.rank} got a message of unknown kind {kind}")
-        h, labels, context = stage.receive_batch(message)
+        h, labels, context = stage.unpack_batch(message, stage.prev.wait(payload))
         h = stage.forward(h, labels, context)
         if stage.is_last:
             loss, logits = run.trainer.train_head(h, labels)
