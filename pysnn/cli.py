@@ -90,6 +90,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--pipeline-depth", type=int, default=d.pipeline_depth, help="layer parallel: unfinished sends per link")
     a("--dist-timeout", type=float, default=d.dist_timeout,
       help="seconds every collective and point-to-point call may take before the run stops")
+    a("--global-kernels", action="store_true",
+      help="data parallel: HSIC kernels, sim and contrast over the global batch (all-gathered), not the slice")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     a("--preset", help="start from a thesis preset (`pysnn presets`); other flags override it")
 

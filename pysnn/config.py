@@ -61,6 +61,7 @@ class TrainConfig:
     stages_split: Optional[List[int]] = None  # blocks per stage; default: balanced on measured step time
     pipeline_depth: int = 2  # at most this many unfinished sends per link
     dist_timeout: float = 60.0  # seconds, for every collective and point-to-point call
+    global_kernels: bool = False  # data parallel: batch-coupled objectives over the global batch
 
     def validate(self) -> None:
         """Raises ValueError with one clear line for a bad setting."""
@@ -84,6 +85,8 @@ class TrainConfig:
             (self.stages_split is None or self.parallel == "layer", "--stages-split needs --parallel layer"),
             (self.stages_split is None or all(n >= 1 for n in self.stages_split),
              f"--stages-split counts must be >= 1, got {self.stages_split}"),
+            (not self.global_kernels or (self.parallel == "data" and self.rule != "bptt"),
+             "--global-kernels needs --parallel data and a local rule (hll or hbh)"),
             (self.pipeline_depth >= 1, f"--pipeline-depth must be >= 1, got {self.pipeline_depth}"),
             (math.isfinite(self.dist_timeout) and self.dist_timeout > 0,
              f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}"),

@@ -212,7 +212,7 @@ def _train_epochs(run: Run) -> None:
     if run.dist is not None:
         from .distributed.data_parallel import DataParallel
 
-        parallel = DataParallel(run.dist, run.model, run.trainer)
+        parallel = DataParallel(run.dist, run.model, run.trainer, run.config.global_kernels)
         if run.payload is not None:
             parallel.restore_dropout_states(run.payload.get("rng_ranks", {}).get(run.dist.rank, {}))
     trainer, device = run.trainer, run.device
@@ -248,7 +248,7 @@ def _silent(message: str) -> None:
 
 # Settings of how a run executes, not what it learns: a resumed run takes them
 # from the command line (a checkpoint from any layout resumes in any other).
-RUNTIME_FIELDS = ("progress", "parallel", "stages_split", "pipeline_depth", "dist_timeout")
+RUNTIME_FIELDS = ("progress", "parallel", "stages_split", "pipeline_depth", "dist_timeout", "global_kernels")
 
 
 def _check_writable(out: Path) -> None:

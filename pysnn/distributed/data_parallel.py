@@ -48,11 +48,48 @@ class LayerAllReduce:
         optimizer.step()
 
 
+class GlobalBatch:
+    """--global-kernels: batch-coupled objectives see every rank's samples.
+    Features are all-gathered (autograd-aware, so each rank's samples get
+    their gradient back); each rank then computes the same global loss, so a
+    loss over pairs is weighted 1/world (the gather's backward sums over
+    ranks), a per-sample mean by the rank's share, and the gradients are
+    summed over ranks unweighted."""
+
+    is_global = True
+
+    def __init__(self, context: DistContext) -> None:
+        self.context = context
+        self.sizes = [0] * context.world
+        self.coupled_scale = 1.0 / context.world
+        self.sample_scale = 1.0 / context.world
+
+    def set_sizes(self, sizes: List[int]) -> None:
+        self.sizes = sizes
+        self.offset = sum(sizes[:self.context.rank])
+        self.sample_scale = sizes[self.context.rank] / sum(sizes)
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        longest = max(self.sizes)
+        padded = torch.cat([t, t.new_zeros(longest - len(t), *t.shape[1:])]) if len(t) < longest else t
+        if t.requires_grad:
+            from torch.distributed.nn.functional import all_gather
+
+            parts = guarded(all_gather, padded)
+        else:
+            parts = [torch.empty_like(padded) for _ in self.sizes]
+            guarded(dist.all_gather, parts, padded.contiguous())
+        return torch.cat([part[:n] for part, n in zip(parts, self.sizes)])
+
+    def local_rows(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.offset:self.offset + self.sizes[self.context.rank]]
+
+
 class DataParallel:
     """What a data-parallel run adds to the single-process loop: sharding of
     each global batch, the gradient all-reduce, and epoch-end averaging."""
 
-    def __init__(self, context: DistContext, model: nn.Module, trainer) -> None:
+    def __init__(self, context: DistContext, model: nn.Module, trainer, global_kernels: bool = False) -> None:
         self.context, self.model, self.trainer = context, model, trainer
         # Each rank's dropout draws its own masks (its own samples).
         for index, block in enumerate(model.blocks):
@@ -60,6 +97,9 @@ class DataParallel:
                 block.dropout.reseed(dropout_seed(torch.initial_seed(), index, context.rank))
         if context.device.type == "cuda":  # batch statistics over the global batch (NCCL only)
             nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the BN layers in place
+        self.global_batch = GlobalBatch(context) if global_kernels and hasattr(trainer, "batch") else None
+        if self.global_batch is not None:
+            trainer.batch = self.global_batch
         if hasattr(trainer, "layer_optimizers"):
             trainer.sync = LayerAllReduce(context)
         else:  # BPTT: one global backward, which DDP overlaps bucket by bucket
@@ -71,9 +111,12 @@ class DataParallel:
         weighted by the slice's share, so their sum over ranks is the gradient
         of the global batch's mean loss (no sample is padded or repeated)."""
         c = self.context
-        share = (len(labels) * (c.rank + 1) // c.world) - (len(labels) * c.rank // c.world)
-        start = len(labels) * c.rank // c.world
-        if isinstance(self.trainer.sync, LayerAllReduce):
+        sizes = [len(labels) * (r + 1) // c.world - len(labels) * r // c.world for r in range(c.world)]
+        share, start = sizes[c.rank], sum(sizes[:c.rank])
+        if self.global_batch is not None:  # each rank's gradient is its part of the global loss's
+            self.global_batch.set_sizes(sizes)
+            self.trainer.sync.share = 1.0
+        elif isinstance(self.trainer.sync, LayerAllReduce):
             self.trainer.sync.share = share / len(labels)
         else:  # DDP averages over ranks: scale the local mean so the average is the global mean
             self.trainer.loss_scale = share * c.world / len(labels)

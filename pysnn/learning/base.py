@@ -75,6 +75,26 @@ class ImmediateStep:
         pass
 
 
+class LocalBatch:
+    """How batch-coupled objectives (HSIC kernels, sim, contrast) see the
+    batch: this process's samples only, with every loss at full weight.
+    Data parallelism with --global-kernels swaps in the whole global batch
+    (pysnn.distributed.data_parallel.GlobalBatch)."""
+
+    sample_scale = 1.0  # the weight of a per-sample mean loss (cross-entropy, reconstruction)
+    coupled_scale = 1.0  # the weight of a loss over pairs of samples
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def local_rows(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    @property
+    def is_global(self) -> bool:
+        return False
+
+
 class LocalTrainer(Trainer):
     """A trainer whose hidden layers learn one at a time from their own
     signals, and whose output layer learns by its own cross-entropy on the
@@ -90,6 +110,7 @@ class LocalTrainer(Trainer):
         super().__init__(model, config, classes)
         self._head_optimizer = self.add_optimizer(self.model.head.parameters())
         self.layer_optimizers: List[torch.optim.Optimizer] = []
+        self.batch = LocalBatch()
 
     def batch_context(self, images: torch.Tensor, labels: torch.Tensor) -> Optional[torch.Tensor]:
         """A tensor every layer needs for this batch, built from the input
@@ -121,7 +142,7 @@ class LocalTrainer(Trainer):
         logits = self.model.readout(h.detach())
         loss = F.cross_entropy(logits, labels)
         self._head_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.batch.sample_scale).backward()
         self.sync.after_backward(self._head_optimizer)
         self.sync.flush()
         return loss.item(), logits.detach()

@@ -44,9 +44,10 @@ class HBHTrainer(LocalTrainer):
         if c.hsic_term != "input":
             return None
         with torch.no_grad():
-            kx = self.ops.kernel_matrix(images.flatten(1), kind="gaussian", sigma=c.sigma,
+            kx = self.ops.kernel_matrix(self.batch.gather(images.flatten(1)), kind="gaussian", sigma=c.sigma,
                                         sigma_scaling=c.sigma_scaling)
-            return self.ops.hsic_modulator(kx, self.label_kernel(labels), beta=c.beta, estimator=c.estimator)
+            ky = self.label_kernel(self.batch.gather(labels))
+            return self.ops.hsic_modulator(kx, ky, beta=c.beta, estimator=c.estimator)
 
     def modulator(self, rates: torch.Tensor, labels: torch.Tensor, shared) -> torch.Tensor:
         """The third factor of a layer with these (detached) rates: the batch's
@@ -91,21 +92,24 @@ class HBHTrainer(LocalTrainer):
             post_grad = block.surrogate_grad_(membrane).flatten(2)
             del membrane
             rates = spikes.mean(0).flatten(1)
+            if self.batch.is_global:  # kernels over every rank's samples
+                rates, labels = self.batch.gather(rates), self.batch.gather(labels)
             modulator = self.modulator(rates, labels, shared)
-        if c.kernel == "gaussian":
+        if c.kernel == "gaussian" and not self.batch.is_global:
             delta, _ = self.ops.hsic_post_signal(post_grad, rates, modulator, sigma=c.sigma,
                                                  sigma_scaling=c.sigma_scaling)
-        else:
+        else:  # ∂L/∂rates through the kernel; with global kernels, this rank's rows of it
             z = rates.clone().requires_grad_()
             kz = self.ops.kernel_matrix(z, kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
             (grad_rates,) = torch.autograd.grad((modulator * kz).sum(), z)
-            delta = post_grad.mul_(grad_rates / post_grad.shape[0])
+            delta = post_grad.mul_(self.batch.local_rows(grad_rates) / post_grad.shape[0])
         del post_grad
         x.backward(delta.reshape(x.shape).to(x.dtype))
         return spikes
 
     def update_layer(self, index, inputs, labels, context):
         block = self.model.blocks[index]
-        fused = block.is_linear and block.norm is None and self.config.kernel == "gaussian"
+        fused = (block.is_linear and block.norm is None and self.config.kernel == "gaussian"
+                 and not self.batch.is_global)
         update = self._fused_linear_update if fused else self._signal_update
         return block.emit(update(block, inputs, labels, context))

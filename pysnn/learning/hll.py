@@ -24,5 +24,5 @@ class HLLTrainer(LocalTrainer):
     def update_layer(self, index, inputs, labels, context):
         block, objective = self.model.blocks[index], self.aux[index]
         spikes = block.pooled(block.fire(block.integrate(inputs)))
-        objective(spikes, inputs, labels, self.config.update).backward()
+        objective(spikes, inputs, labels, self.config.update, self.batch).backward()
         return block.drop(spikes.detach())

@@ -98,12 +98,17 @@ class LayerObjective(nn.Module):
         return F.mse_loss(self.decoder(rates.flatten(1)), input_rates.flatten(1))
 
     def forward(self, spikes: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor,
-                update: str) -> torch.Tensor:
+                update: str, batch=None) -> torch.Tensor:
         """The layer's loss from its output spikes [T, B, ...] and input [T, B, ...].
 
         update="final": every term on the rates; "online": `pred` is the mean of
         per-step cross-entropies (the other terms use the rates either way).
+        `batch` (pysnn.learning.base.LocalBatch by default) says which samples the
+        pairwise terms (sim, contrast) see and how each kind of term is weighted.
         """
+        from .base import LocalBatch
+
+        batch = batch or LocalBatch()
         rates = spikes.mean(0)
         total = spikes.new_zeros(())
         w = self.weights
@@ -113,13 +118,16 @@ class LayerObjective(nn.Module):
                 pred = self._pred(steps, labels.repeat(spikes.shape[0]))
             else:
                 pred = self._pred(rates, labels)
-            total = total + w["pred"] * pred
+            total = total + w["pred"] * batch.sample_scale * pred
+        if "sim" in w or "contrast" in w:
+            all_labels = batch.gather(labels)
         if "sim" in w:
-            onehot = F.one_hot(labels, self.classes).to(rates.dtype)
-            embedded = self.embedding(rates if rates.dim() == 4 else rates.flatten(1))
-            total = total + w["sim"] * sim_loss(embedded, onehot)
+            onehot = F.one_hot(all_labels, self.classes).to(rates.dtype)
+            embedded = batch.gather(self.embedding(rates if rates.dim() == 4 else rates.flatten(1)))
+            total = total + w["sim"] * batch.coupled_scale * sim_loss(embedded, onehot)
         if "contrast" in w:
-            total = total + w["contrast"] * contrast_loss(rates, labels)
+            total = total + w["contrast"] * batch.coupled_scale * contrast_loss(batch.gather(rates), all_labels)
         if "recon" in w:
-            total = total + w["recon"] * self._recon(rates, inputs.mean(0).reshape(-1, *self.input_shape))
+            recon = self._recon(rates, inputs.mean(0).reshape(-1, *self.input_shape))
+            total = total + w["recon"] * batch.sample_scale * recon
         return total
