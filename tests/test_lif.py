@@ -266,8 +266,58 @@ def test_module_rejects_bad_options():
         pysnn.nn.LIF(backend="gpu")
 
 
-def test_backward_without_saved_membrane_is_a_clear_error():
-    x = torch.randn(3, 4, requires_grad=True)
-    spikes, _, _ = torch.ops.pysnn.lif_forward(x, 0.5, 1.0, "sigmoid", 4.0, "bptt", None, False)
-    with pytest.raises(RuntimeError, match="save_membrane"):
-        spikes.sum().backward()
+# ---- the backward that recomputes the membrane (no saved membrane) ----
+
+def test_opcheck_lif_backward_input(device):
+    x = torch.randn(5, 3, 2, device=device, dtype=torch.float64)
+    grad = torch.randn_like(x)
+    for grad_state, u0 in [(None, None), (torch.randn_like(x[0]), torch.randn_like(x[0]))]:
+        torch.library.opcheck(torch.ops.pysnn.lif_backward_input.default,
+                              (grad, grad_state, x, u0, 0.8, 0.45, "atan", 2.0, "bptt"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_recomputed_membrane_gives_the_saved_membrane_gradients_bit_for_bit(device, dtype):
+    for surrogate, grad_mode in itertools.product(SURROGATES, GRAD_MODES):
+        x = crowded_input((7, 3, 300), dtype, device)
+        u0, grad, grad_state = (torch.randn(3, 300, device=device, dtype=dtype),
+                                torch.randn(7, 3, 300, device=device, dtype=dtype),
+                                torch.randn(3, 300, device=device, dtype=dtype))
+        options = (DECAY, THRESHOLD, surrogate, 4.0, grad_mode)
+        _, membrane, _ = torch.ops.pysnn.lif_forward(x, DECAY, THRESHOLD, surrogate, 4.0, grad_mode, u0, True)
+        saved = torch.ops.pysnn.lif_backward(grad, None, grad_state, membrane, *options)
+        recomputed = torch.ops.pysnn.lif_backward_input(grad, grad_state, x, u0, *options)
+        assert all(torch.equal(a, b) for a, b in zip(saved, recomputed)), (surrogate, grad_mode)
+
+
+def test_direct_coding_input_is_never_materialised(device):
+    # The same input at every step as a stride-0 view (the first layer's
+    # direct coding): same spikes and gradient as the materialised input, and
+    # autograd keeps only the view (one step's storage), no membrane.
+    row = torch.rand(4, 50, device=device, dtype=torch.float64)
+    view = row.unsqueeze(0).expand(6, 4, 50).requires_grad_()
+    dense = view.detach().contiguous().requires_grad_()
+    saved_bytes = []
+
+    def pack(t):
+        saved_bytes.append(t.untyped_storage().nbytes())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        spikes = pysnn.ops.lif(view, DECAY, THRESHOLD)
+    assert max(saved_bytes) == row.numel() * 8
+    grad = torch.randn_like(spikes)
+    spikes.backward(grad)
+    expected = pysnn.ops.lif(dense, DECAY, THRESHOLD)
+    expected.backward(grad)
+    assert torch.equal(spikes, expected)
+    torch.testing.assert_close(view.grad, dense.grad, rtol=0, atol=0)
+
+
+def test_forward_without_saved_membrane_is_still_differentiable():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    spikes, membrane, _ = torch.ops.pysnn.lif_forward(x, 0.5, 1.0, "sigmoid", 4.0, "bptt", None, False)
+    assert membrane.numel() == 0
+    spikes.sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    reference.lif(x_ref, 0.5, 1.0).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)

@@ -85,6 +85,25 @@ Options check_backward_args(const at::Tensor& grad_spikes,
   return check_options(decay, threshold, surrogate, alpha, grad_mode);
 }
 
+Options check_backward_input_args(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
+                                  const at::Tensor& x, const c10::optional<at::Tensor>& u0, double decay,
+                                  double threshold, c10::string_view surrogate, double alpha,
+                                  c10::string_view grad_mode) {
+  check_time_first(x, "x");
+  check_like(grad_spikes, x, x.sizes(), "grad_spikes", "x");
+  if (grad_state.has_value()) check_like(*grad_state, x, x.sizes().slice(1), "grad_state", "x");
+  if (u0.has_value()) check_like(*u0, x, x.sizes().slice(1), "u0", "x");
+  return check_options(decay, threshold, surrogate, alpha, grad_mode);
+}
+
+TimeRows time_rows(const at::Tensor& x) {
+  if (x.size(0) > 1 && x.stride(0) == 0) {
+    const at::Tensor row = x.select(0, 0);
+    if (row.is_contiguous()) return {row, 0};
+  }
+  return {x.contiguous(), x.numel() / x.size(0)};
+}
+
 }  // namespace lif
 }  // namespace pysnn
 
@@ -101,4 +120,10 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
       "lif_backward(Tensor grad_spikes, Tensor? grad_membrane, Tensor? grad_state, "
       "Tensor membrane, float decay, float threshold, str surrogate, float alpha, "
       "str grad_mode) -> (Tensor grad_x, Tensor grad_u0)");
+  // The same gradients without a saved membrane: each neuron's membrane is
+  // recomputed from x (and u0) into grad_x, then swept backward in place. No
+  // gradient of the membrane: when the membrane is an output, it is saved.
+  m.def(
+      "lif_backward_input(Tensor grad_spikes, Tensor? grad_state, Tensor x, Tensor? u0, float decay, "
+      "float threshold, str surrogate, float alpha, str grad_mode) -> (Tensor grad_x, Tensor grad_u0)");
 }

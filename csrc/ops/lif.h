@@ -32,6 +32,22 @@ Options check_backward_args(const at::Tensor& grad_spikes,
                             c10::string_view surrogate, double alpha,
                             c10::string_view grad_mode);
 
+// `lif_backward_input`: the backward that recomputes the membrane from x
+// instead of reading a saved one.
+Options check_backward_input_args(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
+                                  const at::Tensor& x, const c10::optional<at::Tensor>& u0, double decay,
+                                  double threshold, c10::string_view surrogate, double alpha,
+                                  c10::string_view grad_mode);
+
+// x as T rows of N values for the kernels: contiguous (`step` = N), or, for
+// the same input at every step (direct coding: a stride-0 expand over time),
+// one contiguous row read T times (`step` = 0), never materialised.
+struct TimeRows {
+  at::Tensor data;
+  int64_t step;
+};
+TimeRows time_rows(const at::Tensor& x);
+
 // Calls f(std::integral_constant<Surrogate, kind>{}) for the runtime `kind`.
 template <typename F>
 void dispatch_surrogate(Surrogate kind, F&& f) {

@@ -1,9 +1,14 @@
-"""LIF benchmark: the fused op against the eager reference and
-torch.compile(reference), forward and forward+backward, ratios side by side."""
+"""LIF benchmark: the fused op against the eager reference,
+torch.compile(reference) and SpikingJelly's multi-step LIFNode (where
+installed: `pip install --no-deps spikingjelly loguru`), forward and
+forward+backward, side by side in one run. Also the fused op's previous
+backward (saved membrane, what `return_membrane=True` still uses), the
+achieved bandwidth against a measured copy, and the share of the time that
+goes to allocating fresh full-size buffers."""
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Sequence
+from typing import Callable, Dict, Sequence
 
 import torch
 
@@ -11,6 +16,31 @@ from .. import ops, reference
 from .timing import JsonRows, compare, format_table
 
 DECAY, THRESHOLD = 0.75, 0.6
+# Full-size buffers each path allocates per call: forward spikes (and the
+# saved membrane); backward the input gradient.
+BUFFERS = {"forward": {"fused": 1, "saved": 2}, "forward+backward": {"fused": 2, "saved": 3}}
+# Passes over an x-sized array at the least: forward reads x, writes spikes;
+# the backward reads x, the output gradient, writes dL/dx.
+PASSES = {"forward": 2, "forward+backward": 5}
+
+
+def _saved_membrane(x, decay, threshold):
+    return ops.lif(x, decay, threshold, return_membrane=True)[0]
+
+
+def spikingjelly_lif():
+    """SpikingJelly 2.0's LIFNode configured as pysnn's neuron (soft reset inside
+    the decay, decay = 1 − 1/τ), as a function of (x, decay, threshold); None if absent."""
+    try:
+        from spikingjelly.activation_based import neuron, surrogate
+    except ImportError:
+        return None
+
+    def run(x, decay, threshold):
+        node = neuron.LIFNode(tau=1.0 / (1.0 - decay), decay_input=False, v_reset=None, v_threshold=threshold,
+                              surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m")
+        return node(x)
+    return run
 
 
 def _forward(fn, x):
@@ -28,32 +58,34 @@ def _forward_backward(fn, x, grad):
 
 
 def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str = "cpu",
-        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True,
+        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True, peers: bool = True,
         on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     dev = torch.device(device)
-    compiled_reference = torch.compile(reference.lif, dynamic=False) if compiled else None
+    impls: Dict[str, Callable] = {"fused": ops.lif, "saved": _saved_membrane, "eager": reference.lif}
+    if compiled:
+        impls["compiled"] = torch.compile(reference.lif, dynamic=False)
+    if peers and spikingjelly_lif() is not None:
+        impls["spikingjelly"] = spikingjelly_lif()
     rows = []
     for T in steps:
         x = (torch.rand(T, neurons, device=dev, dtype=dtype) * THRESHOLD).requires_grad_()
         grad = torch.randn_like(x)
-        impls = {"fused": ops.lif, "eager": reference.lif}
-        if compiled_reference is not None:
-            impls["compiled"] = compiled_reference
+        copy_gbps, alloc_s = copy_bandwidth(x), fresh_buffer_seconds(x)
         for mode in ("forward", "forward+backward"):
             fns = {name: (_forward(fn, x) if mode == "forward" else _forward_backward(fn, x, grad))
                    for name, fn in impls.items()}
             times = compare(fns, dev, rounds=rounds)
             row = {"T": T, "neurons": neurons, "mode": mode, "device": device, "dtype": str(dtype)}
             row.update({f"{name}_ms": round(1e3 * t, 3) for name, t in times.items()})
-            row["eager/fused"] = round(times["eager"] / times["fused"], 2)
-            if "compiled" in times:
-                row["compiled/fused"] = round(times["compiled"] / times["fused"], 2)
-            if dev.type == "cuda":
-                # Minimum traffic: forward reads x and writes spikes; forward+backward
-                # also writes and rereads the membrane, reads the gradient, writes dL/dx.
-                passes = 2 if mode == "forward" else 6
-                row["fused_GBps"] = round(passes * _bytes(x) / times["fused"] / 1e9, 1)
-                row["copy_GBps"] = copy_bandwidth(x)
+            for name in impls:
+                if name != "fused":
+                    row[f"{name}/fused"] = round(times[name] / times["fused"], 2)
+            floor = PASSES[mode] * _bytes(x) / (copy_gbps * 1e9)
+            row["floor_ms"] = round(1e3 * floor, 3)
+            row["fused/floor"] = round(times["fused"] / floor, 2)
+            row["fused_GBps"] = round(PASSES[mode] * _bytes(x) / times["fused"] / 1e9, 1)
+            row["copy_GBps"] = copy_gbps
+            row["alloc_share"] = round(BUFFERS[mode]["fused"] * alloc_s / times["fused"], 2)
             rows.append(row)
             on_row(row)
     return rows
@@ -64,10 +96,19 @@ def _bytes(x: torch.Tensor) -> int:
 
 
 def copy_bandwidth(x: torch.Tensor) -> float:
-    """GB/s of a device-to-device copy of x (bytes read plus written)."""
+    """GB/s of a copy of x into a reused buffer (bytes read plus written)."""
     src, dst = x.detach().clone(), torch.empty_like(x)
     seconds = compare({"copy": lambda: dst.copy_(src)}, x.device)["copy"]
     return round(2 * _bytes(x) / seconds / 1e9, 1)
+
+
+def fresh_buffer_seconds(x: torch.Tensor) -> float:
+    """What one fresh x-sized buffer costs beyond writing a reused one (page
+    faults on the CPU; the caching allocator makes it ~0 on CUDA)."""
+    src, reused = x.detach().clone(), torch.empty_like(x)
+    times = compare({"fresh": lambda: torch.empty_like(src).copy_(src), "reused": lambda: reused.copy_(src)},
+                    x.device)
+    return max(0.0, times["fresh"] - times["reused"])
 
 
 def main(argv=None) -> None:
@@ -77,12 +118,14 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
+    parser.add_argument("--no-peers", action="store_true", help="skip SpikingJelly even where installed")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile,
-               on_row=JsonRows(args.json))
-    columns = ["T", "mode", "fused_ms", "eager_ms", "compiled_ms", "eager/fused", "compiled/fused",
-               "fused_GBps", "copy_GBps"]
+               peers=not args.no_peers, on_row=JsonRows(args.json))
+    columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "floor_ms",
+               "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "fused/floor", "fused_GBps",
+               "copy_GBps", "alloc_share"]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
 
 

@@ -1,9 +1,13 @@
 """`pysnn.ops.lif`: the fused multi-step LIF neuron (docs/neuron.md).
 
-Backed by `torch.ops.pysnn.lif_forward` / `lif_backward`. The forward saves
-only the pre-reset membrane u[t] (x's dtype, the size of x) and only when a
-gradient is needed; the backward recomputes the surrogate from it in one
-reverse sweep per neuron.
+Backed by `torch.ops.pysnn.lif_forward` and one of two backwards. By
+default the forward saves no membrane: autograd keeps a reference to x (free
+for a stride-0 direct-coding input) and `lif_backward_input` recomputes each
+neuron's membrane into the input-gradient buffer it must allocate anyway, then
+sweeps it backward in place: one buffer the size of x fewer than saving the
+membrane, and one pass fewer. When the membrane is returned
+(`return_membrane=True`) it is an output anyway: it is saved, and
+`lif_backward` reads it (and takes its gradient).
 """
 from __future__ import annotations
 
@@ -52,11 +56,8 @@ def lif(
         spikes ``[T, ...]`` in x's dtype (0 or 1), then the membrane if
         ``return_membrane``, then the final state if ``return_state``.
     """
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or (u0 is not None and u0.requires_grad))
     spikes, membrane, state = torch.ops.pysnn.lif_forward(
-        x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0,
-        needs_grad or return_membrane)
+        x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0, return_membrane)
     return select_outputs(spikes, membrane, state, return_membrane, return_state)
 
 
@@ -80,6 +81,18 @@ def _lif_backward_fake(grad_spikes, grad_membrane, grad_state, membrane, decay, 
     return membrane.new_empty(membrane.shape), membrane.new_empty(membrane.shape[1:])
 
 
+@torch.library.register_fake("pysnn::lif_backward_input")
+def _lif_backward_input_fake(grad_spikes, grad_state, x, u0, decay, threshold, surrogate, alpha, grad_mode):
+    check_time_first("lif", "x", x)
+    check_like("lif", "grad_spikes", grad_spikes, x, x.shape, "x")
+    if grad_state is not None:
+        check_like("lif", "grad_state", grad_state, x, x.shape[1:], "x")
+    if u0 is not None:
+        check_like("lif", "u0", u0, x, x.shape[1:], "x")
+    check_lif_options(decay, threshold, surrogate, alpha, grad_mode)
+    return x.new_empty(x.shape), x.new_empty(x.shape[1:])
+
+
 def _setup_context(ctx, inputs, output):
     x, decay, threshold, surrogate, alpha, grad_mode, u0, save_membrane = inputs
     _, membrane, _ = output
@@ -87,18 +100,22 @@ def _setup_context(ctx, inputs, output):
     ctx.options = (decay, threshold, surrogate, alpha, grad_mode)
     ctx.save_membrane = save_membrane
     ctx.has_u0 = u0 is not None
-    ctx.save_for_backward(membrane)
+    # The membrane when it was computed anyway; else x (and u0) to recompute it.
+    ctx.save_for_backward(*((membrane,) if save_membrane else (x, u0)))
 
 
 def _backward(ctx, grad_spikes, grad_membrane, grad_state):
-    if not ctx.save_membrane:
-        raise RuntimeError("pysnn.lif_forward was called with save_membrane=False, so it cannot "
-                           "be differentiated; pass save_membrane=True (pysnn.ops.lif does this)")
-    (membrane,) = ctx.saved_tensors
-    if grad_spikes is None:
-        grad_spikes = torch.zeros_like(membrane)
-    grad_x, grad_u0 = torch.ops.pysnn.lif_backward(
-        grad_spikes, grad_membrane, grad_state, membrane, *ctx.options)
+    if ctx.save_membrane:
+        (membrane,) = ctx.saved_tensors
+        if grad_spikes is None:
+            grad_spikes = torch.zeros_like(membrane)
+        grad_x, grad_u0 = torch.ops.pysnn.lif_backward(
+            grad_spikes, grad_membrane, grad_state, membrane, *ctx.options)
+    else:
+        x, u0 = ctx.saved_tensors
+        if grad_spikes is None:
+            grad_spikes = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+        grad_x, grad_u0 = torch.ops.pysnn.lif_backward_input(grad_spikes, grad_state, x, u0, *ctx.options)
     return grad_x, None, None, None, None, None, (grad_u0 if ctx.has_u0 else None), None
 
 

@@ -26,9 +26,10 @@ constexpr int64_t kBlock = 256;
 
 constexpr int64_t kGrain = 16 * kBlock;
 
+// x[t] is row t of x: x + t * x_step (x_step = 0: the same row at every step).
 template <typename scalar_t, bool kSaveMembrane>
-PYSNN_CPU_CLONES void forward_range(const scalar_t* x, const scalar_t* u0, scalar_t* spikes, scalar_t* membrane,
-                   scalar_t* state, int64_t T, int64_t N, int64_t begin, int64_t end,
+PYSNN_CPU_CLONES void forward_range(const scalar_t* x, int64_t x_step, const scalar_t* u0, scalar_t* spikes,
+                   scalar_t* membrane, scalar_t* state, int64_t T, int64_t N, int64_t begin, int64_t end,
                    double decay_, double threshold_) {
   using opmath_t = at::opmath_type<scalar_t>;
   const opmath_t decay = static_cast<opmath_t>(decay_);
@@ -39,8 +40,9 @@ PYSNN_CPU_CLONES void forward_range(const scalar_t* x, const scalar_t* u0, scala
     for (int64_t i = 0; i < len; ++i) v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t offset = t * N + first;
+      const scalar_t* xt = x + t * x_step + first;
       for (int64_t i = 0; i < len; ++i) {
-        const opmath_t u = charge(v[i], static_cast<opmath_t>(x[offset + i]), decay);
+        const opmath_t u = charge(v[i], static_cast<opmath_t>(xt[i]), decay);
         const opmath_t s = fire(u, threshold);
         v[i] = soft_reset(u, s, threshold);
         spikes[offset + i] = static_cast<scalar_t>(s);
@@ -95,24 +97,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cpu(
     c10::string_view grad_mode, const c10::optional<at::Tensor>& u0_, bool save_membrane) {
   check_forward_args(x_, decay, threshold, surrogate, alpha, grad_mode, u0_);
   TORCH_CHECK(x_.device().is_cpu(), "lif_forward_cpu: x must be a CPU tensor");
-  const at::Tensor x = x_.contiguous();
+  const auto [x, x_step] = time_rows(x_);
   const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
-  const int64_t T = x.size(0);
-  const int64_t N = x.numel() / T;
-  at::Tensor spikes = at::empty(x.sizes(), x.options());
-  at::Tensor membrane = save_membrane ? at::empty(x.sizes(), x.options()) : at::empty({0}, x.options());
-  at::Tensor state = at::empty(x.sizes().slice(1), x.options());
+  const int64_t T = x_.size(0);
+  const int64_t N = x_.numel() / T;
+  at::Tensor spikes = at::empty(x_.sizes(), x.options());
+  at::Tensor membrane = save_membrane ? at::empty(x_.sizes(), x.options()) : at::empty({0}, x.options());
+  at::Tensor state = at::empty(x_.sizes().slice(1), x.options());
   if (N == 0) return {spikes, membrane, state};
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_forward_cpu", [&] {
     const scalar_t* u0_data = optional_data<scalar_t>(u0);
     at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
       if (save_membrane) {
-        forward_range<scalar_t, true>(x.const_data_ptr<scalar_t>(), u0_data,
+        forward_range<scalar_t, true>(x.const_data_ptr<scalar_t>(), x_step, u0_data,
                                       spikes.data_ptr<scalar_t>(), membrane.data_ptr<scalar_t>(),
                                       state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
       } else {
-        forward_range<scalar_t, false>(x.const_data_ptr<scalar_t>(), u0_data,
+        forward_range<scalar_t, false>(x.const_data_ptr<scalar_t>(), x_step, u0_data,
                                        spikes.data_ptr<scalar_t>(), nullptr,
                                        state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
       }
@@ -153,6 +155,67 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
   return {grad_x, grad_u0};
 }
 
+// The pre-reset membrane of neurons [first, first + len) at every step, into
+// `membrane` (the caller's grad_x), exactly as the forward computed it.
+template <typename scalar_t>
+PYSNN_CPU_CLONES void recompute_membrane(const scalar_t* x, int64_t x_step, const scalar_t* u0, scalar_t* membrane,
+                                         int64_t T, int64_t N, int64_t first, int64_t len, double decay_,
+                                         double threshold_) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const opmath_t decay = static_cast<opmath_t>(decay_);
+  const opmath_t threshold = static_cast<opmath_t>(threshold_);
+  opmath_t v[kBlock];
+  for (int64_t i = 0; i < len; ++i) v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
+  for (int64_t t = 0; t < T; ++t) {
+    const scalar_t* xt = x + t * x_step + first;
+    scalar_t* ut = membrane + t * N + first;
+    for (int64_t i = 0; i < len; ++i) {
+      const opmath_t u = charge(v[i], static_cast<opmath_t>(xt[i]), decay);
+      v[i] = soft_reset(u, fire(u, threshold), threshold);
+      ut[i] = static_cast<scalar_t>(u);
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(
+    const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_state_, const at::Tensor& x_,
+    const c10::optional<at::Tensor>& u0_, double decay, double threshold, c10::string_view surrogate,
+    double alpha, c10::string_view grad_mode) {
+  const Options opt = check_backward_input_args(grad_spikes_, grad_state_, x_, u0_, decay, threshold, surrogate,
+                                                alpha, grad_mode);
+  TORCH_CHECK(x_.device().is_cpu(), "lif_backward_input_cpu: x must be a CPU tensor");
+  const auto [x, x_step] = time_rows(x_);
+  const at::Tensor grad_spikes = grad_spikes_.contiguous();
+  const c10::optional<at::Tensor> grad_state = optional_contiguous(grad_state_);
+  const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
+  const int64_t T = x_.size(0);
+  const int64_t N = x_.numel() / T;
+  at::Tensor grad_x = at::empty(x_.sizes(), x.options());
+  at::Tensor grad_u0 = at::empty(x_.sizes().slice(1), x.options());
+  if (N == 0) return {grad_x, grad_u0};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_backward_input_cpu", [&] {
+    dispatch_surrogate(opt.surrogate, [&](auto kind) {
+      dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
+        at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
+          scalar_t* gx = grad_x.data_ptr<scalar_t>();
+          // One block of neurons at a time: its T membrane rows are written and
+          // read back while still in cache, then overwritten by the gradient.
+          for (int64_t first = begin; first < end; first += kBlock) {
+            const int64_t len = std::min(kBlock, end - first);
+            recompute_membrane<scalar_t>(x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), gx,
+                                         T, N, first, len, opt.decay, opt.threshold);
+            backward_range<decltype(kind)::value, decltype(mode)::value, scalar_t>(
+                grad_spikes.const_data_ptr<scalar_t>(), nullptr, optional_data<scalar_t>(grad_state), gx, gx,
+                grad_u0.data_ptr<scalar_t>(), T, N, first, first + len, opt);
+          }
+        });
+      });
+    });
+  });
+  return {grad_x, grad_u0};
+}
+
 }  // namespace
 }  // namespace lif
 }  // namespace pysnn
@@ -160,4 +223,5 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
 TORCH_LIBRARY_IMPL(pysnn, CPU, m) {
   m.impl("lif_forward", &pysnn::lif::lif_forward_cpu);
   m.impl("lif_backward", &pysnn::lif::lif_backward_cpu);
+  m.impl("lif_backward_input", &pysnn::lif::lif_backward_input_cpu);
 }

@@ -26,8 +26,9 @@ constexpr int kThreads = 256;
 
 int64_t num_blocks(int64_t n) { return std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20); }
 
+// x[t] of neuron i is x[t * x_step + i] (x_step = 0: the same row at every step).
 template <typename scalar_t, bool kSaveMembrane>
-__global__ void lif_forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ u0,
+__global__ void lif_forward_kernel(const scalar_t* __restrict__ x, int64_t x_step, const scalar_t* __restrict__ u0,
                                    scalar_t* __restrict__ spikes, scalar_t* __restrict__ membrane,
                                    scalar_t* __restrict__ state, int64_t T, int64_t N,
                                    at::opmath_type<scalar_t> decay,
@@ -38,7 +39,7 @@ __global__ void lif_forward_kernel(const scalar_t* __restrict__ x, const scalar_
     opmath_t v = u0 ? static_cast<opmath_t>(u0[i]) : opmath_t(0);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t k = t * N + i;
-      const opmath_t u = charge(v, static_cast<opmath_t>(x[k]), decay);
+      const opmath_t u = charge(v, static_cast<opmath_t>(x[t * x_step + i]), decay);
       const opmath_t s = fire(u, threshold);
       v = soft_reset(u, s, threshold);
       spikes[k] = static_cast<scalar_t>(s);
@@ -72,19 +73,48 @@ __global__ void lif_backward_kernel(const scalar_t* __restrict__ grad_spikes,
   }
 }
 
+// Recomputes each neuron's membrane from x into grad_x, then sweeps it
+// backward in place: no saved membrane.
+template <Surrogate kind, GradMode mode, typename scalar_t>
+__global__ void lif_backward_input_kernel(const scalar_t* __restrict__ grad_spikes,
+                                          const scalar_t* __restrict__ grad_state, const scalar_t* __restrict__ x,
+                                          int64_t x_step, const scalar_t* __restrict__ u0, scalar_t* grad_x,
+                                          scalar_t* __restrict__ grad_u0, int64_t T, int64_t N,
+                                          at::opmath_type<scalar_t> decay, at::opmath_type<scalar_t> threshold,
+                                          at::opmath_type<scalar_t> alpha) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < N;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    opmath_t v = u0 ? static_cast<opmath_t>(u0[i]) : opmath_t(0);
+    for (int64_t t = 0; t < T; ++t) {
+      const opmath_t u = charge(v, static_cast<opmath_t>(x[t * x_step + i]), decay);
+      v = soft_reset(u, fire(u, threshold), threshold);
+      grad_x[t * N + i] = static_cast<scalar_t>(u);
+    }
+    opmath_t carry = grad_state ? static_cast<opmath_t>(grad_state[i]) : opmath_t(0);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t k = t * N + i;
+      const opmath_t sg = surrogate_grad<kind>(static_cast<opmath_t>(grad_x[k]) - threshold, alpha);
+      grad_x[k] = static_cast<scalar_t>(
+          backward_step<mode>(static_cast<opmath_t>(grad_spikes[k]), opmath_t(0), sg, carry, decay, threshold));
+    }
+    grad_u0[i] = static_cast<scalar_t>(carry);
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(
     const at::Tensor& x_, double decay, double threshold, c10::string_view surrogate, double alpha,
     c10::string_view grad_mode, const c10::optional<at::Tensor>& u0_, bool save_membrane) {
   check_forward_args(x_, decay, threshold, surrogate, alpha, grad_mode, u0_);
   TORCH_CHECK(x_.is_cuda(), "lif_forward_cuda: x must be a CUDA tensor");
   const c10::cuda::CUDAGuard device_guard(x_.device());
-  const at::Tensor x = x_.contiguous();
+  const auto [x, x_step] = time_rows(x_);
   const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
-  const int64_t T = x.size(0);
-  const int64_t N = x.numel() / T;
-  at::Tensor spikes = at::empty(x.sizes(), x.options());
-  at::Tensor membrane = at::empty(save_membrane ? x.sizes() : c10::IntArrayRef{0}, x.options());
-  at::Tensor state = at::empty(x.sizes().slice(1), x.options());
+  const int64_t T = x_.size(0);
+  const int64_t N = x_.numel() / T;
+  at::Tensor spikes = at::empty(x_.sizes(), x.options());
+  at::Tensor membrane = at::empty(save_membrane ? x_.sizes() : c10::IntArrayRef{0}, x.options());
+  at::Tensor state = at::empty(x_.sizes().slice(1), x.options());
   if (N == 0) return {spikes, membrane, state};
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -93,7 +123,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(
     const auto kernel = save_membrane ? lif_forward_kernel<scalar_t, true>
                                       : lif_forward_kernel<scalar_t, false>;
     kernel<<<num_blocks(N), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), optional_data<scalar_t>(u0), spikes.data_ptr<scalar_t>(),
+        x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), spikes.data_ptr<scalar_t>(),
         save_membrane ? membrane.data_ptr<scalar_t>() : nullptr, state.data_ptr<scalar_t>(), T, N,
         static_cast<opmath_t>(decay), static_cast<opmath_t>(threshold));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -138,11 +168,48 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cuda(
   return {grad_x, grad_u0};
 }
 
+std::tuple<at::Tensor, at::Tensor> lif_backward_input_cuda(
+    const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_state_, const at::Tensor& x_,
+    const c10::optional<at::Tensor>& u0_, double decay, double threshold, c10::string_view surrogate,
+    double alpha, c10::string_view grad_mode) {
+  const Options opt = check_backward_input_args(grad_spikes_, grad_state_, x_, u0_, decay, threshold, surrogate,
+                                                alpha, grad_mode);
+  TORCH_CHECK(x_.is_cuda(), "lif_backward_input_cuda: x must be a CUDA tensor");
+  const c10::cuda::CUDAGuard device_guard(x_.device());
+  const auto [x, x_step] = time_rows(x_);
+  const at::Tensor grad_spikes = grad_spikes_.contiguous();
+  const c10::optional<at::Tensor> grad_state = optional_contiguous(grad_state_);
+  const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
+  const int64_t T = x_.size(0);
+  const int64_t N = x_.numel() / T;
+  at::Tensor grad_x = at::empty(x_.sizes(), x.options());
+  at::Tensor grad_u0 = at::empty(x_.sizes().slice(1), x.options());
+  if (N == 0) return {grad_x, grad_u0};
+
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_backward_input_cuda", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    dispatch_surrogate(opt.surrogate, [&](auto kind) {
+      dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
+        lif_backward_input_kernel<decltype(kind)::value, decltype(mode)::value, scalar_t>
+            <<<num_blocks(N), kThreads, 0, stream>>>(
+                grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state),
+                x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), grad_x.data_ptr<scalar_t>(),
+                grad_u0.data_ptr<scalar_t>(), T, N, static_cast<opmath_t>(opt.decay),
+                static_cast<opmath_t>(opt.threshold), static_cast<opmath_t>(opt.alpha));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+  });
+  return {grad_x, grad_u0};
+}
+
 }  // namespace
 }  // namespace lif
 }  // namespace pysnn
 
 TORCH_LIBRARY_IMPL(pysnn, CUDA, m) {
+  m.impl("lif_backward_input", &pysnn::lif::lif_backward_input_cuda);
   m.impl("lif_forward", &pysnn::lif::lif_forward_cuda);
   m.impl("lif_backward", &pysnn::lif::lif_backward_cuda);
 }
