@@ -29,6 +29,8 @@ $(DEPS_STAMP): requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	# the peer the tests and `pysnn bench lif` compare against; --no-deps: never a second torch
+	$(PY) -m pip install -q --no-deps spikingjelly loguru
 	touch $@
 
 # ninja (from requirements-dev.txt) compiles the sources in parallel; an

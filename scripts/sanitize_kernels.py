@@ -1,7 +1,8 @@
 """Small runs of every CUDA kernel and every branch of it, to run under
 `compute-sanitizer` (memcheck, racecheck, initcheck): LIF forward+backward
 for every surrogate, grad mode and dtype, with and without u0, with and
-without a gradient of the state or of the membrane; every HSIC op and kernel
+without a gradient of the state or of the membrane, both backwards (saved
+and recomputed membrane), a stride-0 input; every HSIC op and kernel
 kind, with the row kernels both below and above one block's 256 rows."""
 import itertools
 
@@ -22,6 +23,9 @@ for dtype, surrogate, grad_mode in itertools.product(
     spikes, membrane = pysnn.ops.lif(x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode,
                                      return_membrane=True)
     (spikes.sum() + membrane.square().sum()).backward()
+    # direct coding: a stride-0 input over time, read as one row both ways
+    row = torch.rand(3, 37, device="cuda", dtype=dtype, requires_grad=True)
+    pysnn.ops.lif(row.expand(5, 3, 37), 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode).sum().backward()
 empty = torch.rand(4, 0, 3, device="cuda", requires_grad=True)
 pysnn.ops.lif(empty, 0.5, 1.0).sum().backward()
 for m in (37, 300):  # one partial block of rows; more rows than one block's 256 threads
