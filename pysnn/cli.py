@@ -66,6 +66,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--hsic-term", default=d.hsic_term, choices=["input", "self"],
       help="HBH: the bottleneck's first term, HSIC(X, Z) (input, the thesis) or HSIC(Z, Z) (self, "
            "Pogodin & Latham)")
+    a("--hsic-norm", default=d.hsic_norm,
+      help="HBH: none, or cka: the normalised bottleneck nHSIC(X, Z) - beta nHSIC(Z, Y) (with --hsic-term input)")
     a("--timesteps", type=int, default=d.timesteps)
     a("--decay", type=float, default=d.decay)
     a("--threshold", type=float, default=d.threshold)

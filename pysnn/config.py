@@ -37,6 +37,8 @@ class TrainConfig:
     # thesis' HSIC(X, Z) ("input", eq. 4-25). "self" is the default because it
     # is the one that trains: see BENCHMARKS.md, "HBH: which first term".
     hsic_term: str = "self"
+    # "cka": the normalised bottleneck nHSIC(X, Z) − β·nHSIC(Z, Y) (with --hsic-term input)
+    hsic_norm: str = "none"
     # neuron
     timesteps: int = 10
     decay: float = 0.75  # thesis ch. 4, Fashion-MNIST
@@ -79,6 +81,11 @@ class TrainConfig:
             (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
             (self.model in ("mlp", "vgg8"), f"--model must be mlp or vgg8, got '{self.model}'"),
             (self.hsic_term in ("input", "self"), f"--hsic-term must be input or self, got '{self.hsic_term}'"),
+            (self.hsic_norm in ("none", "cka"), f"--hsic-norm must be none or cka, got '{self.hsic_norm}'"),
+            (self.hsic_norm == "none" or self.hsic_term == "input",
+             "--hsic-norm cka normalises the thesis' term: it needs --hsic-term input (nHSIC(Z, Z) is always 1)"),
+            (self.hsic_norm == "none" or self.estimator in ("approx", "biased"),
+             f"--hsic-norm cka needs --estimator approx or biased, got '{self.estimator}'"),
             (self.parallel in PARALLEL, f"--parallel must be one of {', '.join(PARALLEL)}, got '{self.parallel}'"),
             (not (self.parallel == "layer" and self.rule == "bptt"),
              "--parallel layer needs a local rule (hll or hbh): BPTT's global backward couples every layer"),

@@ -368,3 +368,47 @@ def test_spike_mm_is_a_transposed_product(device, dtype, k, n, c, kind):
     assert got.shape == (n, c) and got.is_contiguous()
     tol = 1e-12 if dtype == F64 else 2e-5 * math.sqrt(k)
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+# ---- the normalised (CKA) modulator ----
+
+def _psd_kernels(m, device, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    feats = [torch.rand(m, d, generator=gen, dtype=dtype) for d in (30, 10, 40)]
+    return [reference.kernel_matrix(f.to(device), kind="gaussian", sigma=1.0, sigma_scaling="dim") for f in feats]
+
+
+@pytest.mark.parametrize("estimator", ["approx", "biased"])
+def test_cka_modulator_is_the_gradient_of_the_normalised_bottleneck(device, estimator):
+    kx, ky, kz = _psd_kernels(24, device)
+    fused = ops.hsic_modulator(kx, ky, beta=2.0, estimator=estimator, normalize="cka", kz=kz)
+    expected = reference.hsic_modulator(kx, ky, beta=2.0, estimator=estimator, normalize="cka", kz=kz)
+    torch.testing.assert_close(fused, expected, rtol=1e-9, atol=1e-12)
+    # no component along the layer's own centred kernel: descent cannot inflate it
+    centred = kz - kz.mean() if estimator == "approx" else _centring(kz)
+    assert abs((fused * centred).sum().item()) < 1e-10 * fused.norm().item() * centred.norm().item()
+
+
+def _centring(k):
+    h = torch.eye(len(k), dtype=k.dtype, device=k.device) - 1.0 / len(k)
+    return h @ k @ h
+
+
+def test_cka_modulator_of_a_silent_layer_is_zero(device):
+    kx, ky, _ = _psd_kernels(16, device)
+    silent = torch.ones(16, 16, dtype=torch.float64, device=device)  # every rate equal: Kz constant
+    assert torch.equal(ops.hsic_modulator(kx, ky, normalize="cka", kz=silent), torch.zeros_like(silent))
+    assert torch.equal(reference.hsic_modulator(kx, ky, normalize="cka", kz=silent), torch.zeros_like(silent))
+
+
+def test_cka_modulator_opcheck_and_bad_input(device):
+    kx, ky, kz = _psd_kernels(12, device)
+    torch.library.opcheck(torch.ops.pysnn.hsic_modulator_cka.default, (kx, ky, kz, 2.0, "approx"))
+    with pytest.raises(ValueError, match="needs the layer's kernel matrix"):
+        ops.hsic_modulator(kx, ky, normalize="cka")
+    with pytest.raises(ValueError, match="normalize must be"):
+        ops.hsic_modulator(kx, ky, normalize="cca-ish", kz=kz)
+    with pytest.raises(ValueError, match="approx or biased"):
+        ops.hsic_modulator(kx, ky, estimator="unbiased", normalize="cka", kz=kz)
+    with pytest.raises(ValueError, match="same m"):
+        ops.hsic_modulator(kx, ky, normalize="cka", kz=kz[:6, :6])

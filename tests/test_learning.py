@@ -20,6 +20,7 @@ QUICK = dict(subset=600, hidden=[256], epochs=10, progress=False, timesteps=6)
     ("bptt", {}, 0.85),
     ("hbh", {}, 0.85),
     ("hbh", {"hsic_term": "input"}, 0.85),
+    ("hbh", {"hsic_term": "input", "hsic_norm": "cka"}, 0.85),
 ])
 def test_rule_reaches_accuracy_on_digits(tmp_path, rule, extra, minimum):
     metrics = train(TrainConfig(rule=rule, out=str(tmp_path), **QUICK, **extra), log=lambda s: None)
@@ -76,15 +77,16 @@ def test_self_term_modulator_gives_the_gradient_of_the_self_bottleneck(estimator
     torch.testing.assert_close(z.grad, z_ref.grad, rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("hsic_term", ["input", "self"])
-def test_backends_run_the_same_algorithm(hsic_term):
+@pytest.mark.parametrize("hsic_term, hsic_norm", [("input", "none"), ("self", "none"), ("input", "cka")])
+def test_backends_run_the_same_algorithm(hsic_term, hsic_norm):
     # One HBH step from the same initial weights: fused and reference agree.
     dataset = data.load_dataset("digits", subset=64)
     x, y = dataset.train.images, dataset.train.labels
     weights = []
     for backend in ("fused", "reference"):
         torch.manual_seed(0)
-        config = TrainConfig(rule="hbh", hidden=[128], backend=backend, timesteps=4, hsic_term=hsic_term)
+        config = TrainConfig(rule="hbh", hidden=[128], backend=backend, timesteps=4, hsic_term=hsic_term,
+                             hsic_norm=hsic_norm)
         model = build_model(config, dataset.image_shape, dataset.classes)
         trainer = make_trainer(model, config, 10, dataset.image_shape)
         trainer.step(x, y)
@@ -103,6 +105,10 @@ def _pysnn(*args):
     (["--batch-size", "5000"], "larger than the training set"),
     (["--loss", "magic"], "--loss must be one of"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent"], "Looked in"),
+    (["--rule", "hbh", "--hsic-norm", "cca-ish"], "--hsic-norm must be none or cka"),
+    (["--rule", "hbh", "--hsic-norm", "cka"], "needs --hsic-term input"),
+    (["--rule", "hbh", "--hsic-term", "input", "--hsic-norm", "cka", "--estimator", "unbiased"],
+     "needs --estimator approx or biased"),
 ])
 def test_cli_bad_values_get_one_clear_line(args, message):
     result = _pysnn("train", "--no-progress", *args)

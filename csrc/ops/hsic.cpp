@@ -387,6 +387,39 @@ at::Tensor hsic_modulator(const at::Tensor& kx, const at::Tensor& ky, double bet
   return centre(d, estimator, estimator_name);
 }
 
+// The modulator of the normalised bottleneck nHSIC(X, Z) − β·nHSIC(Z, Y) in
+// CKA form, nHSIC(A, B) = ⟨Â, B̂⟩ with Â = C(A)/‖C(A)‖ (C: the estimator's
+// centring). Its gradient with respect to Kz is
+//   M = [X̂ − β·Ŷ − (c_xz − β·c_zy)·Ẑ] / ‖C(Kz)‖,   c_ab = ⟨Â, B̂⟩,
+// which has no component along Ẑ: descent cannot inflate the layer's own
+// similarity structure. A silent layer (C(Kz) = 0) gets M = 0.
+at::Tensor hsic_modulator_cka(const at::Tensor& kx, const at::Tensor& ky, const at::Tensor& kz, double beta,
+                              c10::string_view estimator_name) {
+  const char* op = "hsic_modulator(normalize='cka')";
+  const int64_t m = check_square(op, kx, "kx");
+  check_same(op, ky, "ky", kx, "kx");
+  check_same(op, kz, "kz", kx, "kx");
+  TORCH_CHECK_VALUE(ky.sizes() == kx.sizes() && kz.sizes() == kx.sizes(), op,
+                    ": kx, ky and kz must all be [m, m] with the same m, got ", kx.sizes(), ", ", ky.sizes(),
+                    " and ", kz.sizes());
+  check_finite(op, beta, "beta");
+  const Estimator estimator = parse_estimator(estimator_name);
+  TORCH_CHECK_VALUE(estimator != Estimator::kUnbiased, op, ": needs the approx or biased estimator, got '",
+                    std::string(estimator_name), "'");
+  constexpr double kSilent = 1e-8;  // ‖C(Kz)‖ below this: a silent layer
+  // centre() returns C(K)/m²: the unit matrices do not see the factor, ‖C(Kz)‖ does.
+  const auto unit = [&](const at::Tensor& k) {
+    const at::Tensor c = centre(to_compute(k).contiguous(), estimator, estimator_name);
+    return std::make_pair(c / c.norm().clamp_min(1e-30), c.norm() * static_cast<double>(m * m));
+  };
+  const auto [x_hat, x_norm] = unit(kx);
+  const auto [y_hat, y_norm] = unit(ky);
+  const auto [z_hat, z_norm] = unit(kz);
+  const at::Tensor c_xz = (x_hat * z_hat).sum(), c_zy = (z_hat * y_hat).sum();
+  const at::Tensor modulator = (x_hat - beta * y_hat - (c_xz - beta * c_zy) * z_hat) / z_norm.clamp_min(kSilent);
+  return modulator * (z_norm > kSilent);
+}
+
 void check_modulator(const char* op, const at::Tensor& modulator, const at::Tensor& z, const char* z_name) {
   check_floating(op, modulator, "modulator");
   TORCH_CHECK(modulator.device() == z.device(), op, ": modulator is on ", modulator.device(), " but ",
@@ -497,6 +530,7 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   m.def("hsic(Tensor k, Tensor l, str estimator) -> Tensor");
   m.def("hsic_backward(Tensor grad, Tensor k, Tensor l, str estimator) -> (Tensor grad_k, Tensor grad_l)");
   m.def("hsic_modulator(Tensor kx, Tensor ky, float beta, str estimator) -> Tensor");
+  m.def("hsic_modulator_cka(Tensor kx, Tensor ky, Tensor kz, float beta, str estimator) -> Tensor");
   // loss = Σ M ∘ Kz; weighted = M ∘ Kz, saved for the closed-form backward.
   m.def("hsic_loss(Tensor z, Tensor modulator, float sigma, str sigma_scaling) -> (Tensor loss, Tensor weighted)");
   m.def("hsic_loss_backward(Tensor grad, Tensor z, Tensor weighted, float sigma, str sigma_scaling) -> Tensor");
@@ -520,6 +554,7 @@ TORCH_LIBRARY_IMPL(pysnn, CompositeExplicitAutograd, m) {
   m.impl("hsic", &pysnn::hsic::hsic);
   m.impl("hsic_backward", &pysnn::hsic::hsic_backward);
   m.impl("hsic_modulator", &pysnn::hsic::hsic_modulator);
+  m.impl("hsic_modulator_cka", &pysnn::hsic::hsic_modulator_cka);
   m.impl("hsic_loss", &pysnn::hsic::hsic_loss);
   m.impl("hsic_loss_backward", &pysnn::hsic::hsic_loss_backward);
   m.impl("hsic_post_signal", &pysnn::hsic::hsic_post_signal);

@@ -38,27 +38,35 @@ class HBHTrainer(LocalTrainer):
         self._label_kernel: tuple = (None, None)  # (labels, their kernel), built once per batch
 
     def batch_context(self, images, labels):
-        """With `hsic_term = "input"` one modulator M from Kx and Ky serves
-        every layer of the batch; with "self" each layer builds its own."""
+        """With `hsic_term = "input"`, what every layer of the batch shares: the
+        modulator M from Kx and Ky, or under `hsic_norm = "cka"` Kx itself
+        (each layer's normalised M also depends on its own Kz); with "self",
+        nothing: each layer builds its own."""
         c = self.config
         if c.hsic_term != "input":
             return None
         with torch.no_grad():
             kx = self.ops.kernel_matrix(self.batch.gather(images.flatten(1)), kind="gaussian", sigma=c.sigma,
                                         sigma_scaling=c.sigma_scaling)
+            if c.hsic_norm == "cka":
+                return kx
             ky = self.label_kernel(self.batch.gather(labels))
             return self.ops.hsic_modulator(kx, ky, beta=c.beta, estimator=c.estimator)
 
     def modulator(self, rates: torch.Tensor, labels: torch.Tensor, shared) -> torch.Tensor:
         """The third factor of a layer with these (detached) rates: the batch's
-        shared M, or for HSIC(Z, Z) one with 2·Kz in place of Kx (HSIC is
+        shared M; under "cka" the normalised bottleneck's gradient at this
+        layer's Kz; for HSIC(Z, Z) one with 2·Kz in place of Kx (HSIC is
         bilinear and symmetric, so ∂HSIC(Kz, Kz)/∂Kz = 2·C(Kz))."""
-        if shared is not None:
-            return shared
         c = self.config
+        if shared is not None and c.hsic_norm == "none":
+            return shared
         kz = self.ops.kernel_matrix(rates.flatten(1), kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
-        ky = self.label_kernel(labels)
-        return self.ops.hsic_modulator(2 * kz, ky.to(kz.dtype), beta=c.beta, estimator=c.estimator)
+        ky = self.label_kernel(labels).to(kz.dtype)
+        if c.hsic_norm == "cka":
+            return self.ops.hsic_modulator(shared.to(kz.dtype), ky, beta=c.beta, estimator=c.estimator,
+                                           normalize="cka", kz=kz)
+        return self.ops.hsic_modulator(2 * kz, ky, beta=c.beta, estimator=c.estimator)
 
     def label_kernel(self, labels: torch.Tensor) -> torch.Tensor:
         cached_labels, kernel = self._label_kernel

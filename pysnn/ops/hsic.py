@@ -7,7 +7,7 @@ on symmetric matrices.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -35,13 +35,27 @@ def hsic(k: Tensor, l: Tensor, *, estimator: str = "approx") -> Tensor:
     return torch.ops.pysnn.hsic(k, l, estimator)
 
 
-def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str = "approx") -> Tensor:
-    """The [m, m] matrix M with HSIC(X, Z) − β·HSIC(Z, Y) = Σ M ∘ Kz for any Kz.
+def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str = "approx",
+                   normalize: str = "none", kz: Optional[Tensor] = None) -> Tensor:
+    """The third factor M of the three-factor rule: an [m, m] matrix whose
+    product with Kz's gradient gives the layer's update.
 
-    Compute it once per batch (from the input and label kernels) and share it
-    across layers. Not differentiable: it is the third factor of the rule.
+    ``normalize="none"``: HSIC(X, Z) − β·HSIC(Z, Y) = Σ M ∘ Kz for any Kz;
+    compute it once per batch and share it across layers.
+    ``normalize="cka"``: M = ∂[nHSIC(X, Z) − β·nHSIC(Z, Y)]/∂Kz for the
+    normalised (CKA) HSIC, which depends on the layer's own ``kz`` (from its
+    detached rates): one per layer; zero for a silent layer. Needs the approx
+    or biased estimator. Not differentiable in either form.
     """
-    return torch.ops.pysnn.hsic_modulator(kx, ky, float(beta), estimator)
+    if normalize == "none":
+        if kz is not None:
+            raise ValueError("hsic_modulator: kz is only used with normalize='cka'")
+        return torch.ops.pysnn.hsic_modulator(kx, ky, float(beta), estimator)
+    if normalize == "cka":
+        if kz is None:
+            raise ValueError("hsic_modulator: normalize='cka' needs the layer's kernel matrix kz")
+        return torch.ops.pysnn.hsic_modulator_cka(kx, ky, kz, float(beta), estimator)
+    raise ValueError(f"hsic_modulator: normalize must be 'none' or 'cka', got '{normalize}'")
 
 
 def hsic_loss(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none") -> Tensor:
@@ -117,6 +131,15 @@ def _hsic_modulator_fake(kx, ky, beta, estimator):
 
 
 @torch.library.register_fake("pysnn::hsic_loss")
+@torch.library.register_fake("pysnn::hsic_modulator_cka")
+def _hsic_modulator_cka_fake(kx, ky, kz, beta, estimator):
+    v.check_modulator_args(kx, ky, beta, estimator)
+    v.check_modulator_args(kx, kz, beta, estimator)
+    if estimator == "unbiased":
+        raise ValueError("hsic_modulator(normalize='cka'): needs the approx or biased estimator")
+    return _new(kx, kx.shape)
+
+
 def _hsic_loss_fake(z, modulator, sigma, sigma_scaling):
     v.check_hsic_loss_args(z, modulator, sigma, sigma_scaling)
     return _new(z, ()), _new(z, (z.shape[0], z.shape[0]))

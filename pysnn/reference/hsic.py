@@ -3,7 +3,7 @@ docs/hsic.md (thesis 4-12..4-25). Test oracle, benchmark baseline and the
 `reference` backend; same signatures as `pysnn.ops`."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -62,9 +62,17 @@ def hsic(k: Tensor, l: Tensor, *, estimator: str = "approx") -> Tensor:
     return value.squeeze() / (m * (m - 3))
 
 
-def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str = "approx") -> Tensor:
+def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str = "approx",
+                   normalize: str = "none", kz: Optional[Tensor] = None) -> Tensor:
     """M with Σ M∘Kz = HSIC(Kx, Kz) − β HSIC(Kz, Ky), from the formulas of docs/hsic.md
-    (approx, biased) or as the symmetric gradient of that linear map (unbiased)."""
+    (approx, biased) or as the symmetric gradient of that linear map (unbiased);
+    with normalize="cka", the gradient of the normalised bottleneck at `kz`."""
+    if normalize == "cka":
+        if kz is None:
+            raise ValueError("hsic_modulator: normalize='cka' needs the layer's kernel matrix kz")
+        return hsic_modulator_cka(kx, ky, kz, beta=beta, estimator=estimator)
+    if normalize != "none":
+        raise ValueError(f"hsic_modulator: normalize must be 'none' or 'cka', got '{normalize}'")
     v.check_modulator_args(kx, ky, beta, estimator)
     kx, ky = kx.to(v.compute_dtype(kx.dtype)), ky.to(v.compute_dtype(ky.dtype))
     m = kx.shape[0]
@@ -77,6 +85,27 @@ def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str 
         base = torch.zeros_like(kx, requires_grad=True)
         kz = (base + base.T) / 2
         objective = hsic(kx, kz, estimator=estimator) - beta * hsic(kz, ky, estimator=estimator)
+        (grad,) = torch.autograd.grad(objective, base)
+    return grad.detach()
+
+
+def normalised_hsic(k: Tensor, l: Tensor, estimator: str = "approx") -> Tensor:
+    """nHSIC in CKA form: HSIC(K, L) / sqrt(HSIC(K, K)·HSIC(L, L))."""
+    return hsic(k, l, estimator=estimator) / (hsic(k, k, estimator=estimator) * hsic(l, l, estimator=estimator)).sqrt()
+
+
+def hsic_modulator_cka(kx: Tensor, ky: Tensor, kz: Tensor, *, beta: float = 2.0, estimator: str = "approx",
+                       silent: float = 1e-8) -> Tensor:
+    """∂[nHSIC(X, Z) − β·nHSIC(Z, Y)]/∂Kz on symmetric Kz, by autograd through
+    `normalised_hsic`; zero when C(Kz) vanishes (a silent layer)."""
+    kx, ky, kz = (k.to(v.compute_dtype(k.dtype)) for k in (kx, ky, kz))
+    m = kz.shape[0]
+    if (hsic(kz, kz, estimator=estimator) * m**2).sqrt() < silent:
+        return torch.zeros_like(kz)
+    with torch.enable_grad():
+        base = kz.detach().clone().requires_grad_()
+        sym = (base + base.T) / 2
+        objective = (normalised_hsic(kx, sym, estimator) - beta * normalised_hsic(sym, ky, estimator))
         (grad,) = torch.autograd.grad(objective, base)
     return grad.detach()
 
