@@ -61,15 +61,23 @@ def layer_hsic(model: SpikingNetwork, images: torch.Tensor, labels: torch.Tensor
     return out
 
 
-def add_noise(images: torch.Tensor, spec: str, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """`gaussian:STD` (added, clipped to [0, 1]) or `salt-pepper:P` (each pixel
-    set to 0 or 1 with probability P)."""
+def add_noise(images: torch.Tensor, spec: str, generator: Optional[torch.Generator] = None,
+              space: str = "pixel", pixel_std: float = 1.0) -> torch.Tensor:
+    """`gaussian:STD` or `salt-pepper:P` (each pixel set to 0 or 1 with
+    probability P). Gaussian noise in `space="pixel"` is added to the [0, 1]
+    pixels and clipped; in `space="normalised"` it is added to the
+    standardised image (x − mean)/std, i.e. STD·`pixel_std` in pixels,
+    unclipped, as in a pipeline that normalises its inputs."""
+    if space not in ("pixel", "normalised"):
+        raise ValueError(f"--noise-space must be pixel or normalised, got '{space}'")
     try:
         kind, value = spec.split(":")
         level = float(value)
     except ValueError:
         raise ValueError(f"--noise must be gaussian:STD or salt-pepper:P, got '{spec}'") from None
-    if kind == "gaussian" and level >= 0:
+    if kind == "gaussian" and level >= 0 and math.isfinite(level):
+        if space == "normalised":
+            return images + (torch.randn(images.shape, generator=generator) * (level * pixel_std)).to(images.device)
         noise = torch.randn(images.shape, generator=generator) * level
         return (images + noise.to(images.device)).clamp(0, 1)
     if kind == "salt-pepper" and 0 <= level <= 1:

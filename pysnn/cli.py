@@ -124,6 +124,12 @@ def _eval(args: argparse.Namespace, rest: Sequence[str]) -> None:
     eval_main(list(rest))
 
 
+def _compare(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .compare import main as compare_main
+
+    compare_main(list(rest))
+
+
 def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
     from .plot import main as plot_main
 
@@ -131,7 +137,7 @@ def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
-    "bench": _bench, "train": _train, "eval": _eval, "plot": _plot, "presets": _presets}
+    "bench": _bench, "train": _train, "eval": _eval, "compare": _compare, "plot": _plot, "presets": _presets}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -142,6 +148,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bench.add_argument("which", choices=sorted(BENCHMARKS) + ["all"], help="which benchmark (all: every one)")
     commands.add_parser("eval", help="evaluate a trained run, clean and under input noise", add_help=False)
     commands.add_parser("plot", help="PNGs of a run: curves, firing rates, information plane", add_help=False)
+    commands.add_parser("compare", help="several runs' accuracy under the same input noise: table and PNG",
+                        add_help=False)
     commands.add_parser("presets", help="list the thesis presets with their reported accuracy")
     train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")
     _add_train_arguments(train)

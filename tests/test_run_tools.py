@@ -68,3 +68,47 @@ def test_presets_listed_and_overridable(tmp_path):
     config = json.loads((out / "metrics.json").read_text())["config"]
     assert config["lr"] == 5e-4 and config["threshold"] == 1.0 and config["dropout"] == 0.1  # from the preset
     assert config["dataset"] == "digits" and config["epochs"] == 1  # overridden
+
+
+def test_noise_sweep_is_seeded_and_reports_drops(run_dir, tmp_path):
+    args = ("eval", str(run_dir), "--noise-sweep", "gaussian:0,0.2,0.4", "--noise-sweep", "salt-pepper:0,0.2")
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    assert _pysnn(*args, "--json", str(first)).returncode == 0
+    assert _pysnn(*args, "--json", str(second)).returncode == 0
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert a["sweeps"] == b["sweeps"]  # the same noise for the same seed
+    gaussian = a["sweeps"]["gaussian"]
+    assert [r["level"] for r in gaussian] == [0, 0.2, 0.4]
+    assert gaussian[0]["drop"] == 0 and gaussian[0]["acc"] == a["clean_acc"]
+    assert gaussian[2]["relative_drop"] == pytest.approx(gaussian[2]["drop"] / a["clean_acc"])
+
+
+def test_noise_in_normalised_space_is_scaled_by_the_pixel_std_and_unclipped():
+    images = torch.full((4000,), 0.5)
+    g = add_noise(images, "gaussian:0.4", torch.Generator().manual_seed(0), space="normalised", pixel_std=0.3)
+    assert 0.11 < (g - 0.5).std() < 0.13
+    wide = add_noise(images, "gaussian:4", torch.Generator().manual_seed(0), space="normalised")
+    assert wide.min() < 0 and wide.max() > 1
+
+
+def test_compare_writes_one_table_and_one_png_beside_the_runs(run_dir):
+    result = _pysnn("compare", str(run_dir), str(run_dir), "--noise-sweep", "gaussian:0,0.3")
+    assert result.returncode == 0, result.stderr
+    folder = run_dir.parent
+    table = json.loads((folder / "noise-comparison.json").read_text())
+    assert len(table["runs"]) == 2 and len(table["runs"][0]["sweeps"]["gaussian"]) == 2
+    assert (folder / "noise-comparison.png").stat().st_size > 1000
+    assert "gaussian noise" in (folder / "noise-comparison.txt").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "--noise-sweep", "gaussian:0.1"], "required"),  # no runs
+    (["eval", "RUN", "--noise-sweep", "gaussian:0,x"], "is not a number"),
+    (["eval", "RUN", "--noise-sweep", "salt-pepper:0,1.5"], "out of range"),
+    (["eval", "RUN", "--noise-sweep", "blur:1"], "--noise-sweep must be"),
+])
+def test_bad_sweeps_are_one_line_and_write_nothing(run_dir, tmp_path, args, message):
+    args = [str(run_dir) if a == "RUN" else a for a in args]
+    result = _pysnn(*args, "--json", str(tmp_path / "out.json")) if args[0] == "eval" else _pysnn(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.json").exists()
