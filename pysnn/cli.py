@@ -47,7 +47,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--data-dir", default=d.data_dir, help="folder with the dataset files")
     a("--download", action="store_true", help="download through torchvision (needs a network)")
     a("--subset", type=int, default=d.subset, help="train on this many images (and test on at most as many)")
-    a("--model", default=d.model, choices=["mlp", "vgg8"])
+    a("--model", default=d.model, choices=["mlp", "cnn", "vgg8"])
     a("--hidden", type=int, nargs="+", default=d.hidden, help="MLP hidden sizes, e.g. 1024 1024 1024")
     a("--width-mult", type=float, default=d.width_mult, help="VGG8 channel multiplier (2 = VGG8 2x)")
     a("--batch-norm", dest="batch_norm", action="store_true", default=None, help="BatchNorm after each layer")

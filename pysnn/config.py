@@ -79,7 +79,7 @@ class TrainConfig:
             (all(h >= 1 for h in self.hidden), f"--hidden sizes must be >= 1, got {self.hidden}"),
             (self.update in ("final", "online"), f"--update must be 'final' or 'online', got '{self.update}'"),
             (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
-            (self.model in ("mlp", "vgg8"), f"--model must be mlp or vgg8, got '{self.model}'"),
+            (self.model in ("mlp", "cnn", "vgg8"), f"--model must be mlp, cnn or vgg8, got '{self.model}'"),
             (self.hsic_term in ("input", "self"), f"--hsic-term must be input or self, got '{self.hsic_term}'"),
             (self.hsic_norm in ("none", "cka"), f"--hsic-norm must be none or cka, got '{self.hsic_norm}'"),
             (self.hsic_norm == "none" or self.hsic_term == "input",

@@ -94,6 +94,27 @@ def vgg8(in_channels: int, classes: int = 10, width_mult: float = 1.0, *, input_
     return SpikingNetwork(blocks, nn.Linear(fc, classes), timesteps, encoder)
 
 
+def cnn(in_channels: int, classes: int = 10, *, input_size: int = 28, neuron: Optional[NeuronConfig] = None,
+        dropout: float = 0.0, batch_norm: bool = True, timesteps: int = 10, encoder: str = "direct",
+        channels: Sequence[int] = (32, 64), fc: int = 256) -> SpikingNetwork:
+    """A spiking CNN small enough to train on a CPU: 32C3-P2-64C3-P2-FC256 and
+    the head (3×3 convs, padding 1, 2×2 max pooling), for 28×28 images
+    (a convolutional counterpart of the MLP for the noise studies)."""
+    neuron = neuron or NeuronConfig()
+    blocks: List[SpikingBlock] = []
+    shape: Tuple[int, ...] = (in_channels, input_size, input_size)
+    for out in channels:
+        block = SpikingBlock(nn.Conv2d(shape[0], out, 3, padding=1, bias=not batch_norm), neuron,
+                             norm=nn.BatchNorm2d(out) if batch_norm else None, pool=nn.MaxPool2d(2), dropout=dropout)
+        shape = block.output_shape(shape)
+        blocks.append(block)
+    blocks.append(SpikingBlock(nn.Linear(int(torch.tensor(shape).prod()), fc), neuron, dropout=dropout))
+    return SpikingNetwork(blocks, nn.Linear(fc, classes), timesteps, encoder)
+
+
+MODELS = ("mlp", "cnn", "vgg8")
+
+
 def build(model: str, image_shape: Tuple[int, ...], classes: int, *, hidden: Sequence[int] = (1024,),
           width_mult: float = 1.0, neuron: Optional[NeuronConfig] = None, dropout: float = 0.0,
           batch_norm: Optional[bool] = None, timesteps: int = 10, encoder: str = "direct") -> SpikingNetwork:
@@ -105,4 +126,7 @@ def build(model: str, image_shape: Tuple[int, ...], classes: int, *, hidden: Seq
         return vgg8(image_shape[0], classes, width_mult, input_size=image_shape[-1], neuron=neuron,
                     dropout=dropout, batch_norm=True if batch_norm is None else batch_norm,
                     timesteps=timesteps, encoder=encoder)
-    raise ValueError(f"unknown model '{model}'; choose mlp or vgg8")
+    if model == "cnn":
+        return cnn(image_shape[0], classes, input_size=image_shape[-1], neuron=neuron, dropout=dropout,
+                   batch_norm=True if batch_norm is None else batch_norm, timesteps=timesteps, encoder=encoder)
+    raise ValueError(f"unknown model '{model}'; choose {', '.join(MODELS)}")

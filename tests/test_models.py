@@ -80,3 +80,20 @@ def test_direct_coding_runs_the_first_layer_once_with_the_same_result(kind, batc
         results.append((spikes.detach(), block.layer.weight.grad.clone()))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule,extra", [("hll", {}), ("hbh", {}), ("hbh", {"hsic_term": "input", "hsic_norm": "cka"}),
+                                        ("bptt", {})])
+def test_cnn_shapes_and_every_rule_updates_every_layer(rule, extra):
+    torch.manual_seed(0)
+    config = TrainConfig(rule=rule, model="cnn", timesteps=3, threshold=0.3, lr=1e-2, **extra)
+    model = models.build("cnn", (1, 28, 28), 10, timesteps=3, neuron=NeuronConfig(threshold=0.3))
+    assert [type(b.layer).__name__ for b in model.blocks] == ["Conv2d", "Conv2d", "Linear"]
+    assert model.blocks[2].layer.in_features == 64 * 7 * 7
+    trainer = make_trainer(model, config, 10, (1, 28, 28))
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer.train()
+    loss, logits = trainer.step(torch.rand(8, 1, 28, 28), torch.arange(8) % 10)
+    assert logits.shape == (8, 10) and loss == loss
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters())]
+    assert all(changed), f"{sum(changed)}/{len(changed)} parameters changed"

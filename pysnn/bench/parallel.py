@@ -30,7 +30,7 @@ from ..distributed.pipeline import Stage, balanced_split, profile_step, run_stag
 from ..distributed.runtime import DistContext
 from .timing import JsonRows, format_table
 
-SHAPES = {"mlp": (1, 28, 28), "vgg8": (1, 28, 28)}
+SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
 
 
 def stage_times(profile: dict, split: Sequence[int]) -> List[float]:
@@ -170,7 +170,7 @@ def run(model: str = "mlp", rule: str = "hll", hidden: Sequence[int] = (1024, 10
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="mlp", choices=["mlp", "vgg8"])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn", "vgg8"])
     parser.add_argument("--rule", default="hll", choices=["hll", "hbh"])
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 1024, 1024])
     parser.add_argument("--batch", type=int, default=64)

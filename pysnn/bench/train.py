@@ -14,7 +14,7 @@ from ..train import build_model
 from . import memory
 from .timing import JsonRows, compare, format_table
 
-SHAPES = {"mlp": (1, 28, 28), "vgg8": (1, 28, 28)}
+SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
 
 
 def step_case(rule: str, model: str = "mlp", backend: str = "fused", batch: int = 64, timesteps: int = 10,
@@ -65,7 +65,7 @@ def run(rules: Sequence[str] = ("hll", "hbh", "bptt"), model: str = "mlp", batch
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rules", nargs="+", default=["hll", "hbh", "bptt"])
-    parser.add_argument("--model", default="mlp", choices=["mlp", "vgg8"])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn", "vgg8"])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--timesteps", type=int, default=10)
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024])
