@@ -51,13 +51,26 @@ def activity(model: SpikingNetwork, images: torch.Tensor) -> Dict[str, List[floa
 def layer_hsic(model: SpikingNetwork, images: torch.Tensor, labels: torch.Tensor, classes: int,
                sigma: float = 0.2, sigma_scaling: str = "dim") -> List[Dict[str, float]]:
     """HSIC(X, Z) and HSIC(Z, Y) of every hidden layer's rates (the information plane)."""
+    return [{k: v for k, v in layer.items() if not k.startswith("n")}
+            for layer in layer_hsic_normalised(model, images, labels, classes, sigma, sigma_scaling)]
+
+
+def layer_hsic_normalised(model: SpikingNetwork, images: torch.Tensor, labels: torch.Tensor, classes: int,
+                          sigma: float = 0.2, sigma_scaling: str = "dim") -> List[Dict[str, float]]:
+    """Per hidden layer: HSIC(X, Z), HSIC(Z, Y) and their normalised (CKA)
+    forms nHSIC(A, B) = HSIC(A, B)/sqrt(HSIC(A, A)·HSIC(B, B)), which do not
+    depend on the kernels' scale (0 for a silent layer)."""
     kx = ops.kernel_matrix(images.flatten(1), sigma=sigma, sigma_scaling=sigma_scaling)
     ky = label_kernel(ops, labels, classes, "cosine")
+    hxx, hyy = ops.hsic(kx, kx).item(), ops.hsic(ky, ky).item()
     h, out = model.encode(images), []
     for block in model.blocks:
         h = block(h)
         kz = ops.kernel_matrix(h.mean(0).flatten(1), sigma=sigma, sigma_scaling=sigma_scaling)
-        out.append({"hsic_xz": ops.hsic(kx, kz).item(), "hsic_zy": ops.hsic(kz, ky).item()})
+        xz, zy, zz = ops.hsic(kx, kz).item(), ops.hsic(kz, ky).item(), ops.hsic(kz, kz).item()
+        out.append({"hsic_xz": xz, "hsic_zy": zy,
+                    "nhsic_xz": xz / math.sqrt(hxx * zz) if hxx * zz > 0 else 0.0,
+                    "nhsic_zy": zy / math.sqrt(zz * hyy) if zz * hyy > 0 else 0.0})
     return out
 
 

@@ -112,6 +112,14 @@ def _train(args: argparse.Namespace, rest: Sequence[str]) -> None:
     train(TrainConfig(**given), resume=args.resume)
 
 
+def _sweep(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .config import TrainConfig
+    from .sweep import main as sweep_main
+
+    fields = TrainConfig.__dataclass_fields__
+    sweep_main(args, TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k not in ("out", "beta")}))
+
+
 def _presets(args: argparse.Namespace, rest: Sequence[str]) -> None:
     from .presets import listing
 
@@ -137,7 +145,8 @@ def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
-    "bench": _bench, "train": _train, "eval": _eval, "compare": _compare, "plot": _plot, "presets": _presets}
+    "bench": _bench, "train": _train, "eval": _eval, "compare": _compare, "plot": _plot, "presets": _presets,
+    "sweep": _sweep}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -153,11 +162,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands.add_parser("presets", help="list the thesis presets with their reported accuracy")
     train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")
     _add_train_arguments(train)
+    sweep = commands.add_parser("sweep", help="normalised HBH over several beta, with BPTT and HSIC(Z, Z): "
+                                              "information plane and accuracy-robustness PNGs",
+                                conflict_handler="resolve")  # its --beta takes several values
+    _add_train_arguments(sweep)
+    sweep.add_argument("--beta", type=float, nargs="+", required=True, help="the betas to train, e.g. 1 2 4 8 32")
+    sweep.add_argument("--noise-sweep", action="append", default=[], metavar="KIND:L1,L2,...")
+    sweep.add_argument("--noise-space", default="pixel", choices=["pixel", "normalised"])
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
     args.explicit = {action.dest for action in train._actions for option in action.option_strings
                      if any(a == option or a.startswith(option + "=") for a in argv)}
-    if args.command == "train" and rest:
+    if args.command in ("train", "sweep") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         COMMANDS[args.command](args, rest)

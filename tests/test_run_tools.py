@@ -112,3 +112,19 @@ def test_bad_sweeps_are_one_line_and_write_nothing(run_dir, tmp_path, args, mess
     result = _pysnn(*args, "--json", str(tmp_path / "out.json")) if args[0] == "eval" else _pysnn(*args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_beta_sweep_trains_each_beta_and_the_baselines_and_writes_two_pngs(tmp_path):
+    out = tmp_path / "sweep"
+    result = _pysnn("sweep", "--beta", "2", "8", "--subset", "200", "--epochs", "1", "--hidden", "32",
+                    "--timesteps", "3", "--no-progress", "--noise-sweep", "gaussian:0,0.4", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    table = json.loads((out / "sweep.json").read_text())
+    assert set(table) == {"beta-2", "beta-8", "bptt", "hbh-self"}
+    layer = table["beta-2"]["layers"][0]
+    assert 0 <= layer["nhsic_xz"] <= 1 and 0 <= layer["nhsic_zy"] <= 1
+    assert json.loads((out / "beta-8" / "metrics.json").read_text())["config"]["hsic_norm"] == "cka"
+    for name in ("information_plane.png", "robustness.png"):
+        assert (out / name).stat().st_size > 1000
+    bad = _pysnn("sweep", "--beta", "0", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "--beta needs" in bad.stderr and not (tmp_path / "bad").exists()
