@@ -67,7 +67,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
       help="HBH: the bottleneck's first term, HSIC(X, Z) (input, the thesis) or HSIC(Z, Z) (self, "
            "Pogodin & Latham)")
     a("--hsic-norm", default=d.hsic_norm,
-      help="HBH: none, or cka: the normalised bottleneck nHSIC(X, Z) - beta nHSIC(Z, Y) (with --hsic-term input)")
+      help="HBH: none, or the normalised bottleneck nHSIC(X, Z) - beta nHSIC(Z, Y) with --hsic-term input: "
+           "cka (centred kernel alignment) or cca (Ma et al.)")
     a("--timesteps", type=int, default=d.timesteps)
     a("--decay", type=float, default=d.decay)
     a("--threshold", type=float, default=d.threshold)

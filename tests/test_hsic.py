@@ -412,3 +412,11 @@ def test_cka_modulator_opcheck_and_bad_input(device):
         ops.hsic_modulator(kx, ky, estimator="unbiased", normalize="cka", kz=kz)
     with pytest.raises(ValueError, match="same m"):
         ops.hsic_modulator(kx, ky, normalize="cka", kz=kz[:6, :6])
+
+
+def test_cca_modulator_is_the_gradient_of_ma_et_al_normalised_bottleneck(device):
+    kx, ky, kz = _psd_kernels(20, device)
+    fused = ops.hsic_modulator(kx, ky, beta=2.0, normalize="cca", kz=kz)
+    expected = reference.hsic_modulator(kx, ky, beta=2.0, normalize="cca", kz=kz)
+    torch.testing.assert_close(fused, expected, rtol=1e-7, atol=1e-10)
+    torch.library.opcheck(torch.ops.pysnn.hsic_modulator_cca.default, (kx, ky, kz, 2.0))

@@ -14,6 +14,8 @@
 #include <ATen/ops/add.h>
 #include <ATen/ops/dot.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/eye.h>
+#include <ATen/ops/linalg_inv.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/ones_like.h>
@@ -420,6 +422,33 @@ at::Tensor hsic_modulator_cka(const at::Tensor& kx, const at::Tensor& ky, const 
   return modulator * (z_norm > kSilent);
 }
 
+// The same for Ma et al.'s normalised HSIC (their hsic_normalized_cca):
+// nHSIC(A, B) = tr(R_A R_B), R_K = K̃ (K̃ + εmI)⁻¹, K̃ = HKH, ε = 1e-5. With
+// A_z = K̃z + εmI, dR_z = εm A_z⁻¹ dK̃z A_z⁻¹, so
+//   M = H · εm A_z⁻¹ (R_X − β·R_Y)ᵀ A_z⁻¹ · H   (symmetrised).
+at::Tensor hsic_modulator_cca(const at::Tensor& kx, const at::Tensor& ky, const at::Tensor& kz, double beta) {
+  const char* op = "hsic_modulator(normalize='cca')";
+  const int64_t m = check_square(op, kx, "kx");
+  check_same(op, ky, "ky", kx, "kx");
+  check_same(op, kz, "kz", kx, "kx");
+  TORCH_CHECK_VALUE(ky.sizes() == kx.sizes() && kz.sizes() == kx.sizes(), op,
+                    ": kx, ky and kz must all be [m, m] with the same m, got ", kx.sizes(), ", ", ky.sizes(),
+                    " and ", kz.sizes());
+  check_finite(op, beta, "beta");
+  constexpr double kEpsilon = 1e-5;  // Ma et al.'s
+  const double ridge = kEpsilon * static_cast<double>(m);
+  const at::Tensor eye = at::eye(m, to_compute(kx).options());
+  const at::Tensor h = eye - 1.0 / static_cast<double>(m);
+  const auto centred = [&](const at::Tensor& k) { return at::mm(at::mm(h, to_compute(k)), h); };
+  const auto inverse = [&](const at::Tensor& kc) { return at::linalg_inv(kc + ridge * eye); };
+  const at::Tensor kxc = centred(kx), kyc = centred(ky), kzc = centred(kz);
+  const at::Tensor rx = at::mm(kxc, inverse(kxc)), ry = at::mm(kyc, inverse(kyc));
+  const at::Tensor az_inv = inverse(kzc);
+  const at::Tensor grad_centred = ridge * at::mm(at::mm(az_inv, (rx - beta * ry).t()), az_inv);
+  const at::Tensor grad = at::mm(at::mm(h, grad_centred), h);
+  return (grad + grad.t()) / 2;
+}
+
 void check_modulator(const char* op, const at::Tensor& modulator, const at::Tensor& z, const char* z_name) {
   check_floating(op, modulator, "modulator");
   TORCH_CHECK(modulator.device() == z.device(), op, ": modulator is on ", modulator.device(), " but ",
@@ -531,6 +560,7 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   m.def("hsic_backward(Tensor grad, Tensor k, Tensor l, str estimator) -> (Tensor grad_k, Tensor grad_l)");
   m.def("hsic_modulator(Tensor kx, Tensor ky, float beta, str estimator) -> Tensor");
   m.def("hsic_modulator_cka(Tensor kx, Tensor ky, Tensor kz, float beta, str estimator) -> Tensor");
+  m.def("hsic_modulator_cca(Tensor kx, Tensor ky, Tensor kz, float beta) -> Tensor");
   // loss = Σ M ∘ Kz; weighted = M ∘ Kz, saved for the closed-form backward.
   m.def("hsic_loss(Tensor z, Tensor modulator, float sigma, str sigma_scaling) -> (Tensor loss, Tensor weighted)");
   m.def("hsic_loss_backward(Tensor grad, Tensor z, Tensor weighted, float sigma, str sigma_scaling) -> Tensor");
@@ -555,6 +585,7 @@ TORCH_LIBRARY_IMPL(pysnn, CompositeExplicitAutograd, m) {
   m.impl("hsic_backward", &pysnn::hsic::hsic_backward);
   m.impl("hsic_modulator", &pysnn::hsic::hsic_modulator);
   m.impl("hsic_modulator_cka", &pysnn::hsic::hsic_modulator_cka);
+  m.impl("hsic_modulator_cca", &pysnn::hsic::hsic_modulator_cca);
   m.impl("hsic_loss", &pysnn::hsic::hsic_loss);
   m.impl("hsic_loss_backward", &pysnn::hsic::hsic_loss_backward);
   m.impl("hsic_post_signal", &pysnn::hsic::hsic_post_signal);

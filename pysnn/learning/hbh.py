@@ -39,7 +39,7 @@ class HBHTrainer(LocalTrainer):
 
     def batch_context(self, images, labels):
         """With `hsic_term = "input"`, what every layer of the batch shares: the
-        modulator M from Kx and Ky, or under `hsic_norm = "cka"` Kx itself
+        modulator M from Kx and Ky, or when normalised (cka, cca) Kx itself
         (each layer's normalised M also depends on its own Kz); with "self",
         nothing: each layer builds its own."""
         c = self.config
@@ -48,14 +48,14 @@ class HBHTrainer(LocalTrainer):
         with torch.no_grad():
             kx = self.ops.kernel_matrix(self.batch.gather(images.flatten(1)), kind="gaussian", sigma=c.sigma,
                                         sigma_scaling=c.sigma_scaling)
-            if c.hsic_norm == "cka":
+            if c.hsic_norm != "none":
                 return kx
             ky = self.label_kernel(self.batch.gather(labels))
             return self.ops.hsic_modulator(kx, ky, beta=c.beta, estimator=c.estimator)
 
     def modulator(self, rates: torch.Tensor, labels: torch.Tensor, shared) -> torch.Tensor:
         """The third factor of a layer with these (detached) rates: the batch's
-        shared M; under "cka" the normalised bottleneck's gradient at this
+        shared M; normalised (cka, cca), the normalised bottleneck's gradient at this
         layer's Kz; for HSIC(Z, Z) one with 2·Kz in place of Kx (HSIC is
         bilinear and symmetric, so ∂HSIC(Kz, Kz)/∂Kz = 2·C(Kz))."""
         c = self.config
@@ -63,9 +63,9 @@ class HBHTrainer(LocalTrainer):
             return shared
         kz = self.ops.kernel_matrix(rates.flatten(1), kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
         ky = self.label_kernel(labels).to(kz.dtype)
-        if c.hsic_norm == "cka":
+        if c.hsic_norm != "none":
             return self.ops.hsic_modulator(shared.to(kz.dtype), ky, beta=c.beta, estimator=c.estimator,
-                                           normalize="cka", kz=kz)
+                                           normalize=c.hsic_norm, kz=kz)
         return self.ops.hsic_modulator(2 * kz, ky, beta=c.beta, estimator=c.estimator)
 
     def label_kernel(self, labels: torch.Tensor) -> torch.Tensor:

@@ -45,17 +45,21 @@ def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str 
     ``normalize="cka"``: M = ∂[nHSIC(X, Z) − β·nHSIC(Z, Y)]/∂Kz for the
     normalised (CKA) HSIC, which depends on the layer's own ``kz`` (from its
     detached rates): one per layer; zero for a silent layer. Needs the approx
-    or biased estimator. Not differentiable in either form.
+    or biased estimator. ``normalize="cca"``: the same for Ma et al.'s
+    nHSIC(A, B) = tr(R_A R_B), R = K̃(K̃ + εmI)⁻¹, K̃ = HKH, ε = 1e-5 (the
+    estimator is not used). Not differentiable in any form.
     """
     if normalize == "none":
         if kz is not None:
             raise ValueError("hsic_modulator: kz is only used with normalize='cka'")
         return torch.ops.pysnn.hsic_modulator(kx, ky, float(beta), estimator)
+    if normalize not in ("cka", "cca"):
+        raise ValueError(f"hsic_modulator: normalize must be 'none', 'cka' or 'cca', got '{normalize}'")
+    if kz is None:
+        raise ValueError(f"hsic_modulator: normalize='{normalize}' needs the layer's kernel matrix kz")
     if normalize == "cka":
-        if kz is None:
-            raise ValueError("hsic_modulator: normalize='cka' needs the layer's kernel matrix kz")
         return torch.ops.pysnn.hsic_modulator_cka(kx, ky, kz, float(beta), estimator)
-    raise ValueError(f"hsic_modulator: normalize must be 'none' or 'cka', got '{normalize}'")
+    return torch.ops.pysnn.hsic_modulator_cca(kx, ky, kz, float(beta))
 
 
 def hsic_loss(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none") -> Tensor:
@@ -137,6 +141,13 @@ def _hsic_modulator_cka_fake(kx, ky, kz, beta, estimator):
     v.check_modulator_args(kx, kz, beta, estimator)
     if estimator == "unbiased":
         raise ValueError("hsic_modulator(normalize='cka'): needs the approx or biased estimator")
+    return _new(kx, kx.shape)
+
+
+@torch.library.register_fake("pysnn::hsic_modulator_cca")
+def _hsic_modulator_cca_fake(kx, ky, kz, beta):
+    v.check_modulator_args(kx, ky, beta, "approx")
+    v.check_modulator_args(kx, kz, beta, "approx")
     return _new(kx, kx.shape)
 
 

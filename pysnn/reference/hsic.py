@@ -67,12 +67,14 @@ def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str 
     """M with Σ M∘Kz = HSIC(Kx, Kz) − β HSIC(Kz, Ky), from the formulas of docs/hsic.md
     (approx, biased) or as the symmetric gradient of that linear map (unbiased);
     with normalize="cka", the gradient of the normalised bottleneck at `kz`."""
-    if normalize == "cka":
+    if normalize in ("cka", "cca"):
         if kz is None:
-            raise ValueError("hsic_modulator: normalize='cka' needs the layer's kernel matrix kz")
-        return hsic_modulator_cka(kx, ky, kz, beta=beta, estimator=estimator)
+            raise ValueError(f"hsic_modulator: normalize='{normalize}' needs the layer's kernel matrix kz")
+        if normalize == "cka":
+            return hsic_modulator_cka(kx, ky, kz, beta=beta, estimator=estimator)
+        return hsic_modulator_cca(kx, ky, kz, beta=beta)
     if normalize != "none":
-        raise ValueError(f"hsic_modulator: normalize must be 'none' or 'cka', got '{normalize}'")
+        raise ValueError(f"hsic_modulator: normalize must be 'none', 'cka' or 'cca', got '{normalize}'")
     v.check_modulator_args(kx, ky, beta, estimator)
     kx, ky = kx.to(v.compute_dtype(kx.dtype)), ky.to(v.compute_dtype(ky.dtype))
     m = kx.shape[0]
@@ -106,6 +108,28 @@ def hsic_modulator_cka(kx: Tensor, ky: Tensor, kz: Tensor, *, beta: float = 2.0,
         base = kz.detach().clone().requires_grad_()
         sym = (base + base.T) / 2
         objective = (normalised_hsic(kx, sym, estimator) - beta * normalised_hsic(sym, ky, estimator))
+        (grad,) = torch.autograd.grad(objective, base)
+    return grad.detach()
+
+
+def normalised_hsic_cca(k: Tensor, l: Tensor, epsilon: float = 1e-5) -> Tensor:
+    """Ma et al.'s normalised HSIC: tr(R_K R_L), R = K̃(K̃ + εmI)⁻¹, K̃ = HKH."""
+    m = k.shape[0]
+    h = _centring(m, k)
+
+    def r(a):
+        centred = h @ a @ h
+        return centred @ torch.linalg.inv(centred + epsilon * m * torch.eye(m, dtype=a.dtype, device=a.device))
+    return torch.trace(r(k) @ r(l))
+
+
+def hsic_modulator_cca(kx: Tensor, ky: Tensor, kz: Tensor, *, beta: float = 2.0) -> Tensor:
+    """∂[nHSIC(X, Z) − β·nHSIC(Z, Y)]/∂Kz on symmetric Kz for the CCA form, by autograd."""
+    kx, ky, kz = (k.to(v.compute_dtype(k.dtype)) for k in (kx, ky, kz))
+    with torch.enable_grad():
+        base = kz.detach().clone().requires_grad_()
+        sym = (base + base.T) / 2
+        objective = normalised_hsic_cca(kx, sym) - beta * normalised_hsic_cca(sym, ky)
         (grad,) = torch.autograd.grad(objective, base)
     return grad.detach()
 
