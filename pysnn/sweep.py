@@ -43,6 +43,13 @@ def measure(run_dir: str, sweeps: List[str], space: str, device: str) -> dict:
     return {"clean_acc": metrics["test_acc"], "layers": layers, "noise": noise}
 
 
+def _labelled_points(ax, points: dict) -> None:
+    """One labelled point per run: circles for the betas, squares for the baselines."""
+    for name, (x, y) in points.items():
+        ax.scatter(x, y, marker="o" if name.startswith("beta") else "s")
+        ax.annotate(name.replace("beta-", "β="), (x, y), fontsize=8)
+
+
 def plot(results: dict, sweeps: List[str], folder: Path) -> None:
     import matplotlib
 
@@ -52,11 +59,8 @@ def plot(results: dict, sweeps: List[str], folder: Path) -> None:
     n_layers = len(next(iter(results.values()))["layers"])
     fig, axes = plt.subplots(1, n_layers, figsize=(4.5 * n_layers, 4), squeeze=False)
     for layer, ax in enumerate(axes[0]):
-        for name, r in results.items():
-            point = r["layers"][layer]
-            marker = "o" if name.startswith("beta") else "s"
-            ax.scatter(point["nhsic_xz"], point["nhsic_zy"], marker=marker)
-            ax.annotate(name.replace("beta-", "β="), (point["nhsic_xz"], point["nhsic_zy"]), fontsize=8)
+        _labelled_points(ax, {name: (r["layers"][layer]["nhsic_xz"], r["layers"][layer]["nhsic_zy"])
+                              for name, r in results.items()})
         ax.set_xlabel("nHSIC(X, Z)")
         ax.set_ylabel("nHSIC(Z, Y)")
         ax.set_title(f"hidden layer {layer + 1}")
@@ -67,9 +71,7 @@ def plot(results: dict, sweeps: List[str], folder: Path) -> None:
     strongest = [parse_sweep(s)[-1] for s in sweeps]
     fig, axes = plt.subplots(1, len(strongest), figsize=(4.5 * len(strongest), 4), squeeze=False)
     for spec, ax in zip(strongest, axes[0]):
-        for name, r in results.items():
-            ax.scatter(100 * r["clean_acc"], 100 * r["noise"][spec], marker="o" if name.startswith("beta") else "s")
-            ax.annotate(name.replace("beta-", "β="), (100 * r["clean_acc"], 100 * r["noise"][spec]), fontsize=8)
+        _labelled_points(ax, {name: (100 * r["clean_acc"], 100 * r["noise"][spec]) for name, r in results.items()})
         ax.set_xlabel("clean test accuracy (%)")
         ax.set_ylabel(f"accuracy under {spec} (%)")
         ax.grid(alpha=0.3)

@@ -389,6 +389,19 @@ at::Tensor hsic_modulator(const at::Tensor& kx, const at::Tensor& ky, double bet
   return centre(d, estimator, estimator_name);
 }
 
+// kx, ky and kz: [m, m] on one device, one dtype; beta finite. Returns m.
+int64_t check_normalised_args(const char* op, const at::Tensor& kx, const at::Tensor& ky, const at::Tensor& kz,
+                              double beta) {
+  const int64_t m = check_square(op, kx, "kx");
+  check_same(op, ky, "ky", kx, "kx");
+  check_same(op, kz, "kz", kx, "kx");
+  TORCH_CHECK_VALUE(ky.sizes() == kx.sizes() && kz.sizes() == kx.sizes(), op,
+                    ": kx, ky and kz must all be [m, m] with the same m, got ", kx.sizes(), ", ", ky.sizes(),
+                    " and ", kz.sizes());
+  check_finite(op, beta, "beta");
+  return m;
+}
+
 // The modulator of the normalised bottleneck nHSIC(X, Z) − β·nHSIC(Z, Y) in
 // CKA form, nHSIC(A, B) = ⟨Â, B̂⟩ with Â = C(A)/‖C(A)‖ (C: the estimator's
 // centring). Its gradient with respect to Kz is
@@ -398,25 +411,17 @@ at::Tensor hsic_modulator(const at::Tensor& kx, const at::Tensor& ky, double bet
 at::Tensor hsic_modulator_cka(const at::Tensor& kx, const at::Tensor& ky, const at::Tensor& kz, double beta,
                               c10::string_view estimator_name) {
   const char* op = "hsic_modulator(normalize='cka')";
-  const int64_t m = check_square(op, kx, "kx");
-  check_same(op, ky, "ky", kx, "kx");
-  check_same(op, kz, "kz", kx, "kx");
-  TORCH_CHECK_VALUE(ky.sizes() == kx.sizes() && kz.sizes() == kx.sizes(), op,
-                    ": kx, ky and kz must all be [m, m] with the same m, got ", kx.sizes(), ", ", ky.sizes(),
-                    " and ", kz.sizes());
-  check_finite(op, beta, "beta");
+  const int64_t m = check_normalised_args(op, kx, ky, kz, beta);
   const Estimator estimator = parse_estimator(estimator_name);
   TORCH_CHECK_VALUE(estimator != Estimator::kUnbiased, op, ": needs the approx or biased estimator, got '",
                     std::string(estimator_name), "'");
   constexpr double kSilent = 1e-8;  // ‖C(Kz)‖ below this: a silent layer
   // centre() returns C(K)/m²: the unit matrices do not see the factor, ‖C(Kz)‖ does.
-  const auto unit = [&](const at::Tensor& k) {
-    const at::Tensor c = centre(to_compute(k).contiguous(), estimator, estimator_name);
-    return std::make_pair(c / c.norm().clamp_min(1e-30), c.norm() * static_cast<double>(m * m));
-  };
-  const auto [x_hat, x_norm] = unit(kx);
-  const auto [y_hat, y_norm] = unit(ky);
-  const auto [z_hat, z_norm] = unit(kz);
+  const auto centred = [&](const at::Tensor& k) { return centre(to_compute(k).contiguous(), estimator, estimator_name); };
+  const auto unit = [](const at::Tensor& c) { return c / c.norm().clamp_min(1e-30); };
+  const at::Tensor z_centred = centred(kz);
+  const at::Tensor x_hat = unit(centred(kx)), y_hat = unit(centred(ky)), z_hat = unit(z_centred);
+  const at::Tensor z_norm = z_centred.norm() * static_cast<double>(m * m);
   const at::Tensor c_xz = (x_hat * z_hat).sum(), c_zy = (z_hat * y_hat).sum();
   const at::Tensor modulator = (x_hat - beta * y_hat - (c_xz - beta * c_zy) * z_hat) / z_norm.clamp_min(kSilent);
   return modulator * (z_norm > kSilent);
@@ -428,13 +433,7 @@ at::Tensor hsic_modulator_cka(const at::Tensor& kx, const at::Tensor& ky, const 
 //   M = H · εm A_z⁻¹ (R_X − β·R_Y)ᵀ A_z⁻¹ · H   (symmetrised).
 at::Tensor hsic_modulator_cca(const at::Tensor& kx, const at::Tensor& ky, const at::Tensor& kz, double beta) {
   const char* op = "hsic_modulator(normalize='cca')";
-  const int64_t m = check_square(op, kx, "kx");
-  check_same(op, ky, "ky", kx, "kx");
-  check_same(op, kz, "kz", kx, "kx");
-  TORCH_CHECK_VALUE(ky.sizes() == kx.sizes() && kz.sizes() == kx.sizes(), op,
-                    ": kx, ky and kz must all be [m, m] with the same m, got ", kx.sizes(), ", ", ky.sizes(),
-                    " and ", kz.sizes());
-  check_finite(op, beta, "beta");
+  const int64_t m = check_normalised_args(op, kx, ky, kz, beta);
   constexpr double kEpsilon = 1e-5;  // Ma et al.'s
   const double ridge = kEpsilon * static_cast<double>(m);
   const at::Tensor eye = at::eye(m, to_compute(kx).options());
