@@ -223,6 +223,8 @@ def _train_epochs(run: Run) -> None:
         bar = run.progress(run.batches(), epoch, run.batches_per_epoch)
         for images, labels in bar:
             if parallel is not None:
+                if len(labels) < run.dist.world:  # a last batch too small to give every rank a sample
+                    continue  # (every rank sees the same global batch, so all skip it together)
                 images, labels = parallel.shard(images, labels)
             images, labels = images.to(device), labels.to(device)
             loss, logits = trainer.step(images, labels)
