@@ -134,7 +134,6 @@ def _hsic_modulator_fake(kx, ky, beta, estimator):
     return _new(kx, kx.shape)
 
 
-@torch.library.register_fake("pysnn::hsic_loss")
 @torch.library.register_fake("pysnn::hsic_modulator_cka")
 def _hsic_modulator_cka_fake(kx, ky, kz, beta, estimator):
     v.check_modulator_args(kx, ky, beta, estimator)
@@ -151,6 +150,7 @@ def _hsic_modulator_cca_fake(kx, ky, kz, beta):
     return _new(kx, kx.shape)
 
 
+@torch.library.register_fake("pysnn::hsic_loss")
 def _hsic_loss_fake(z, modulator, sigma, sigma_scaling):
     v.check_hsic_loss_args(z, modulator, sigma, sigma_scaling)
     return _new(z, ()), _new(z, (z.shape[0], z.shape[0]))
