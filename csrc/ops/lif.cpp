@@ -4,6 +4,8 @@
 
 #include "ops/lif.h"
 
+#include <ATen/ops/empty.h>
+
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
@@ -102,6 +104,21 @@ TimeRows time_rows(const at::Tensor& x) {
     if (row.is_contiguous()) return {row, 0};
   }
   return {x.contiguous(), x.numel() / x.size(0)};
+}
+
+BackwardInputCall prepare_backward_input(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
+                                         const at::Tensor& x, const c10::optional<at::Tensor>& u0) {
+  const auto [rows, step] = time_rows(x);
+  const int64_t T = x.size(0);
+  return {rows,
+          step,
+          grad_spikes.contiguous(),
+          grad_state.has_value() ? c10::optional<at::Tensor>(grad_state->contiguous()) : c10::nullopt,
+          u0.has_value() ? c10::optional<at::Tensor>(u0->contiguous()) : c10::nullopt,
+          T,
+          x.numel() / T,
+          at::empty(x.sizes(), rows.options()),
+          at::empty(x.sizes().slice(1), rows.options())};
 }
 
 }  // namespace lif

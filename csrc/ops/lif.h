@@ -39,6 +39,19 @@ Options check_backward_input_args(const at::Tensor& grad_spikes, const c10::opti
                                   double threshold, c10::string_view surrogate, double alpha,
                                   c10::string_view grad_mode);
 
+// The inputs of a `lif_backward_input` kernel, made contiguous, and its
+// outputs allocated (both backends start the same way).
+struct BackwardInputCall {
+  at::Tensor x;  // time_rows(x).data
+  int64_t x_step;
+  at::Tensor grad_spikes;
+  c10::optional<at::Tensor> grad_state, u0;
+  int64_t T, N;
+  at::Tensor grad_x, grad_u0;
+};
+BackwardInputCall prepare_backward_input(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
+                                         const at::Tensor& x, const c10::optional<at::Tensor>& u0);
+
 // x as T rows of N values for the kernels: contiguous (`step` = N), or, for
 // the same input at every step (direct coding: a stride-0 expand over time),
 // one contiguous row read T times (`step` = 0), never materialised.

@@ -176,14 +176,8 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cuda(
                                                 alpha, grad_mode);
   TORCH_CHECK(x_.is_cuda(), "lif_backward_input_cuda: x must be a CUDA tensor");
   const c10::cuda::CUDAGuard device_guard(x_.device());
-  const auto [x, x_step] = time_rows(x_);
-  const at::Tensor grad_spikes = grad_spikes_.contiguous();
-  const c10::optional<at::Tensor> grad_state = optional_contiguous(grad_state_);
-  const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
-  const int64_t T = x_.size(0);
-  const int64_t N = x_.numel() / T;
-  at::Tensor grad_x = at::empty(x_.sizes(), x.options());
-  at::Tensor grad_u0 = at::empty(x_.sizes().slice(1), x.options());
+  auto [x, x_step, grad_spikes, grad_state, u0, T, N, grad_x, grad_u0] =
+      prepare_backward_input(grad_spikes_, grad_state_, x_, u0_);
   if (N == 0) return {grad_x, grad_u0};
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
