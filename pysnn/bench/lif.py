@@ -1,6 +1,6 @@
 """LIF benchmark: the fused op against the eager reference,
-torch.compile(reference) and SpikingJelly's multi-step LIFNode (where
-installed: `pip install --no-deps spikingjelly loguru`), forward and
+torch.compile(reference) and, with --peers, SpikingJelly's multi-step LIFNode
+(where installed: `pip install --no-deps spikingjelly loguru`), forward and
 forward+backward, side by side in one run. Also the fused op's previous
 backward (saved membrane, what `return_membrane=True` still uses), the
 achieved bandwidth against a measured copy, and the share of the time that
@@ -58,7 +58,7 @@ def _forward_backward(fn, x, grad):
 
 
 def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str = "cpu",
-        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True, peers: bool = True,
+        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True, peers: bool = False,
         on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     dev = torch.device(device)
     impls: Dict[str, Callable] = {"fused": ops.lif, "saved": _saved_membrane, "eager": reference.lif}
@@ -118,11 +118,15 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
-    parser.add_argument("--no-peers", action="store_true", help="skip SpikingJelly even where installed")
+    parser.add_argument("--peers", action="store_true",
+                        help="add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
+                             "(`pip install --no-deps spikingjelly loguru`)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile,
-               peers=not args.no_peers, on_row=JsonRows(args.json))
+               peers=args.peers, on_row=JsonRows(args.json))
+    if args.peers and spikingjelly_lif() is None:
+        print("--peers: SpikingJelly is not installed (pip install --no-deps spikingjelly loguru); no peer column")
     columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "floor_ms",
                "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "fused/floor", "fused_GBps",
                "copy_GBps", "alloc_share"]
