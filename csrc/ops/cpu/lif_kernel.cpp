@@ -53,6 +53,7 @@ PYSNN_CPU_CLONES void forward_range(const scalar_t* x, int64_t x_step, const sca
   }
 }
 
+// membrane == nullptr: the membrane was recomputed into grad_x (swept in place).
 template <Surrogate kind, GradMode mode, typename scalar_t>
 PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t* grad_membrane,
                     const scalar_t* grad_state, const scalar_t* membrane, scalar_t* grad_x,
@@ -67,14 +68,21 @@ PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t
     const int64_t len = std::min(kBlock, end - first);
     for (int64_t i = 0; i < len; ++i)
       carry[i] = grad_state ? static_cast<opmath_t>(grad_state[first + i]) : opmath_t(0);
-    // The inner loop is instantiated with and without grad_membrane so that
-    // neither version branches per element (GCC then vectorises both).
-    const auto sweep = [&](auto has_grad_membrane) {
+    // The inner loop is instantiated with and without grad_membrane, and
+    // reading the membrane from grad_x itself (membrane == nullptr: recomputed
+    // there), so that no version branches per element and the in-place one
+    // reads and writes through one pointer (GCC then vectorises all three).
+    const auto sweep = [&](auto has_grad_membrane, auto in_place) {
       for (int64_t t = T - 1; t >= 0; --t) {
         const int64_t offset = t * N + first;
         for (int64_t i = 0; i < len; ++i) {
-          const opmath_t sg =
-              surrogate_grad<kind>(static_cast<opmath_t>(membrane[offset + i]) - threshold, alpha);
+          opmath_t u;
+          if constexpr (decltype(in_place)::value) {
+            u = static_cast<opmath_t>(grad_x[offset + i]);
+          } else {
+            u = static_cast<opmath_t>(membrane[offset + i]);
+          }
+          const opmath_t sg = surrogate_grad<kind>(u - threshold, alpha);
           opmath_t gm = 0;
           if constexpr (decltype(has_grad_membrane)::value)
             gm = static_cast<opmath_t>(grad_membrane[offset + i]);
@@ -83,10 +91,12 @@ PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t
         }
       }
     };
-    if (grad_membrane) {
-      sweep(std::true_type{});
+    if (membrane == nullptr) {
+      sweep(std::false_type{}, std::true_type{});
+    } else if (grad_membrane) {
+      sweep(std::true_type{}, std::false_type{});
     } else {
-      sweep(std::false_type{});
+      sweep(std::false_type{}, std::false_type{});
     }
     for (int64_t i = 0; i < len; ++i) grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
   }
@@ -200,7 +210,7 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(
             recompute_membrane<scalar_t>(x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), gx,
                                          T, N, first, len, opt.decay, opt.threshold);
             backward_range<decltype(kind)::value, decltype(mode)::value, scalar_t>(
-                grad_spikes.const_data_ptr<scalar_t>(), nullptr, optional_data<scalar_t>(grad_state), gx, gx,
+                grad_spikes.const_data_ptr<scalar_t>(), nullptr, optional_data<scalar_t>(grad_state), nullptr, gx,
                 grad_u0.data_ptr<scalar_t>(), T, N, first, first + len, opt);
           }
         });
