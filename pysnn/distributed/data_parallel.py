@@ -63,13 +63,25 @@ class GlobalBatch:
         self.sizes = [0] * context.world
         self.coupled_scale = 1.0 / context.world
         self.sample_scale = 1.0 / context.world
+        self._last: tuple = (None, None)  # the last no-grad tensor gathered, and its gathered form
 
     def set_sizes(self, sizes: List[int]) -> None:
         self.sizes = sizes
         self.offset = sum(sizes[:self.context.rank])
         self.sample_scale = sizes[self.context.rank] / sum(sizes)
+        self._last = (None, None)
 
     def gather(self, t: torch.Tensor) -> torch.Tensor:
+        # The batch's labels reach every layer as one tensor: gather them once
+        # (which also lets the trainer reuse their kernel), not once per layer.
+        if not t.requires_grad and self._last[0] is t:
+            return self._last[1]
+        gathered = self._gather(t)
+        if not t.requires_grad:
+            self._last = (t, gathered)
+        return gathered
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
         longest = max(self.sizes)
         padded = torch.cat([t, t.new_zeros(longest - len(t), *t.shape[1:])]) if len(t) < longest else t
         if t.requires_grad:
