@@ -50,7 +50,8 @@ def parse_sweep(spec: str) -> List[str]:
 def noisy_accuracy(model, config, dataset, spec: str, device: str, seed: int = 0, space: str = "pixel") -> float:
     """Test accuracy with `spec` noise on every test image; the same noise for the same seed."""
     images = dataset.test.images
-    noisy = add_noise(images, spec, torch.Generator().manual_seed(seed), space, float(images.std()))
+    pixel_std = float(images.std()) if space == "normalised" else 1.0  # only normalised space needs it
+    noisy = add_noise(images, spec, torch.Generator().manual_seed(seed), space, pixel_std)
     _, acc = evaluate(model, datasets.Split(noisy, dataset.test.labels), config.batch_size, device)
     return acc
 

@@ -29,8 +29,7 @@ from ..config import TrainConfig
 from ..distributed.pipeline import Stage, balanced_split, profile_step, run_stage
 from ..distributed.runtime import DistContext
 from .timing import JsonRows, format_table
-
-SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
+from .train import SHAPES
 
 
 def stage_times(profile: dict, split: Sequence[int]) -> List[float]:

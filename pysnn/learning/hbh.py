@@ -10,7 +10,6 @@ feed the post-synaptic signal δ to their own weight gradient. The output
 layer learns from its own cross-entropy."""
 from __future__ import annotations
 
-
 import torch
 from torch.nn import functional as F
 
