@@ -29,8 +29,10 @@ $(DEPS_STAMP): requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -r requirements-dev.txt
-	# the peer the tests and `pysnn bench lif` compare against; --no-deps: never a second torch
-	$(PY) -m pip install -q --no-deps spikingjelly loguru
+	# --no-deps: never a second torch (nor Tonic's audio stack, librosa and numba, unused here).
+	# Peers the tests and `pysnn bench lif --peers` compare against; nirtorch, the independent
+	# NIR interpreter of the tests; Tonic, the reader of the event data sets, and what it imports.
+	$(PY) -m pip install -q --no-deps spikingjelly loguru snntorch nirtorch tonic importRosbag expelliarmus
 	touch $@
 
 # ninja (from requirements-dev.txt) compiles the sources in parallel; an

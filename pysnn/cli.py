@@ -43,7 +43,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = TrainConfig()
     a = parser.add_argument
-    a("--dataset", default=d.dataset, help="digits (default, embedded), fashion-mnist, mnist, cifar10")
+    a("--dataset", default=d.dataset, help="digits (default, embedded), fashion-mnist, mnist, cifar10; event data through "
+                                              "Tonic: nmnist, dvs-gesture, shd")
     a("--data-dir", default=d.data_dir, help="folder with the dataset files")
     a("--download", action="store_true", help="download through torchvision (needs a network)")
     a("--subset", type=int, default=d.subset, help="train on this many images (and test on at most as many)")
@@ -52,7 +53,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--width-mult", type=float, default=d.width_mult, help="VGG8 channel multiplier (2 = VGG8 2x)")
     a("--batch-norm", dest="batch_norm", action="store_true", default=None, help="BatchNorm after each layer")
     a("--no-batch-norm", dest="batch_norm", action="store_false")
-    a("--encoder", default=d.encoder, choices=["direct", "poisson"])
+    a("--encoder", default=d.encoder, choices=["direct", "poisson", "events"],
+      help="direct (the image at every step), poisson (rate coding); event data sets use events")
     a("--rule", default=d.rule, choices=["hll", "hbh", "bptt"])
     a("--loss", default=d.loss, help="HLL loss: pred, sim, contrast, recon, pred-sim (default), pred-recon, "
                                      "sim-recon, pred-contrast, sim-contrast, pred-sim-contrast")
@@ -139,6 +141,12 @@ def _compare(args: argparse.Namespace, rest: Sequence[str]) -> None:
     compare_main(list(rest))
 
 
+def _export(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .export import main as export_main
+
+    export_main(list(rest))
+
+
 def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
     from .plot import main as plot_main
 
@@ -146,7 +154,7 @@ def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
-    "bench": _bench, "train": _train, "eval": _eval, "compare": _compare, "plot": _plot, "presets": _presets,
+    "bench": _bench, "train": _train, "eval": _eval, "compare": _compare, "plot": _plot, "export": _export, "presets": _presets,
     "sweep": _sweep}
 
 
@@ -159,6 +167,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands.add_parser("eval", help="evaluate a trained run, clean and under input noise", add_help=False)
     commands.add_parser("plot", help="PNGs of a run: curves, firing rates, information plane", add_help=False)
     commands.add_parser("compare", help="several runs' accuracy under the same input noise: table and PNG",
+                        add_help=False)
+    commands.add_parser("export", help="a trained run's network as a NIR graph (neuromorphic toolchains)",
                         add_help=False)
     commands.add_parser("presets", help="list the thesis presets with their reported accuracy")
     train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")

@@ -5,6 +5,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+from .events import is_event_dataset
+
 RULES = ("hll", "hbh", "bptt")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PARALLEL = ("none", "data", "layer")
@@ -96,6 +98,14 @@ class TrainConfig:
              f"--stages-split counts must be >= 1, got {self.stages_split}"),
             (not self.global_kernels or (self.parallel == "data" and self.rule != "bptt"),
              "--global-kernels needs --parallel data and a local rule (hll or hbh)"),
+            (self.encoder in ("direct", "poisson", "events"),
+             f"--encoder must be direct, poisson or events, got '{self.encoder}'"),
+            (not is_event_dataset(self.dataset) or self.encoder in ("direct", "events"),
+             f"--dataset {self.dataset} is event data, already spikes: --encoder {self.encoder} does not apply"),
+            (is_event_dataset(self.dataset) or self.encoder != "events",
+             f"--encoder events needs an event data set (nmnist, dvs-gesture, shd), not {self.dataset}"),
+            (not (self.dataset == "shd" and self.model != "mlp"),
+             f"--dataset shd is 700 channels over time, not an image: use --model mlp, not {self.model}"),
             (self.pipeline_depth >= 1, f"--pipeline-depth must be >= 1, got {self.pipeline_depth}"),
             (math.isfinite(self.dist_timeout) and self.dist_timeout > 0,
              f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}"),
@@ -103,6 +113,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def resolved_encoder(self) -> str:
+        """Event data sets feed their frames ("events") whatever --encoder's default says."""
+        return "events" if is_event_dataset(self.dataset) else self.encoder
 
     def uses_batch_norm(self) -> bool:
         """--batch-norm / --no-batch-norm, else on, except for HBH on an MLP:

@@ -13,6 +13,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import events
+
 
 class DatasetNotFound(FileNotFoundError):
     """A dataset's files are missing; the message says where we looked and how to get them."""
@@ -20,11 +22,16 @@ class DatasetNotFound(FileNotFoundError):
 
 @dataclass
 class Split:
-    images: torch.Tensor  # [N, C, H, W] float32 in [0, 1]
+    images: torch.Tensor  # [N, C, H, W] float32 in [0, 1]; event data: frames [N, T, ...] uint8 counts
     labels: torch.Tensor  # [N] int64
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, index) -> torch.Tensor:
+        """The inputs at `index` as float32 (event counts are stored as uint8)."""
+        images = self.images[index]
+        return images if images.is_floating_point() else images.float()
 
     def subset(self, n: int, seed: int) -> "Split":
         index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
@@ -37,10 +44,12 @@ class Dataset:
     train: Split
     test: Split
     classes: int
+    frames: bool = False  # event data: each sample is T frames, fed one per step
 
     @property
     def image_shape(self) -> Tuple[int, ...]:
-        return tuple(self.train.images.shape[1:])
+        """One input's shape fed at one time step ([C, H, W], or [1, X] for audio events)."""
+        return tuple(self.train.images.shape[2 if self.frames else 1:])
 
 
 # ---- file formats ----
@@ -183,11 +192,51 @@ LOADERS: Dict[str, Callable[..., Dataset]] = {
 }
 
 
+IMAGE_SHAPES = {"digits": (1, 8, 8), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def sample_shape(name: str, timesteps: int = 10) -> Tuple[Tuple[int, ...], int]:
+    """(one step's input shape, classes) of a data set, without reading it."""
+    if events.is_event_dataset(name):
+        spec = events.EVENT_DATASETS[name]
+        return spec.frame_shape, spec.classes
+    if name not in IMAGE_SHAPES:
+        raise ValueError(f"unknown dataset '{name}'; choose from {', '.join(DATASETS)}")
+    return IMAGE_SHAPES[name], 10
+
+
+def load_event_dataset(name: str, data_dir: Optional[str], subset: Optional[int], seed: int,
+                       timesteps: int, progress: bool = True) -> Dataset:
+    if subset is not None and subset < 1:
+        raise ValueError(f"--subset must be >= 1, got {subset}")
+    root = Path(data_dir or "data")
+    bar = _progress if progress else (lambda it, **kw: it)
+    train = Split(*events.load_split(name, root, True, timesteps, subset, seed, bar))
+    test = Split(*events.load_split(name, root, False, timesteps, subset, seed, bar))
+    return Dataset(name, train, test, events.EVENT_DATASETS[name].classes, frames=True)
+
+
+def _progress(iterable, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=desc, unit="sample", leave=False, mininterval=1.0)
+
+
+DATASETS = list(LOADERS) + list(events.EVENT_DATASETS)
+
+
 def load_dataset(name: str, data_dir: Optional[str] = None, subset: Optional[int] = None,
-                 download: bool = False, seed: int = 0) -> Dataset:
-    """Loads `name`; `subset` keeps that many training images (and at most as many test images)."""
+                 download: bool = False, seed: int = 0, timesteps: int = 10, progress: bool = True) -> Dataset:
+    """Loads `name`; `subset` keeps that many training images (and at most as many test images).
+    Event data sets are binned into `timesteps` frames per sample."""
+    if events.is_event_dataset(name):
+        if download:
+            raise ValueError(f"--download: {name} cannot be downloaded here; put its files under --data-dir")
+        return load_event_dataset(name, data_dir, subset, seed, timesteps, progress)
     if name not in LOADERS:
-        raise ValueError(f"unknown dataset '{name}'; choose from {', '.join(LOADERS)}")
+        raise ValueError(f"unknown dataset '{name}'; choose from {', '.join(DATASETS)}")
     if download and name != "digits":
         _download(name, data_dir)
     dataset = LOADERS[name](data_dir)
@@ -207,7 +256,7 @@ def batches(split: Split, batch_size: int, shuffle: bool, generator: Optional[to
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         index = order[start:start + batch_size]
-        yield split.images[index], split.labels[index]
+        yield split.take(index), split.labels[index]
 
 
 def augment_cifar(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:

@@ -20,7 +20,8 @@ from .train import build_model, evaluate
 def load_run(run_dir: str, device: str = "cpu"):
     payload = checkpoint.load(Path(run_dir))
     config = TrainConfig(**payload["config"])
-    dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed)
+    dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed,
+                                    config.timesteps, progress=False)
     model = build_model(config, dataset.image_shape, dataset.classes)
     try:
         model.load_state_dict(payload["model"])
@@ -60,6 +61,8 @@ def run(run_dir: str, noise: Sequence[str] = (), device: str = "cpu", seed: int 
         sweeps: Sequence[str] = (), space: str = "pixel") -> dict:
     sweep_specs = {spec: parse_sweep(spec) for spec in sweeps}  # refuse a bad level before any work
     config, model, dataset = load_run(run_dir, device)
+    if dataset.frames and (noise or sweeps):
+        raise ValueError(f"--noise and --noise-sweep perturb images; {config.dataset} is event data")
     _, clean = evaluate(model, dataset.test, config.batch_size, device)
     result = {"run_dir": run_dir, "clean_acc": clean, "noise": {}, "noise_space": space, "sweeps": {}}
     for spec in noise:
@@ -72,7 +75,7 @@ def run(run_dir: str, noise: Sequence[str] = (), device: str = "cpu", seed: int 
             rows.append({"level": float(spec.split(":")[1]), "acc": acc, "drop": clean - acc,
                          "relative_drop": (clean - acc) / clean if clean > 0 else 0.0})
         result["sweeps"][sweep.split(":")[0]] = rows
-    result["activity"] = activity(model, dataset.test.images[:256].to(device))
+    result["activity"] = activity(model, dataset.test.take(slice(0, 256)).to(device))
     return result
 
 

@@ -35,7 +35,7 @@ def measure(run_dir: str, sweeps: List[str], space: str, device: str) -> dict:
 
     config, model, dataset = load_run(run_dir, device)
     with torch.no_grad():
-        images, labels = dataset.test.images[:512].to(device), dataset.test.labels[:512].to(device)
+        images, labels = dataset.test.take(slice(0, 512)).to(device), dataset.test.labels[:512].to(device)
         layers = layer_hsic_normalised(model, images, labels, dataset.classes, config.sigma, config.sigma_scaling)
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
     noise = {spec: noisy_accuracy(model, config, dataset, spec, device, space=space)

@@ -41,7 +41,7 @@ def build_model(config: TrainConfig, image_shape, classes: int) -> SpikingNetwor
                           alpha=config.alpha, backend=config.backend)
     return build(config.model, image_shape, classes, hidden=config.hidden,
                  width_mult=config.width_mult, neuron=neuron, dropout=config.dropout,
-                 batch_norm=config.uses_batch_norm(), timesteps=config.timesteps, encoder=config.encoder)
+                 batch_norm=config.uses_batch_norm(), timesteps=config.timesteps, encoder=config.resolved_encoder())
 
 
 @torch.no_grad()
@@ -62,7 +62,7 @@ def evaluate(model: SpikingNetwork, split: datasets.Split, batch_size: int,
 def probe(model: SpikingNetwork, dataset: datasets.Dataset, config: TrainConfig, device: torch.device) -> dict:
     """Per-layer firing rates and HSIC(X, Z), HSIC(Z, Y) on the first 256 test images."""
     model.eval()
-    images = dataset.test.images[:256].to(device)
+    images = dataset.test.take(slice(0, 256)).to(device)
     labels = dataset.test.labels[:256].to(device)
     return {"firing_rate": analysis.activity(model, images)["firing_rate"],
             "hsic": analysis.layer_hsic(model, images, labels, dataset.classes, config.sigma,
@@ -152,11 +152,11 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     if context is not None and not context.is_main:
         log = _silent
     # Saved resolved, so a run rebuilds the same network whatever the defaults become.
-    config = dataclasses.replace(config, batch_norm=config.uses_batch_norm())
+    config = dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
     torch.manual_seed(config.seed)
     device = context.device if context is not None else torch.device(config.device)
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,
-                                    config.seed)
+                                    config.seed, config.timesteps, config.progress)
     if config.batch_size > len(dataset.train):
         raise ValueError(f"--batch-size {config.batch_size} is larger than the training set "
                          f"({len(dataset.train)} images)")

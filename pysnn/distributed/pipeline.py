@@ -100,7 +100,7 @@ def measure_block_times(run, repeats: int = 3) -> List[float]:
     """Seconds per block of one training step of `run`'s rule, the encoder and
     per-batch context counted with the first block and the head with the last
     (what each stage will do)."""
-    images = run.dataset.train.images[:run.config.batch_size]
+    images = run.dataset.train.take(slice(0, run.config.batch_size))
     labels = run.dataset.train.labels[:run.config.batch_size]
     profile = profile_step(run.config, run.dataset.image_shape, run.dataset.classes, images, labels,
                            run.device, repeats)

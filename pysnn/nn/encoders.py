@@ -1,4 +1,4 @@
-"""Input encoders: an image batch [B, ...] to a time-first spike input [T, B, ...]."""
+"""Input encoders: an image batch [B, ...] (or event frames [B, T, ...]) to a time-first input [T, B, ...]."""
 from __future__ import annotations
 
 import torch
@@ -15,4 +15,12 @@ def poisson(images: torch.Tensor, timesteps: int, generator: torch.Generator | N
     return torch.bernoulli(probs, generator=generator)
 
 
-ENCODERS = {"direct": direct, "poisson": poisson}
+def events(frames: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Event data, already spikes: frames [B, T, ...] (one bin per step) to [T, B, ...]."""
+    if frames.dim() < 3 or frames.shape[1] != timesteps:
+        raise ValueError(f"events encoder: expected frames [B, {timesteps}, ...] (one per time step), "
+                         f"got shape {list(frames.shape)}")
+    return frames.transpose(0, 1).float()
+
+
+ENCODERS = {"direct": direct, "poisson": poisson, "events": events}
