@@ -1,7 +1,7 @@
 """LIF benchmark: the fused op against the eager reference,
 torch.compile(reference) and, with --peers, SpikingJelly's multi-step LIFNode
-(where installed: `pip install --no-deps spikingjelly loguru`), forward and
-forward+backward, side by side in one run. Also the fused op's previous
+and snnTorch's Leaky (where installed: `pip install --no-deps spikingjelly
+loguru snntorch`), forward and forward+backward, side by side in one run. Also the fused op's previous
 backward (saved membrane, what `return_membrane=True` still uses), the
 achieved bandwidth against a measured copy, and the share of the time that
 goes to allocating fresh full-size buffers."""
@@ -43,6 +43,31 @@ def spikingjelly_lif():
     return run
 
 
+def snntorch_lif():
+    """snnTorch's Leaky (reset_mechanism="subtract", sigmoid surrogate), stepped
+    over T as snnTorch users do; None if absent. Timing only: its reset
+    subtracts the threshold outside the decay, a different neuron from pysnn's
+    (u[t] = λ·u[t−1] + x[t] − v_th·s[t−1])."""
+    try:
+        import snntorch
+        from snntorch import surrogate
+    except ImportError:
+        return None
+
+    def run(x, decay, threshold):
+        node = snntorch.Leaky(beta=decay, threshold=threshold, spike_grad=surrogate.sigmoid(slope=4.0),
+                              reset_mechanism="subtract")
+        mem, spikes = node.init_leaky(), []
+        for t in range(x.shape[0]):
+            spike, mem = node(x[t], mem)
+            spikes.append(spike)
+        return torch.stack(spikes)
+    return run
+
+
+PEERS = {"spikingjelly": spikingjelly_lif, "snntorch": snntorch_lif}
+
+
 def _forward(fn, x):
     def run():
         with torch.no_grad():
@@ -64,8 +89,9 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
     impls: Dict[str, Callable] = {"fused": ops.lif, "saved": _saved_membrane, "eager": reference.lif}
     if compiled:
         impls["compiled"] = torch.compile(reference.lif, dynamic=False)
-    if peers and spikingjelly_lif() is not None:
-        impls["spikingjelly"] = spikingjelly_lif()
+    for name, peer in PEERS.items():
+        if peers and peer() is not None:
+            impls[name] = peer()
     rows = []
     for T in steps:
         x = (torch.rand(T, neurons, device=dev, dtype=dtype) * THRESHOLD).requires_grad_()
@@ -120,15 +146,17 @@ def main(argv=None) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
     parser.add_argument("--peers", action="store_true",
                         help="add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
-                             "(`pip install --no-deps spikingjelly loguru`)")
+                             "and snnTorch's Leaky (`pip install --no-deps spikingjelly loguru snntorch`)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile,
                peers=args.peers, on_row=JsonRows(args.json))
-    if args.peers and spikingjelly_lif() is None:
-        print("--peers: SpikingJelly is not installed (pip install --no-deps spikingjelly loguru); no peer column")
-    columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "floor_ms",
-               "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "fused/floor", "fused_GBps",
+    for name, peer in PEERS.items():
+        if args.peers and peer() is None:
+            print(f"--peers: {name} is not installed (pip install --no-deps {name}); no {name} column")
+    columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "snntorch_ms",
+               "floor_ms", "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "snntorch/fused",
+               "fused/floor", "fused_GBps",
                "copy_GBps", "alloc_share"]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
 
