@@ -107,25 +107,33 @@ def _affine(node):
     return layer
 
 
-@pytest.mark.parametrize("kind, shape", NETWORKS)
-def test_nirtorch_runs_the_exported_graph_identically(kind, shape, tmp_path):
+def _run_with_nirtorch(graph, images, timesteps):
+    """Logits of `graph` run by nirtorch's interpreter for `timesteps` steps of direct coding."""
     nirtorch = pytest.importorskip("nirtorch")
-    model = _network(kind, shape)
-    graph = read(write(to_nir(model, shape), tmp_path / "net.nir"))
     dt = float(graph.metadata["dt"])
     node_map = {nir.LI: lambda n: _LeakyIntegrator(n, dt), nir.Threshold: _Threshold, nir.Scale: _Scale,
                 nir.Affine: _affine,
                 # NIR's dims exclude the batch; nirtorch's default map passes start_dim to torch as is
                 nir.Flatten: lambda n: torch.nn.Flatten(n.start_dim + 1, n.end_dim)}
     interpreter = nirtorch.nir_to_torch(graph, node_map, dtype=torch.float64)
-    images = torch.rand(16, *shape, dtype=torch.float64) * 2
+    shape = tuple(int(s) for s in graph.nodes["input"].input_type["input"])
+    images = images.reshape(len(images), *shape)
     state, outputs = None, []
-    for _ in range(model.timesteps):  # direct coding: the same input at every step
-        out, state = interpreter(images if kind != "mlp" else images.flatten(1), state)
-        outputs.append(out)
-    logits = torch.stack(outputs).mean(0)
     with torch.no_grad():
-        torch.testing.assert_close(logits, model(images), rtol=0, atol=1e-12)
+        for _ in range(timesteps):  # direct coding: the same input at every step
+            out, state = interpreter(images, state)
+            outputs.append(out)
+    return torch.stack(outputs).mean(0)
+
+
+@pytest.mark.parametrize("kind, shape", NETWORKS)
+def test_nirtorch_runs_the_exported_graph_identically(kind, shape, tmp_path):
+    model = _network(kind, shape)
+    graph = read(write(to_nir(model, shape), tmp_path / "net.nir"))
+    images = torch.rand(16, *shape, dtype=torch.float64) * 2
+    with torch.no_grad():
+        torch.testing.assert_close(_run_with_nirtorch(graph, images, model.timesteps), model(images),
+                                   rtol=0, atol=1e-12)
 
 
 def test_graph_from_spikingjelly_loads_with_the_soft_reset_opt_in():
@@ -215,13 +223,16 @@ def test_trained_run_exports_and_runs_identically(tmp_path):
     with torch.no_grad():  # float32 file: batch norm folded in float32, so compare predictions
         agree = (loaded(images).argmax(1) == model(images).argmax(1)).float().mean()
     assert agree >= 0.98
-    # float64: the same trained network is identical through NIR
+    # float64: the same trained network is identical through NIR, in pysnn and in nirtorch
     model = model.double()
-    exact = from_nir(read(write(to_nir(model, dataset.image_shape), tmp_path / "f64.nir")), dtype=torch.float64)
+    graph = read(write(to_nir(model, dataset.image_shape), tmp_path / "f64.nir"))
+    exact = from_nir(graph, dtype=torch.float64)
     spikes, logits = _layer_outputs(model, images.double())
     spikes_back, logits_back = _layer_outputs(exact.eval(), images.double())
     assert all(torch.equal(a, b) for a, b in zip(spikes, spikes_back))
     torch.testing.assert_close(logits_back, logits, rtol=0, atol=1e-12)
+    torch.testing.assert_close(_run_with_nirtorch(graph, images.double(), model.timesteps), logits,
+                               rtol=0, atol=1e-12)
 
 
 def test_export_errors_are_one_line_and_write_nothing(tmp_path):
