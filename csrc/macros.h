@@ -7,10 +7,11 @@
 #define PYSNN_HOST_DEVICE inline
 #endif
 
-// Compiles a CPU loop for the baseline ISA and for AVX2 (no FMA, so results
-// are identical to the baseline's); the loader picks the best one the CPU has.
+// Compiles a CPU loop for the baseline ISA, AVX2 and AVX-512 (neither implies
+// FMA, so results are identical to the baseline's); the loader picks the best
+// one the CPU has.
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__CUDACC__)
-#define PYSNN_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#define PYSNN_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define PYSNN_CPU_CLONES
 #endif

@@ -87,6 +87,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--backend", default=d.backend, choices=["fused", "reference"])
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    a("--cpu-memory", default=d.cpu_memory, choices=["keep", "release"],
+      help="CPU runs: keep freed memory for the next step (default; faster, the process keeps its peak "
+           "memory) or release it to the system (glibc's default)")
     a("--parallel", default=d.parallel, choices=["none", "data", "layer"],
       help="under torchrun: data parallel (each process a slice of every batch) or layer parallel "
            "(each process a stage of consecutive layers; hll and hbh)")

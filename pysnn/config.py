@@ -60,6 +60,8 @@ class TrainConfig:
     backend: str = "fused"
     out: Optional[str] = None
     progress: bool = True
+    # "keep": freed CPU blocks stay in the heap for the next step (pysnn/cpu_memory.py)
+    cpu_memory: str = "keep"
     # scale-out (torchrun): see README "Scaling out"
     parallel: str = "none"  # "data" or "layer"
     stages_split: Optional[List[int]] = None  # blocks per stage; default: balanced on measured step time
@@ -98,6 +100,8 @@ class TrainConfig:
              f"--stages-split counts must be >= 1, got {self.stages_split}"),
             (not self.global_kernels or (self.parallel == "data" and self.rule != "bptt"),
              "--global-kernels needs --parallel data and a local rule (hll or hbh)"),
+            (self.cpu_memory in ("keep", "release"),
+             f"--cpu-memory must be keep or release, got '{self.cpu_memory}'"),
             (self.encoder in ("direct", "poisson", "events"),
              f"--encoder must be direct, poisson or events, got '{self.encoder}'"),
             (not is_event_dataset(self.dataset) or self.encoder in ("direct", "events"),

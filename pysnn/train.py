@@ -12,7 +12,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch.nn import functional as F
 
-from . import analysis, checkpoint, distributed
+from . import analysis, checkpoint, cpu_memory, distributed
 from . import data as datasets
 from .config import TrainConfig
 from .distributed import DistContext
@@ -155,6 +155,8 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     config = dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
     torch.manual_seed(config.seed)
     device = context.device if context is not None else torch.device(config.device)
+    if device.type == "cpu":
+        cpu_memory.apply(config.cpu_memory)
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,
                                     config.seed, config.timesteps, config.progress)
     if config.batch_size > len(dataset.train):
@@ -250,7 +252,8 @@ def _silent(message: str) -> None:
 
 # Settings of how a run executes, not what it learns: a resumed run takes them
 # from the command line (a checkpoint from any layout resumes in any other).
-RUNTIME_FIELDS = ("progress", "parallel", "stages_split", "pipeline_depth", "dist_timeout", "global_kernels")
+RUNTIME_FIELDS = ("progress", "cpu_memory", "parallel", "stages_split", "pipeline_depth", "dist_timeout",
+                  "global_kernels")
 
 
 def _check_writable(out: Path) -> None:

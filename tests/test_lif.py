@@ -25,7 +25,8 @@ def crowded_input(shape, dtype, device, threshold=THRESHOLD):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("shape", [(10, 64, 33), (4, 1000), (1, 7), (32, 3, 4, 5)])
+# (3, 20517): several 8192-neuron blocks, a short last one, and chunks split over threads
+@pytest.mark.parametrize("shape", [(10, 64, 33), (4, 1000), (1, 7), (32, 3, 4, 5), (3, 20517)])
 def test_forward_matches_reference(device, dtype, shape):
     x = crowded_input(shape, dtype, device)
     u0 = torch.rand(shape[1:], dtype=dtype, device=device) * THRESHOLD
@@ -96,6 +97,26 @@ def test_backward_matches_reference_autograd(device, grad_mode, surrogate):
     assert fused[0].abs().sum() > 0
     for got, want in zip(fused, expected):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("return_membrane", [False, True])
+def test_backward_across_neuron_blocks(device, return_membrane):
+    """Both backward paths (the membrane recomputed block by block, or saved) on
+    a layer of several 8192-neuron kernel blocks, fed a direct-coding stride-0 input."""
+    n = 20517
+    row = (crowded_input((1, n), torch.float64, device) * 1.4).requires_grad_()
+    grad_spikes = torch.randn(5, n, dtype=torch.float64, device=device)
+    grad_state = torch.randn(n, dtype=torch.float64, device=device)
+    u0 = torch.rand(n, dtype=torch.float64, device=device)
+    options = dict(u0=u0, return_state=True, surrogate="sigmoid", alpha=4.0, grad_mode="bptt")
+    results = []
+    for impl, extra in ((pysnn.ops.lif, dict(return_membrane=return_membrane)), (reference.lif, {})):
+        out = impl(row.expand(5, n), DECAY, THRESHOLD, **options, **extra)
+        loss = (out[0] * grad_spikes).sum() + (out[-1] * grad_state).sum()
+        results.append((out[0].detach(), torch.autograd.grad(loss, row)[0]))
+    (spikes, grad), (spikes_ref, grad_ref) = results
+    assert torch.equal(spikes, spikes_ref) and 0.05 < spikes.mean() < 0.95
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

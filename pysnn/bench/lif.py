@@ -3,8 +3,11 @@ torch.compile(reference) and, with --peers, SpikingJelly's multi-step LIFNode
 and snnTorch's Leaky (where installed: `pip install --no-deps spikingjelly
 loguru snntorch`), forward and forward+backward, side by side in one run. Also the fused op's previous
 backward (saved membrane, what `return_membrane=True` still uses), the
-achieved bandwidth against a measured copy, and the share of the time that
-goes to allocating fresh full-size buffers."""
+achieved bandwidth against a measured copy, the floor (the least memory
+traffic at that bandwidth; for forward+backward also with the compute of
+one sigmoid per element, which the default surrogate's backward cannot
+avoid), and the share of the time that goes to allocating fresh full-size
+buffers. `--cpu-memory keep` measures with pysnn train's allocator setting."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +16,7 @@ from typing import Callable, Dict, Sequence
 import torch
 
 from .. import ops, reference
+from .. import cpu_memory
 from .timing import JsonRows, compare, format_table
 
 DECAY, THRESHOLD = 0.75, 0.6
@@ -97,6 +101,7 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
         x = (torch.rand(T, neurons, device=dev, dtype=dtype) * THRESHOLD).requires_grad_()
         grad = torch.randn_like(x)
         copy_gbps, alloc_s = copy_bandwidth(x), fresh_buffer_seconds(x)
+        exp_s = surrogate_compute_seconds(x, copy_gbps)
         for mode in ("forward", "forward+backward"):
             fns = {name: (_forward(fn, x) if mode == "forward" else _forward_backward(fn, x, grad))
                    for name, fn in impls.items()}
@@ -109,6 +114,9 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
             floor = PASSES[mode] * _bytes(x) / (copy_gbps * 1e9)
             row["floor_ms"] = round(1e3 * floor, 3)
             row["fused/floor"] = round(times["fused"] / floor, 2)
+            if mode == "forward+backward":  # the backward must also evaluate the surrogate once per element
+                row["floor_exp_ms"] = round(1e3 * (floor + exp_s), 3)
+                row["fused/floor_exp"] = round(times["fused"] / (floor + exp_s), 2)
             row["fused_GBps"] = round(PASSES[mode] * _bytes(x) / times["fused"] / 1e9, 1)
             row["copy_GBps"] = copy_gbps
             row["alloc_share"] = round(BUFFERS[mode]["fused"] * alloc_s / times["fused"], 2)
@@ -126,6 +134,15 @@ def copy_bandwidth(x: torch.Tensor) -> float:
     src, dst = x.detach().clone(), torch.empty_like(x)
     seconds = compare({"copy": lambda: dst.copy_(src)}, x.device)["copy"]
     return round(2 * _bytes(x) / seconds / 1e9, 1)
+
+
+def surrogate_compute_seconds(x: torch.Tensor, copy_gbps: float) -> float:
+    """What one vectorised sigmoid over x costs beyond its own memory traffic
+    (torch.sigmoid into a reused buffer, less a copy's time): the compute
+    floor of the sigmoid surrogate's backward."""
+    src, dst = x.detach().clone(), torch.empty_like(x)
+    seconds = compare({"sigmoid": lambda: torch.sigmoid(src, out=dst)}, x.device)["sigmoid"]
+    return max(0.0, seconds - 2 * _bytes(x) / (copy_gbps * 1e9))
 
 
 def fresh_buffer_seconds(x: torch.Tensor) -> float:
@@ -147,8 +164,11 @@ def main(argv=None) -> None:
     parser.add_argument("--peers", action="store_true",
                         help="add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
                              "and snnTorch's Leaky (`pip install --no-deps spikingjelly loguru snntorch`)")
+    parser.add_argument("--cpu-memory", default="release", choices=["keep", "release"],
+                        help="glibc's default (release) or pysnn train's default (keep freed blocks for reuse)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
+    cpu_memory.apply(args.cpu_memory)
     rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile,
                peers=args.peers, on_row=JsonRows(args.json))
     for name, peer in PEERS.items():
@@ -156,7 +176,7 @@ def main(argv=None) -> None:
             print(f"--peers: {name} is not installed (pip install --no-deps {name}); no {name} column")
     columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "snntorch_ms",
                "floor_ms", "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "snntorch/fused",
-               "fused/floor", "fused_GBps",
+               "fused/floor", "floor_exp_ms", "fused/floor_exp", "fused_GBps",
                "copy_GBps", "alloc_share"]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
 

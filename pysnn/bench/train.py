@@ -12,6 +12,7 @@ from ..config import TrainConfig
 from ..learning import make_trainer
 from ..train import build_model
 from . import memory
+from .. import cpu_memory
 from .timing import JsonRows, compare, format_table
 
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
@@ -73,8 +74,11 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--cpu-memory", default="release", choices=["keep", "release"],
+                        help="glibc's default (release) or pysnn train's default (keep freed blocks for reuse)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
+    cpu_memory.apply(args.cpu_memory)
     sink = JsonRows(args.json)
     rows = run(args.rules, args.model, args.batch, args.timesteps, args.hidden, args.width_mult, args.device,
                args.rounds, not args.no_memory, on_row=sink)

@@ -22,9 +22,14 @@ namespace pysnn {
 namespace lif {
 namespace {
 
-constexpr int64_t kBlock = 256;
-
-constexpr int64_t kGrain = 16 * kBlock;
+// Neurons per block. Long rows keep the hardware prefetchers streaming: with
+// 256-neuron blocks (1 KB per row, T rows N apart) the backward ran at 5.7 ms
+// for T = 10, 2^20 neurons (rectangular surrogate); at 4096-32768 it takes
+// 3.3-4.2 ms, flat. The per-block state (v, carry) lives on the stack.
+constexpr int64_t kBlock = 8192;
+// The least a thread gets: small layers (a batch of 64 × 1024 neurons) still
+// split over the cores, in blocks shorter than kBlock.
+constexpr int64_t kGrain = 4096;
 
 // x[t] is row t of x: x + t * x_step (x_step = 0: the same row at every step).
 template <typename scalar_t, bool kSaveMembrane>
