@@ -23,7 +23,6 @@ from typing import Optional
 
 # glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 TRIM_THRESHOLD = 256 << 20  # free heap above this much at the top is still returned
 MODES = ("keep", "release")
 
@@ -37,20 +36,20 @@ def _glibc() -> Optional[ctypes.CDLL]:
         return None
 
 
-def keep_freed_memory(keep: bool = True) -> bool:
-    """Serve large CPU blocks from the heap and keep them when freed (keep=True),
-    or restore glibc's defaults (keep=False). Returns False where unsupported."""
+def keep_freed_memory() -> bool:
+    """From now on, serve large CPU blocks from the heap and keep them when
+    freed. Returns False where unsupported (not glibc). It cannot be undone
+    within the process: glibc's default adapts its mmap threshold as the
+    program runs, and setting any of these parameters turns that off for good
+    (so `release` is glibc's default by doing nothing, not by resetting them)."""
     libc = _glibc()
     if libc is None:
         return False
-    if keep:
-        ok = libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    else:
-        ok = libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX) and libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-    return bool(ok)
+    return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def apply(mode: str) -> bool:
+    """`keep`: keep_freed_memory(); `release`: leave glibc's default alone."""
     if mode not in MODES:
         raise ValueError(f"--cpu-memory must be keep or release, got '{mode}'")
-    return keep_freed_memory(mode == "keep")
+    return keep_freed_memory() if mode == "keep" else True
