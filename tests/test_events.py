@@ -72,6 +72,27 @@ def test_rules_train_on_event_data(name, rule, model, event_root, tmp_path):
     assert all(np.isfinite(e["train_loss"]) for e in metrics["epochs"])
 
 
+def test_event_run_exports_to_nir_and_back(event_root, tmp_path):
+    pytest.importorskip("nir")
+    from pysnn.nir import from_nir, read
+
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "pysnn", "train", "--no-progress", "--dataset", "nmnist", "--data-dir",
+         str(event_root), "--model", "cnn", "--rule", "bptt", "--timesteps", "4", "--epochs", "1",
+         "--batch-size", "8", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([sys.executable, "-m", "pysnn", "export", str(out), "--nir", str(tmp_path / "m.nir")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    graph = read(tmp_path / "m.nir")
+    assert tuple(graph.nodes["input"].input_type["input"]) == (2, 34, 34)
+    model = from_nir(graph)
+    assert model.encoder == "events" and model.timesteps == 4
+    frames = data.load_dataset("nmnist", str(event_root), timesteps=4, progress=False).test.take(slice(0, 4))
+    assert model(frames).shape == (4, 10)
+
+
 def test_bptt_learns_the_synthetic_classes(event_root):
     from pysnn.config import TrainConfig
     from pysnn.train import train

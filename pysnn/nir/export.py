@@ -16,6 +16,9 @@ from ..nn.blocks import SpikingBlock
 from .convention import DEFAULT_DT, PRODUCER, SOFT_RESET_KEY, SOFT_RESET_VALUE, NIRError, require_nir, to_continuous
 
 NEURON_FORMS = ("exact", "lif")
+CODING = {"direct": "direct: the same input at every step",
+          "poisson": "poisson: at every step, a spike with probability equal to the input value",
+          "events": "events: the sample's event counts binned into one frame per step"}
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -109,8 +112,7 @@ def to_nir(model: SpikingNetwork, input_shape: Optional[Sequence[int]] = None, *
         input_shape = (first.in_features,)
     shape = tuple(int(s) for s in input_shape)
     graph = _GraphBuilder(nir)
-    graph.chain("input", nir.Input(input_type={"input": np.array(shape)}, metadata={
-        "coding": "direct: the same input at every step" if model.encoder == "direct" else model.encoder}))
+    graph.chain("input", nir.Input(input_type={"input": np.array(shape)}, metadata={"coding": CODING[model.encoder]}))
     for i, block in enumerate(model.blocks):
         prefix = f"block{i}"
         weight, bias = _folded(block)

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..models import SpikingNetwork
 from ..nn.blocks import NeuronConfig, SpikingBlock
+from ..nn.encoders import ENCODERS
 from .convention import DEFAULT_DT, SOFT_RESET_KEY, SOFT_RESET_VALUE, NIRError, require_nir, text, to_discrete, \
     uniform
 
@@ -220,4 +221,5 @@ def from_nir(graph, *, timesteps: Optional[int] = None, dt: Optional[float] = No
         with torch.no_grad():
             head.weight.copy_(torch.eye(width, dtype=dtype))
             head.bias.zero_()
-    return SpikingNetwork(blocks, head, timesteps, "direct")
+    encoder = text(meta.get("encoder", "direct"))
+    return SpikingNetwork(blocks, head, timesteps, encoder if encoder in ENCODERS else "direct")
