@@ -86,6 +86,38 @@ class _GraphBuilder:
         self.edges += [(spike, f"{prefix}.reset"), (f"{prefix}.reset", membrane)]
 
 
+def _add_block(graph: _GraphBuilder, prefix: str, block: SpikingBlock, shape: Tuple[int, ...], dt: float,
+               neuron: str) -> Tuple[int, ...]:
+    """Appends one spiking block (layer, neuron, pooling) to `graph`; returns its output shape."""
+    nir = graph.nir
+    weight, bias = _folded(block)
+    if isinstance(block.layer, nn.Linear):
+        if len(shape) > 1:
+            graph.chain(f"{prefix}.flatten", nir.Flatten(input_type={"input": np.array(shape)},
+                                                         start_dim=0, end_dim=-1))
+            shape = (int(np.prod(shape)),)
+        graph.chain(f"{prefix}.layer", nir.Affine(weight=weight, bias=bias))
+    elif isinstance(block.layer, nn.Conv2d):
+        conv = block.layer
+        if conv.padding_mode != "zeros":
+            raise NIRError(f"{prefix}: padding_mode '{conv.padding_mode}' has no NIR form")
+        graph.chain(f"{prefix}.layer", nir.Conv2d(
+            input_shape=tuple(shape[1:]), weight=weight, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=bias))
+    else:
+        raise NIRError(f"{prefix}: {type(block.layer).__name__} has no NIR form")
+    shape = _layer_output_shape(block, shape)
+    graph.neuron(prefix, shape, block.neuron.decay, block.neuron.threshold, dt, neuron)
+    if block.pool is not None:
+        kernel, stride = _pool_spec(block.pool)
+        graph.chain(f"{prefix}.pool", nir.SumPool2d(kernel_size=np.array(kernel), stride=np.array(stride),
+                                                    padding=np.array((0, 0))))
+        shape = _pooled_shape(block, shape)
+        # the maximum of binary spikes is 1 exactly when their sum exceeds 1/2
+        graph.chain(f"{prefix}.pool_spike", nir.Threshold(threshold=np.full(shape, 0.5)))
+    return shape
+
+
 def to_nir(model: SpikingNetwork, input_shape: Optional[Sequence[int]] = None, *, dt: float = DEFAULT_DT,
            neuron: str = "exact"):
     """The network as a `nir.NIRGraph` (inference: batch norm folded, dropout dropped).
@@ -101,7 +133,7 @@ def to_nir(model: SpikingNetwork, input_shape: Optional[Sequence[int]] = None, *
     nir = require_nir()
     if neuron not in NEURON_FORMS:
         raise NIRError(f"neuron must be one of {', '.join(NEURON_FORMS)}, got '{neuron}'")
-    if not (isinstance(dt, float) or isinstance(dt, int)) or not dt > 0 or not np.isfinite(dt):
+    if not isinstance(dt, (int, float)) or not dt > 0 or not np.isfinite(dt):
         raise NIRError(f"dt must be a finite number > 0, got {dt}")
     if not isinstance(model, SpikingNetwork):
         raise NIRError(f"to_nir takes a pysnn SpikingNetwork, got {type(model).__name__}")
@@ -114,33 +146,7 @@ def to_nir(model: SpikingNetwork, input_shape: Optional[Sequence[int]] = None, *
     graph = _GraphBuilder(nir)
     graph.chain("input", nir.Input(input_type={"input": np.array(shape)}, metadata={"coding": CODING[model.encoder]}))
     for i, block in enumerate(model.blocks):
-        prefix = f"block{i}"
-        weight, bias = _folded(block)
-        if isinstance(block.layer, nn.Linear):
-            if len(shape) > 1:
-                graph.chain(f"{prefix}.flatten", nir.Flatten(input_type={"input": np.array(shape)},
-                                                             start_dim=0, end_dim=-1))
-                shape = (int(np.prod(shape)),)
-            graph.chain(f"{prefix}.layer", nir.Affine(weight=weight, bias=bias))
-        elif isinstance(block.layer, nn.Conv2d):
-            conv = block.layer
-            if conv.padding_mode != "zeros":
-                raise NIRError(f"{prefix}: padding_mode '{conv.padding_mode}' has no NIR form")
-            graph.chain(f"{prefix}.layer", nir.Conv2d(
-                input_shape=tuple(shape[1:]), weight=weight, stride=conv.stride, padding=conv.padding,
-                dilation=conv.dilation, groups=conv.groups, bias=bias))
-        else:
-            raise NIRError(f"{prefix}: {type(block.layer).__name__} has no NIR form")
-        shape = _layer_output_shape(block, shape)
-        n = block.neuron
-        graph.neuron(prefix, shape, n.decay, n.threshold, float(dt), neuron)
-        if block.pool is not None:
-            kernel, stride = _pool_spec(block.pool)
-            graph.chain(f"{prefix}.pool", nir.SumPool2d(kernel_size=np.array(kernel), stride=np.array(stride),
-                                                        padding=np.array((0, 0))))
-            shape = _pooled_shape(block, shape)
-            # max over binary spikes = (sum > 1/2)
-            graph.chain(f"{prefix}.pool_spike", nir.Threshold(threshold=np.full(shape, 0.5)))
+        shape = _add_block(graph, f"block{i}", block, shape, float(dt), neuron)
     if len(shape) > 1:
         graph.chain("head.flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1))
     weight = _array(model.head.weight)
