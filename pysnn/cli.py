@@ -88,8 +88,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
     a("--cpu-memory", default=d.cpu_memory, choices=["keep", "release"],
-      help="CPU runs: keep freed memory for the next step (default; faster, the process keeps its peak "
-           "memory) or release it to the system (glibc's default)")
+      help="single-process CPU runs: keep freed large blocks for the next step (default; faster, up to a "
+           "quarter of RAM stays with the process) or release them (PyTorch's allocator as it is)")
     a("--parallel", default=d.parallel, choices=["none", "data", "layer"],
       help="under torchrun: data parallel (each process a slice of every batch) or layer parallel "
            "(each process a stage of consecutive layers; hll and hbh)")

@@ -155,7 +155,9 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     config = dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
     torch.manual_seed(config.seed)
     device = context.device if context is not None else torch.device(config.device)
-    if device.type == "cpu":
+    if device.type == "cpu" and context is None:
+        # Not under torchrun: with the cache installed, one gloo rank in about
+        # five aborted at exit ("terminate called without an active exception").
         cpu_memory.apply(config.cpu_memory)
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,
                                     config.seed, config.timesteps, config.progress)

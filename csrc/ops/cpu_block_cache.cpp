@@ -22,20 +22,24 @@ namespace {
 constexpr size_t kMinCached = size_t(1) << 20;
 constexpr size_t kGranule = size_t(1) << 16;  // sizes rounded up to 64 KiB share a bucket
 
-struct Block {
-  void* ptr;
-  size_t size;
-};
-
 class CpuBlockCache final : public c10::Allocator {
  public:
+  // Simple data pointers (context == data) with a raw deleter, as oneDNN's
+  // raw_allocate / raw_deallocate require; the cache knows each large block's
+  // size by its address. Small requests go to PyTorch's allocator as before.
   c10::DataPtr allocate(size_t n) override {
     if (n < kMinCached) return base_->allocate(n);
     const size_t size = (n + kGranule - 1) / kGranule * kGranule;
     void* ptr = take(size);
-    if (ptr == nullptr) ptr = c10::alloc_cpu(size);
-    return {ptr, new Block{ptr, size}, &give_back, c10::Device(c10::DeviceType::CPU)};
+    if (ptr == nullptr) {
+      ptr = c10::alloc_cpu(size);
+      std::lock_guard<std::mutex> lock(mutex_);
+      sizes_[ptr] = size;
+    }
+    return {ptr, ptr, &give_back, c10::Device(c10::DeviceType::CPU)};
   }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &give_back; }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
@@ -75,25 +79,28 @@ class CpuBlockCache final : public c10::Allocator {
     return ptr;
   }
 
-  static void give_back(void* ctx) {
-    Block* block = static_cast<Block*>(ctx);
+  static void give_back(void* ptr) {
     CpuBlockCache& cache = instance();
     {
       std::lock_guard<std::mutex> lock(cache.mutex_);
-      if (cache.cached_ + block->size <= cache.limit_) {
-        cache.free_[block->size].push_back(block->ptr);
-        cache.cached_ += block->size;
-        delete block;
+      auto found = cache.sizes_.find(ptr);
+      if (found == cache.sizes_.end()) {
+        // a small block of PyTorch's allocator, freed through raw_deallocate
+      } else if (cache.cached_ + found->second <= cache.limit_) {
+        cache.free_[found->second].push_back(ptr);
+        cache.cached_ += found->second;
         return;
+      } else {
+        cache.sizes_.erase(found);  // over the limit: back to the system
       }
     }
-    c10::free_cpu(block->ptr);  // over the limit: back to the system
-    delete block;
+    c10::free_cpu(ptr);
   }
 
   std::mutex mutex_;
   c10::Allocator* base_ = nullptr;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // size -> blocks held for reuse
+  std::unordered_map<void*, size_t> sizes_;                // every large block handed out or held
   size_t cached_ = 0;
   size_t limit_ = 0;
   int64_t hits_ = 0;
