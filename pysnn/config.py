@@ -60,7 +60,7 @@ class TrainConfig:
     backend: str = "fused"
     out: Optional[str] = None
     progress: bool = True
-    # "keep": freed CPU blocks stay in the heap for the next step (pysnn/cpu_memory.py)
+    # "keep": freed large CPU blocks are cached for the next step (pysnn/cpu_memory.py)
     cpu_memory: str = "keep"
     # scale-out (torchrun): see README "Scaling out"
     parallel: str = "none"  # "data" or "layer"

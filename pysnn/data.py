@@ -195,7 +195,7 @@ LOADERS: Dict[str, Callable[..., Dataset]] = {
 IMAGE_SHAPES = {"digits": (1, 8, 8), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-def sample_shape(name: str, timesteps: int = 10) -> Tuple[Tuple[int, ...], int]:
+def sample_shape(name: str) -> Tuple[Tuple[int, ...], int]:
     """(one step's input shape, classes) of a data set, without reading it."""
     if events.is_event_dataset(name):
         spec = events.EVENT_DATASETS[name]
@@ -207,8 +207,6 @@ def sample_shape(name: str, timesteps: int = 10) -> Tuple[Tuple[int, ...], int]:
 
 def load_event_dataset(name: str, data_dir: Optional[str], subset: Optional[int], seed: int,
                        timesteps: int, progress: bool = True) -> Dataset:
-    if subset is not None and subset < 1:
-        raise ValueError(f"--subset must be >= 1, got {subset}")
     root = Path(data_dir or "data")
     bar = _progress if progress else (lambda it, **kw: it)
     train = Split(*events.load_split(name, root, True, timesteps, subset, seed, bar))
@@ -231,6 +229,8 @@ def load_dataset(name: str, data_dir: Optional[str] = None, subset: Optional[int
                  download: bool = False, seed: int = 0, timesteps: int = 10, progress: bool = True) -> Dataset:
     """Loads `name`; `subset` keeps that many training images (and at most as many test images).
     Event data sets are binned into `timesteps` frames per sample."""
+    if subset is not None and subset < 1:
+        raise ValueError(f"--subset must be >= 1, got {subset}")
     if events.is_event_dataset(name):
         if download:
             raise ValueError(f"--download: {name} cannot be downloaded here; put its files under --data-dir")
@@ -241,8 +241,6 @@ def load_dataset(name: str, data_dir: Optional[str] = None, subset: Optional[int
         _download(name, data_dir)
     dataset = LOADERS[name](data_dir)
     if subset is not None:
-        if subset < 1:
-            raise ValueError(f"--subset must be >= 1, got {subset}")
         dataset.train = dataset.train.subset(min(subset, len(dataset.train)), seed)
         dataset.test = dataset.test.subset(min(subset, len(dataset.test)), seed + 1)
     return dataset

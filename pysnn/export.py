@@ -16,7 +16,7 @@ from .train import build_model
 def export_run(run_dir: str, path: str, neuron: str = "exact", dt: float = DEFAULT_DT) -> Path:
     payload = checkpoint.load(Path(run_dir))
     config = TrainConfig(**payload["config"])
-    image_shape, classes = sample_shape(config.dataset, config.timesteps)
+    image_shape, classes = sample_shape(config.dataset)
     model = build_model(config, image_shape, classes)
     try:
         model.load_state_dict(payload["model"])

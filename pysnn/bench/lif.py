@@ -17,7 +17,7 @@ import torch
 
 from .. import ops, reference
 from .. import cpu_memory
-from .timing import JsonRows, compare, format_table
+from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 
 DECAY, THRESHOLD = 0.75, 0.6
 # Full-size buffers each path allocates per call: forward spikes (and the
@@ -93,9 +93,10 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
     impls: Dict[str, Callable] = {"fused": ops.lif, "saved": _saved_membrane, "eager": reference.lif}
     if compiled:
         impls["compiled"] = torch.compile(reference.lif, dynamic=False)
-    for name, peer in PEERS.items():
-        if peers and peer() is not None:
-            impls[name] = peer()
+    for name, peer in PEERS.items() if peers else ():
+        fn = peer()
+        if fn is not None:
+            impls[name] = fn
     rows = []
     for T in steps:
         x = (torch.rand(T, neurons, device=dev, dtype=dtype) * THRESHOLD).requires_grad_()
@@ -164,15 +165,14 @@ def main(argv=None) -> None:
     parser.add_argument("--peers", action="store_true",
                         help="add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
                              "and snnTorch's Leaky (`pip install --no-deps spikingjelly loguru snntorch`)")
-    parser.add_argument("--cpu-memory", default="release", choices=["keep", "release"],
-                        help="glibc's default (release) or pysnn train's default (keep freed blocks for reuse)")
+    add_cpu_memory_argument(parser)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     cpu_memory.apply(args.cpu_memory)
     rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile,
                peers=args.peers, on_row=JsonRows(args.json))
-    for name, peer in PEERS.items():
-        if args.peers and peer() is None:
+    for name in PEERS:
+        if args.peers and f"{name}_ms" not in rows[0]:
             print(f"--peers: {name} is not installed (pip install --no-deps {name}); no {name} column")
     columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "snntorch_ms",
                "floor_ms", "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "snntorch/fused",

@@ -43,6 +43,13 @@ def compare(candidates: Dict[str, Callable[[], object]], device: torch.device,
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
+def add_cpu_memory_argument(parser) -> None:
+    """--cpu-memory; the benchmark applies it (`cpu_memory.apply`) before measuring anything."""
+    parser.add_argument("--cpu-memory", default="release", choices=["keep", "release"],
+                        help="PyTorch's CPU allocator as it is (release, the default) or with pysnn train's "
+                             "cache of freed large blocks (keep)")
+
+
 def format_table(rows: list[dict], columns: list[str]) -> str:
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
     lines = ["  ".join(c.rjust(widths[c]) for c in columns)]

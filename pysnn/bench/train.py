@@ -13,7 +13,7 @@ from ..learning import make_trainer
 from ..train import build_model
 from . import memory
 from .. import cpu_memory
-from .timing import JsonRows, compare, format_table
+from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
 
@@ -74,8 +74,7 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--cpu-memory", default="release", choices=["keep", "release"],
-                        help="glibc's default (release) or pysnn train's default (keep freed blocks for reuse)")
+    add_cpu_memory_argument(parser)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     cpu_memory.apply(args.cpu_memory)
