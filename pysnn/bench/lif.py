@@ -6,7 +6,9 @@ backward (saved membrane, what `return_membrane=True` still uses), the
 achieved bandwidth against a measured copy, the floor (the least memory
 traffic at that bandwidth; for forward+backward also with the compute of
 one sigmoid per element, which the default surrogate's backward cannot
-avoid), and the share of the time that goes to allocating fresh full-size
+avoid), the compute floor (the fused kernels on a slice of the layer that
+stays in cache, scaled to the full layer: what the op costs if memory were
+free), and the share of the time that goes to allocating fresh full-size
 buffers. `--cpu-memory keep` measures with pysnn train's allocator setting."""
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ BUFFERS = {"forward": {"fused": 1, "saved": 2}, "forward+backward": {"fused": 2,
 # Passes over an x-sized array at the least: forward reads x, writes spikes;
 # the backward reads x, the output gradient, writes dL/dx.
 PASSES = {"forward": 2, "forward+backward": 5}
+# Each array of the compute-floor slice: four of them (x, spikes, the output
+# gradient, dL/dx) stay in a server CPU's L3.
+SLICE_BYTES = 2 << 20
 
 
 def _saved_membrane(x, decay, threshold):
@@ -118,6 +123,10 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
             if mode == "forward+backward":  # the backward must also evaluate the surrogate once per element
                 row["floor_exp_ms"] = round(1e3 * (floor + exp_s), 3)
                 row["fused/floor_exp"] = round(times["fused"] / (floor + exp_s), 2)
+            if dev.type == "cpu":
+                compute = compute_floor_seconds(x, mode)
+                row["compute_ms"] = round(1e3 * compute, 3)
+                row["fused/max(floor,compute)"] = round(times["fused"] / max(floor, compute), 2)
             row["fused_GBps"] = round(PASSES[mode] * _bytes(x) / times["fused"] / 1e9, 1)
             row["copy_GBps"] = copy_gbps
             row["alloc_share"] = round(BUFFERS[mode]["fused"] * alloc_s / times["fused"], 2)
@@ -144,6 +153,27 @@ def surrogate_compute_seconds(x: torch.Tensor, copy_gbps: float) -> float:
     src, dst = x.detach().clone(), torch.empty_like(x)
     seconds = compare({"sigmoid": lambda: torch.sigmoid(src, out=dst)}, x.device)["sigmoid"]
     return max(0.0, seconds - 2 * _bytes(x) / (copy_gbps * 1e9))
+
+
+def compute_floor_seconds(x: torch.Tensor, mode: str) -> float:
+    """The fused kernels (no autograd) on a slice of x's neurons small enough
+    for every array to stay in cache, scaled to all of x's neurons: the op's
+    time if memory traffic cost nothing. Where it is near the measured time,
+    the op is compute-bound and no change to its memory traffic can help."""
+    T, neurons = x.shape[0], x[0].numel()
+    width = min(neurons, max(1024, SLICE_BYTES // (T * x.element_size())))
+    xs = x.detach().reshape(T, neurons)[:, :width].contiguous()
+    grad = torch.randn_like(xs)
+    options = (DECAY, THRESHOLD, "sigmoid", 4.0, "bptt")
+
+    def forward():
+        torch.ops.pysnn.lif_forward(xs, *options, None, False)
+
+    def forward_backward():
+        forward()
+        torch.ops.pysnn.lif_backward_input(grad, None, xs, None, *options)
+    seconds = compare({"slice": forward if mode == "forward" else forward_backward}, x.device)["slice"]
+    return seconds * neurons / width
 
 
 def fresh_buffer_seconds(x: torch.Tensor) -> float:
@@ -176,7 +206,8 @@ def main(argv=None) -> None:
             print(f"--peers: {name} is not installed (pip install --no-deps {name}); no {name} column")
     columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "snntorch_ms",
                "floor_ms", "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "snntorch/fused",
-               "fused/floor", "floor_exp_ms", "fused/floor_exp", "fused_GBps",
+               "fused/floor", "floor_exp_ms", "fused/floor_exp", "compute_ms", "fused/max(floor,compute)",
+               "fused_GBps",
                "copy_GBps", "alloc_share"]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
 
