@@ -21,6 +21,13 @@ def _run_module_main(module: str, argv: Sequence[str]) -> None:
 
 
 def _bench(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    if args.which is None:
+        if args.bench_help:
+            args.bench_parser.print_help()
+            return
+        args.bench_parser.error("choose a benchmark: " + ", ".join(sorted(BENCHMARKS) + ["all"]))
+    if args.bench_help:
+        rest = ["--help", *rest]
     if args.which != "all":
         _run_module_main(BENCHMARKS[args.which], rest)
         return
@@ -164,9 +171,13 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pysnn", description="Spiking networks with fused kernels.")
     commands = parser.add_subparsers(dest="command", required=True)
-    bench = commands.add_parser("bench", help="benchmark fused ops against pure PyTorch",
+    # Its own -h: `pysnn bench NAME --help` is passed on to the benchmark.
+    bench = commands.add_parser("bench", help="benchmark fused ops against pure PyTorch", add_help=False,
                                 description="Run `pysnn bench NAME --help` for a benchmark's options.")
-    bench.add_argument("which", choices=sorted(BENCHMARKS) + ["all"], help="which benchmark (all: every one)")
+    bench.add_argument("-h", "--help", action="store_true", dest="bench_help", help="show this help message")
+    bench.add_argument("which", nargs="?", choices=sorted(BENCHMARKS) + ["all"],
+                       help="which benchmark (all: every one)")
+    bench.set_defaults(bench_parser=bench)
     commands.add_parser("eval", help="evaluate a trained run, clean and under input noise", add_help=False)
     commands.add_parser("plot", help="PNGs of a run: curves, firing rates, information plane", add_help=False)
     commands.add_parser("compare", help="several runs' accuracy under the same input noise: table and PNG",

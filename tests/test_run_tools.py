@@ -141,3 +141,10 @@ def test_lif_benchmark_reports_time_against_both_floors():
     # the slice is the whole layer here (5000 neurons fit in cache): the compute
     # floor is the fused kernels' own time, so it cannot exceed fused by much
     assert rows[1]["compute_ms"] < 3 * rows[1]["fused_ms"]
+
+
+def test_bench_help_reaches_the_benchmark():
+    result = _pysnn("bench", "lif", "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: pysnn bench lif") and "--peers" in result.stdout
+    result = _pysnn("bench")
+    assert result.returncode == 2 and "choose a benchmark" in result.stderr

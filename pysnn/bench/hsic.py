@@ -78,7 +78,7 @@ def run(sizes: Sequence[int] = (64, 256, 1024), dims: Sequence[int] = (1024, 163
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="pysnn bench hsic", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024], help="batch sizes m")
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 16384], help="feature counts d")
     parser.add_argument("--device", default="cpu")

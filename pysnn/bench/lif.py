@@ -186,7 +186,7 @@ def fresh_buffer_seconds(x: torch.Tensor) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="pysnn bench lif", description=__doc__)
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 10, 32])
     parser.add_argument("--neurons", type=int, default=1 << 20)
     parser.add_argument("--device", default="cpu")

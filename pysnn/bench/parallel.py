@@ -168,7 +168,7 @@ def run(model: str = "mlp", rule: str = "hll", hidden: Sequence[int] = (1024, 10
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="pysnn bench parallel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn", "vgg8"])
     parser.add_argument("--rule", default="hll", choices=["hll", "hbh"])
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 1024, 1024])

@@ -64,7 +64,7 @@ def run(rules: Sequence[str] = ("hll", "hbh", "bptt"), model: str = "mlp", batch
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="pysnn bench train", description=__doc__)
     parser.add_argument("--rules", nargs="+", default=["hll", "hbh", "bptt"])
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn", "vgg8"])
     parser.add_argument("--batch", type=int, default=64)
