@@ -2,6 +2,7 @@
 and the timeout every collective and point-to-point call observes."""
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,7 @@ class DistContext:
     world: int
     device: torch.device
     timeout: timedelta
+    owns_group: bool = False  # joined by setup(), so left by close()
 
     @property
     def is_main(self) -> bool:
@@ -37,6 +39,13 @@ class DistContext:
         out = [None] * self.world if self.is_main else None
         guarded(dist.gather_object, obj, out, dst=0)
         return out
+
+    def close(self) -> None:
+        """Leaves the process group setup() joined, as torch.distributed asks,
+        rather than leaving it to interpreter exit (a group the caller made
+        stays the caller's)."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
     def all_sum(self, values: List[float]) -> List[float]:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
@@ -67,7 +76,8 @@ def setup(config) -> Optional[DistContext]:
     if config.parallel == "none":
         return None
     timeout = timedelta(seconds=config.dist_timeout)
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         if "WORLD_SIZE" not in os.environ:
             raise ValueError(f"--parallel {config.parallel} runs under torchrun, e.g. "
                              f"`torchrun --standalone --nproc_per_node=2 -m pysnn train --parallel "
@@ -79,4 +89,6 @@ def setup(config) -> Optional[DistContext]:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
         torch.cuda.set_device(device)
-    return DistContext(rank, world, device, timeout)
+    context = DistContext(rank, world, device, timeout, owns_group)
+    atexit.register(context.close)  # also when the run stops early; close() is idempotent
+    return context
