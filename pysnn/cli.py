@@ -46,7 +46,7 @@ def _bench(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import TrainConfig
+    from .config import CPU_MEMORY_MODES, TrainConfig
 
     d = TrainConfig()
     a = parser.add_argument
@@ -94,7 +94,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--backend", default=d.backend, choices=["fused", "reference"])
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    a("--cpu-memory", default=d.cpu_memory, choices=["keep", "release"],
+    a("--cpu-memory", default=d.cpu_memory, choices=CPU_MEMORY_MODES,
       help="single-process CPU runs: keep freed large blocks for the next step (default; faster, up to a "
            "quarter of RAM stays with the process) or release them (PyTorch's allocator as it is)")
     a("--parallel", default=d.parallel, choices=["none", "data", "layer"],

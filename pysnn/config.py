@@ -10,6 +10,7 @@ from .events import is_event_dataset
 RULES = ("hll", "hbh", "bptt")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PARALLEL = ("none", "data", "layer")
+CPU_MEMORY_MODES = ("keep", "release")  # pysnn/cpu_memory.py
 
 
 @dataclass
@@ -100,7 +101,7 @@ class TrainConfig:
              f"--stages-split counts must be >= 1, got {self.stages_split}"),
             (not self.global_kernels or (self.parallel == "data" and self.rule != "bptt"),
              "--global-kernels needs --parallel data and a local rule (hll or hbh)"),
-            (self.cpu_memory in ("keep", "release"),
+            (self.cpu_memory in CPU_MEMORY_MODES,
              f"--cpu-memory must be keep or release, got '{self.cpu_memory}'"),
             (self.encoder in ("direct", "poisson", "events"),
              f"--encoder must be direct, poisson or events, got '{self.encoder}'"),

@@ -22,7 +22,8 @@ from typing import Optional
 
 import torch
 
-MODES = ("keep", "release")
+from .config import CPU_MEMORY_MODES
+
 MAX_DEFAULT_LIMIT = 8 << 30
 
 
@@ -57,6 +58,6 @@ def cache_stats() -> dict:
 
 def apply(mode: str) -> bool:
     """`keep`: keep_freed_memory(); `release`: PyTorch's allocator as it is."""
-    if mode not in MODES:
+    if mode not in CPU_MEMORY_MODES:
         raise ValueError(f"--cpu-memory must be keep or release, got '{mode}'")
     return keep_freed_memory() if mode == "keep" else True

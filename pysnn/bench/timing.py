@@ -11,6 +11,8 @@ from typing import Callable, Dict, Optional
 
 import torch
 
+from ..config import CPU_MEMORY_MODES
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -45,7 +47,7 @@ def compare(candidates: Dict[str, Callable[[], object]], device: torch.device,
 
 def add_cpu_memory_argument(parser) -> None:
     """--cpu-memory; the benchmark applies it (`cpu_memory.apply`) before measuring anything."""
-    parser.add_argument("--cpu-memory", default="release", choices=["keep", "release"],
+    parser.add_argument("--cpu-memory", default="release", choices=CPU_MEMORY_MODES,
                         help="PyTorch's CPU allocator as it is (release, the default) or with pysnn train's "
                              "cache of freed large blocks (keep)")
 
