@@ -13,6 +13,7 @@ buffers. `--cpu-memory keep` measures with pysnn train's allocator setting."""
 from __future__ import annotations
 
 import argparse
+import inspect
 from typing import Callable, Dict, Sequence
 
 import torch
@@ -155,6 +156,12 @@ def surrogate_compute_seconds(x: torch.Tensor, copy_gbps: float) -> float:
     return max(0.0, seconds - 2 * _bytes(x) / (copy_gbps * 1e9))
 
 
+def _lif_defaults() -> tuple:
+    """ops.lif's default surrogate, alpha and grad_mode: what the fused column runs."""
+    parameters = inspect.signature(ops.lif).parameters
+    return tuple(parameters[name].default for name in ("surrogate", "alpha", "grad_mode"))
+
+
 def compute_floor_seconds(x: torch.Tensor, mode: str) -> float:
     """The fused kernels (no autograd) on a slice of x's neurons small enough
     for every array to stay in cache, scaled to all of x's neurons: the op's
@@ -164,7 +171,7 @@ def compute_floor_seconds(x: torch.Tensor, mode: str) -> float:
     width = min(neurons, max(1024, SLICE_BYTES // (T * x.element_size())))
     xs = x.detach().reshape(T, neurons)[:, :width].contiguous()
     grad = torch.randn_like(xs)
-    options = (DECAY, THRESHOLD, "sigmoid", 4.0, "bptt")
+    options = (DECAY, THRESHOLD, *_lif_defaults())
 
     def forward():
         torch.ops.pysnn.lif_forward(xs, *options, None, False)
