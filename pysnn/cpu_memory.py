@@ -28,12 +28,17 @@ MAX_DEFAULT_LIMIT = 8 << 30
 
 
 def default_limit() -> int:
-    """A quarter of the machine's memory, at most 8 GiB."""
+    """A quarter of the machine's memory, at most 8 GiB, shared among the
+    processes torchrun started on this machine (LOCAL_WORLD_SIZE)."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 4 * MAX_DEFAULT_LIMIT
-    return min(MAX_DEFAULT_LIMIT, total // 4)
+    try:
+        local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local_processes = 1
+    return min(MAX_DEFAULT_LIMIT, total // 4) // local_processes
 
 
 def keep_freed_memory(limit_bytes: Optional[int] = None) -> bool:

@@ -155,10 +155,7 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     config = dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
     torch.manual_seed(config.seed)
     device = context.device if context is not None else torch.device(config.device)
-    if device.type == "cpu" and context is None:
-        # Not under torchrun: with the cache installed, a gloo rank aborted at
-        # exit after a finished data-parallel run ("terminate called without an
-        # active exception") in 3 of 53 runs, without it in 0 of 36.
+    if device.type == "cpu":
         cpu_memory.apply(config.cpu_memory)
     dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,
                                     config.seed, config.timesteps, config.progress)

@@ -63,3 +63,13 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="limit_bytes must be >= 0"):
         cpu_memory.keep_freed_memory(-1)
     assert torch.ops.pysnn._cpu_block_cache_stats() is not None
+
+
+def test_default_limit_is_shared_by_the_local_processes(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    alone = cpu_memory.default_limit()
+    assert 0 < alone <= cpu_memory.MAX_DEFAULT_LIMIT
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # set by torchrun
+    assert cpu_memory.default_limit() == alone // 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not a number")
+    assert cpu_memory.default_limit() == alone

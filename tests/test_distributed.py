@@ -37,7 +37,7 @@ def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
                 os._exit(17)  # a crash: no clean shutdown, no message to the peer
             return original(self, *args)
         LocalTrainer.layer_step = dying
-    from pysnn.distributed import DistributedError
+    from pysnn.distributed import DistributedError, destroy_process_group
 
     from pysnn.train import execute, prepare
 
@@ -48,10 +48,10 @@ def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
         except DistributedError as error:
             with open(os.path.join(os.path.dirname(rdzv), f"error.rank{rank}.txt"), "w") as f:
                 f.write(str(error))
-            return
+            break
         torch.save(run.model.state_dict(), f"{kwargs['out']}.rank{rank}.pt")
         run.finish()
-    dist.destroy_process_group()
+    destroy_process_group()  # settles gloo's threads first: see pysnn/distributed/runtime.py
 
 
 def _launch(tmp_path, world, jobs, timeout_s=60, die_after=None, wait_s=120):

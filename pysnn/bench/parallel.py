@@ -27,7 +27,7 @@ import torch
 
 from ..config import TrainConfig
 from ..distributed.pipeline import Stage, balanced_split, profile_step, run_stage
-from ..distributed.runtime import DistContext
+from ..distributed.runtime import DistContext, destroy_process_group
 from .timing import JsonRows, format_table
 from .train import SHAPES
 
@@ -110,7 +110,7 @@ def _sleep_worker(rank, world, rdzv, profile, split, batches, depth, timesteps, 
     run_stage(Stage(run, split, shapes=[tuple(s) for s in profile["shapes"]]))
     if rank == world - 1:
         Path(out).write_text(json.dumps(trainer.finished))
-    torch.distributed.destroy_process_group()
+    destroy_process_group()
 
 
 def sleep_check(profile: dict, split: Sequence[int], batches: int, depth: int, timesteps: int, batch: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, List, Optional
@@ -23,6 +24,7 @@ class DistContext:
     device: torch.device
     timeout: timedelta
     owns_group: bool = False  # joined by setup(), so left by close()
+    closed: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -41,16 +43,51 @@ class DistContext:
         return out
 
     def close(self) -> None:
-        """Leaves the process group setup() joined, as torch.distributed asks,
-        rather than leaving it to interpreter exit (a group the caller made
-        stays the caller's)."""
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+        """Ends the run's part in the process group: lets the backend's worker
+        threads finish with the last collective (`settle`) and leaves the group
+        setup() joined, as torch.distributed asks, rather than leaving it to
+        interpreter exit (a group the caller made stays the caller's)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.owns_group:
+            destroy_process_group()
+        elif dist.is_initialized():
+            settle()
 
     def all_sum(self, values: List[float]) -> List[float]:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         guarded(dist.all_reduce, t)
         return t.tolist()
+
+
+# Gloo runs a collective on one of its worker threads, and that thread drops
+# its reference to the collective's tensors just after the caller's wait()
+# returns. For a tensor made in Python the drop takes the GIL; if the main
+# thread has begun interpreter shutdown by then, CPython ends the worker
+# thread inside a noexcept destructor and the process aborts with "terminate
+# called without an active exception" (caught in gdb: ~AsyncGatherWork ->
+# decref_pyobject -> take_gil -> pthread_exit, after the run's last
+# gather_object; about 1 data-parallel test run in 30). Sleeping with the GIL
+# released lets every worker finish first. torch offers no call that waits
+# for them: destroy_process_group() leaves the threads running.
+SETTLE_SECONDS = 0.25
+
+
+def settle() -> None:
+    """Gives the backend's worker threads time to release the last
+    collective's tensors (see SETTLE_SECONDS); call after a process's final
+    collective, before it may exit."""
+    time.sleep(SETTLE_SECONDS)
+
+
+def destroy_process_group() -> None:
+    """`torch.distributed.destroy_process_group()` for a process about to
+    exit: settles the worker threads first, so a finished run cannot abort at
+    interpreter shutdown. A no-op without a process group."""
+    if dist.is_initialized():
+        settle()
+        dist.destroy_process_group()
 
 
 def guarded(fn, *args, **kwargs):
