@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, List, Optional
 
@@ -24,7 +24,7 @@ class DistContext:
     device: torch.device
     timeout: timedelta
     owns_group: bool = False  # joined by setup(), so left by close()
-    closed: bool = False
+    closed: bool = field(default=False, init=False, repr=False)  # close() ran
 
     @property
     def is_main(self) -> bool:
