@@ -29,6 +29,7 @@ def _cache_dir(sources: list[str], with_cuda: bool) -> Path:
     for path in sorted(Path(p) for p in _build.source_dir().rglob("*") if p.is_file()):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
+    digest.update(" ".join(_build.CXX_FLAGS + _build.NVCC_FLAGS).encode())  # flags change results too
     tag = "cu" + str(torch.version.cuda).replace(".", "") if with_cuda else "cpu"
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
     root = Path(os.environ.get("PYSNN_EXTENSIONS_DIR", Path.home() / ".cache" / "pysnn"))
