@@ -7,6 +7,7 @@
 //
 // `v` is the post-reset membrane carried between steps; `u0` is v[0].
 #include <cmath>
+#include <type_traits>
 
 #include "macros.h"
 #include "math_utils.h"
@@ -66,6 +67,31 @@ PYSNN_HOST_DEVICE T surrogate_grad(T d, T alpha) {
     return alpha * math::exp(-alpha * std::fabs(d));
   } else {
     return std::fabs(d) <= T(1) / alpha ? alpha / T(2) : T(0);
+  }
+}
+
+// The backward that recomputes the membrane writes, at every step, what its
+// reverse sweep needs into grad_x, then reads it back. Where grad_x holds the
+// opmath type itself (float, double) that is the surrogate derivative, so
+// the exp and division happen in the pass that streams x in, not in the one
+// that streams the output gradient (BENCHMARKS.md: 20 % off that backward);
+// in half and bfloat16 it is the membrane rounded to the storage type, so
+// both backward paths still round exactly as the saved membrane does.
+template <Surrogate kind, typename scalar_t, typename opmath_t>
+PYSNN_HOST_DEVICE scalar_t stash_for_sweep(opmath_t u, opmath_t threshold, opmath_t alpha) {
+  if constexpr (std::is_same<scalar_t, opmath_t>::value) {
+    return surrogate_grad<kind>(u - threshold, alpha);
+  } else {
+    return static_cast<scalar_t>(u);
+  }
+}
+
+template <Surrogate kind, typename opmath_t, typename scalar_t>
+PYSNN_HOST_DEVICE opmath_t surrogate_from_stash(scalar_t stashed, opmath_t threshold, opmath_t alpha) {
+  if constexpr (std::is_same<scalar_t, opmath_t>::value) {
+    return stashed;
+  } else {
+    return surrogate_grad<kind>(static_cast<opmath_t>(stashed) - threshold, alpha);
   }
 }
 

@@ -58,7 +58,8 @@ PYSNN_CPU_CLONES void forward_range(const scalar_t* x, int64_t x_step, const sca
   }
 }
 
-// membrane == nullptr: the membrane was recomputed into grad_x (swept in place).
+// membrane == nullptr: grad_x already holds what recompute_for_sweep stashed
+// there at every step, and is swept in place.
 template <Surrogate kind, GradMode mode, typename scalar_t>
 PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t* grad_membrane,
                     const scalar_t* grad_state, const scalar_t* membrane, scalar_t* grad_x,
@@ -74,20 +75,19 @@ PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t
     for (int64_t i = 0; i < len; ++i)
       carry[i] = grad_state ? static_cast<opmath_t>(grad_state[first + i]) : opmath_t(0);
     // The inner loop is instantiated with and without grad_membrane, and
-    // reading the membrane from grad_x itself (membrane == nullptr: recomputed
-    // there), so that no version branches per element and the in-place one
-    // reads and writes through one pointer (GCC then vectorises all three).
+    // reading the stash in grad_x itself (membrane == nullptr), so that
+    // no version branches per element and the in-place one reads and writes
+    // through one pointer (GCC then vectorises all three).
     const auto sweep = [&](auto has_grad_membrane, auto in_place) {
       for (int64_t t = T - 1; t >= 0; --t) {
         const int64_t offset = t * N + first;
         for (int64_t i = 0; i < len; ++i) {
-          opmath_t u;
+          opmath_t sg;
           if constexpr (decltype(in_place)::value) {
-            u = static_cast<opmath_t>(grad_x[offset + i]);
+            sg = surrogate_from_stash<kind>(grad_x[offset + i], threshold, alpha);
           } else {
-            u = static_cast<opmath_t>(membrane[offset + i]);
+            sg = surrogate_grad<kind>(static_cast<opmath_t>(membrane[offset + i]) - threshold, alpha);
           }
-          const opmath_t sg = surrogate_grad<kind>(u - threshold, alpha);
           opmath_t gm = 0;
           if constexpr (decltype(has_grad_membrane)::value)
             gm = static_cast<opmath_t>(grad_membrane[offset + i]);
@@ -170,24 +170,25 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
   return {grad_x, grad_u0};
 }
 
-// The pre-reset membrane of neurons [first, first + len) at every step, into
-// `membrane` (the caller's grad_x), exactly as the forward computed it.
-template <typename scalar_t>
-PYSNN_CPU_CLONES void recompute_membrane(const scalar_t* x, int64_t x_step, const scalar_t* u0, scalar_t* membrane,
-                                         int64_t T, int64_t N, int64_t first, int64_t len, double decay_,
-                                         double threshold_) {
+// Recomputes the pre-reset membrane of neurons [first, first + len) at every
+// step exactly as the forward did, and stashes what the reverse sweep needs
+// from it (stash_for_sweep) into the caller's grad_x.
+template <Surrogate kind, typename scalar_t>
+PYSNN_CPU_CLONES void recompute_for_sweep(const scalar_t* x, int64_t x_step, const scalar_t* u0, scalar_t* grad_x,
+                                          int64_t T, int64_t N, int64_t first, int64_t len, const Options& opt) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const opmath_t decay = static_cast<opmath_t>(decay_);
-  const opmath_t threshold = static_cast<opmath_t>(threshold_);
+  const opmath_t decay = static_cast<opmath_t>(opt.decay);
+  const opmath_t threshold = static_cast<opmath_t>(opt.threshold);
+  const opmath_t alpha = static_cast<opmath_t>(opt.alpha);
   opmath_t v[kBlock];
   for (int64_t i = 0; i < len; ++i) v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
   for (int64_t t = 0; t < T; ++t) {
     const scalar_t* xt = x + t * x_step + first;
-    scalar_t* ut = membrane + t * N + first;
+    scalar_t* stash = grad_x + t * N + first;
     for (int64_t i = 0; i < len; ++i) {
       const opmath_t u = charge(v[i], static_cast<opmath_t>(xt[i]), decay);
       v[i] = soft_reset(u, fire(u, threshold), threshold);
-      ut[i] = static_cast<scalar_t>(u);
+      stash[i] = stash_for_sweep<kind, scalar_t>(u, threshold, alpha);
     }
   }
 }
@@ -208,12 +209,12 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(
       dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
         at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
           scalar_t* gx = grad_x.data_ptr<scalar_t>();
-          // One block of neurons at a time: its T membrane rows are written and
+          // One block of neurons at a time: its T stashed rows are written and
           // read back while still in cache, then overwritten by the gradient.
           for (int64_t first = begin; first < end; first += kBlock) {
             const int64_t len = std::min(kBlock, end - first);
-            recompute_membrane<scalar_t>(x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), gx,
-                                         T, N, first, len, opt.decay, opt.threshold);
+            recompute_for_sweep<decltype(kind)::value, scalar_t>(
+                x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), gx, T, N, first, len, opt);
             backward_range<decltype(kind)::value, decltype(mode)::value, scalar_t>(
                 grad_spikes.const_data_ptr<scalar_t>(), nullptr, optional_data<scalar_t>(grad_state), nullptr, gx,
                 grad_u0.data_ptr<scalar_t>(), T, N, first, first + len, opt);

@@ -73,8 +73,9 @@ __global__ void lif_backward_kernel(const scalar_t* __restrict__ grad_spikes,
   }
 }
 
-// Recomputes each neuron's membrane from x into grad_x, then sweeps it
-// backward in place: no saved membrane.
+// Recomputes each neuron's membrane from x, stashing what the reverse sweep
+// needs from it in grad_x (stash_for_sweep, as the CPU kernel does), then
+// sweeps grad_x backward in place: no saved membrane.
 template <Surrogate kind, GradMode mode, typename scalar_t>
 __global__ void lif_backward_input_kernel(const scalar_t* __restrict__ grad_spikes,
                                           const scalar_t* __restrict__ grad_state, const scalar_t* __restrict__ x,
@@ -89,12 +90,12 @@ __global__ void lif_backward_input_kernel(const scalar_t* __restrict__ grad_spik
     for (int64_t t = 0; t < T; ++t) {
       const opmath_t u = charge(v, static_cast<opmath_t>(x[t * x_step + i]), decay);
       v = soft_reset(u, fire(u, threshold), threshold);
-      grad_x[t * N + i] = static_cast<scalar_t>(u);
+      grad_x[t * N + i] = stash_for_sweep<kind, scalar_t>(u, threshold, alpha);
     }
     opmath_t carry = grad_state ? static_cast<opmath_t>(grad_state[i]) : opmath_t(0);
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t k = t * N + i;
-      const opmath_t sg = surrogate_grad<kind>(static_cast<opmath_t>(grad_x[k]) - threshold, alpha);
+      const opmath_t sg = surrogate_from_stash<kind>(grad_x[k], threshold, alpha);
       grad_x[k] = static_cast<scalar_t>(
           backward_step<mode>(static_cast<opmath_t>(grad_spikes[k]), opmath_t(0), sg, carry, decay, threshold));
     }
