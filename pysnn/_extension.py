@@ -66,16 +66,23 @@ def _jit_build() -> None:
 
 
 def load() -> str:
-    """Registers the ops once; returns "aot" or "jit", the path that loaded them."""
+    """Registers the ops once; returns "aot" or "jit", the path that loaded them.
+    The ops' large CPU outputs are then reused once freed (pysnn.cpu_memory)."""
     global _loaded_from
-    if _loaded_from is not None:
-        return _loaded_from
+    if _loaded_from is None:
+        _loaded_from = _load()
+        from .cpu_memory import default_limit
+
+        torch.ops.pysnn._set_cpu_block_limit(default_limit())
+    return _loaded_from
+
+
+def _load() -> str:
     error = None
     if importlib.util.find_spec(f"{__package__}._C") is not None:
         try:
             importlib.import_module(f"{__package__}._C")
-            _loaded_from = "aot"
-            return _loaded_from
+            return "aot"
         except ImportError as exc:  # built against another torch, say
             error = exc
     if _build.env_flag("PYSNN_NO_JIT"):
@@ -86,5 +93,4 @@ def load() -> str:
         warnings.warn(f"pysnn: pysnn._C failed to load ({error}); compiling the kernels "
                       "against the installed torch instead", RuntimeWarning, stacklevel=2)
     _jit_build()
-    _loaded_from = "jit"
-    return _loaded_from
+    return "jit"

@@ -95,9 +95,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
     a("--cpu-memory", default=d.cpu_memory, choices=CPU_MEMORY_MODES,
-      help="CPU runs: keep freed large blocks for the next step (default; faster, up to a quarter of RAM, "
-           "shared by torchrun's processes on the machine, stays with the processes) or release them "
-           "(PyTorch's allocator as it is)")
+      help="CPU runs: keep every freed large block for the next step (default; faster, up to a quarter of "
+           "RAM, shared by torchrun's processes on the machine, stays with the processes), only those of "
+           "pysnn's own ops (ops), or none (release)")
     a("--parallel", default=d.parallel, choices=["none", "data", "layer"],
       help="under torchrun: data parallel (each process a slice of every batch) or layer parallel "
            "(each process a stage of consecutive layers; hll and hbh)")

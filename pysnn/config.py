@@ -10,7 +10,7 @@ from .events import is_event_dataset
 RULES = ("hll", "hbh", "bptt")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PARALLEL = ("none", "data", "layer")
-CPU_MEMORY_MODES = ("keep", "release")  # pysnn/cpu_memory.py
+CPU_MEMORY_MODES = ("keep", "ops", "release")  # pysnn/cpu_memory.py
 
 
 @dataclass
@@ -61,7 +61,8 @@ class TrainConfig:
     backend: str = "fused"
     out: Optional[str] = None
     progress: bool = True
-    # "keep": freed large CPU blocks are cached for the next step (pysnn/cpu_memory.py)
+    # "keep": freed large CPU blocks are cached for the next step; "ops": only
+    # those of pysnn's ops; "release": none (pysnn/cpu_memory.py)
     cpu_memory: str = "keep"
     # scale-out (torchrun): see README "Scaling out"
     parallel: str = "none"  # "data" or "layer"
@@ -102,7 +103,7 @@ class TrainConfig:
             (not self.global_kernels or (self.parallel == "data" and self.rule != "bptt"),
              "--global-kernels needs --parallel data and a local rule (hll or hbh)"),
             (self.cpu_memory in CPU_MEMORY_MODES,
-             f"--cpu-memory must be keep or release, got '{self.cpu_memory}'"),
+             f"--cpu-memory must be one of {', '.join(CPU_MEMORY_MODES)}, got '{self.cpu_memory}'"),
             (self.encoder in ("direct", "poisson", "events"),
              f"--encoder must be direct, poisson or events, got '{self.encoder}'"),
             (not is_event_dataset(self.dataset) or self.encoder in ("direct", "events"),

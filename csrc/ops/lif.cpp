@@ -4,7 +4,7 @@
 
 #include "ops/lif.h"
 
-#include <ATen/ops/empty.h>
+#include "ops/cpu_block_cache.h"
 
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -117,8 +117,8 @@ BackwardInputCall prepare_backward_input(const at::Tensor& grad_spikes, const c1
           u0.has_value() ? c10::optional<at::Tensor>(u0->contiguous()) : c10::nullopt,
           T,
           x.numel() / T,
-          at::empty(x.sizes(), rows.options()),
-          at::empty(x.sizes().slice(1), rows.options())};
+          empty_output(x.sizes(), rows.options()),
+          empty_output(x.sizes().slice(1), rows.options())};
 }
 
 }  // namespace lif

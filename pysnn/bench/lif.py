@@ -87,8 +87,8 @@ def _forward(fn, x):
 
 def _forward_backward(fn, x, grad):
     def run():
-        x.grad = None
         fn(x, DECAY, THRESHOLD).backward(grad)
+        x.grad = None  # each candidate pays for freeing its own gradient, not the one before it
     return run
 
 

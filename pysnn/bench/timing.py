@@ -47,9 +47,10 @@ def compare(candidates: Dict[str, Callable[[], object]], device: torch.device,
 
 def add_cpu_memory_argument(parser) -> None:
     """--cpu-memory; the benchmark applies it (`cpu_memory.apply`) before measuring anything."""
-    parser.add_argument("--cpu-memory", default="release", choices=CPU_MEMORY_MODES,
-                        help="PyTorch's CPU allocator as it is (release, the default) or with pysnn train's "
-                             "cache of freed large blocks (keep)")
+    parser.add_argument("--cpu-memory", default="ops", choices=CPU_MEMORY_MODES,
+                        help="as after `import pysnn` (ops, the default: pysnn's ops reuse their freed large "
+                             "outputs, PyTorch's allocator is left as it is), with pysnn train's cache of every "
+                             "freed large block (keep), or nothing kept (release)")
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -4,7 +4,6 @@
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -15,6 +14,7 @@
 #include <type_traits>
 
 #include "macros.h"
+#include "ops/cpu_block_cache.h"
 #include "ops/lif.h"
 #include "tensor_utils.h"
 
@@ -116,9 +116,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cpu(
   const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
   const int64_t T = x_.size(0);
   const int64_t N = x_.numel() / T;
-  at::Tensor spikes = at::empty(x_.sizes(), x.options());
-  at::Tensor membrane = save_membrane ? at::empty(x_.sizes(), x.options()) : at::empty({0}, x.options());
-  at::Tensor state = at::empty(x_.sizes().slice(1), x.options());
+  at::Tensor spikes = empty_output(x_.sizes(), x.options());
+  at::Tensor membrane = empty_output(save_membrane ? x_.sizes() : c10::IntArrayRef{0}, x.options());
+  at::Tensor state = empty_output(x_.sizes().slice(1), x.options());
   if (N == 0) return {spikes, membrane, state};
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_forward_cpu", [&] {
@@ -151,8 +151,8 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
   const c10::optional<at::Tensor> grad_state = optional_contiguous(grad_state_);
   const int64_t T = membrane.size(0);
   const int64_t N = membrane.numel() / T;
-  at::Tensor grad_x = at::empty(membrane.sizes(), membrane.options());
-  at::Tensor grad_u0 = at::empty(membrane.sizes().slice(1), membrane.options());
+  at::Tensor grad_x = empty_output(membrane.sizes(), membrane.options());
+  at::Tensor grad_u0 = empty_output(membrane.sizes().slice(1), membrane.options());
   if (N == 0) return {grad_x, grad_u0};
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, membrane.scalar_type(), "lif_backward_cpu", [&] {
