@@ -20,6 +20,18 @@ namespace {
 
 constexpr int64_t kRowGrain = 8;
 
+// Rows [begin, end) of the kernel matrix from the Gram matrix.
+template <KernelKind kind, typename scalar_t>
+PYSNN_CPU_CLONES void kernel_rows(const scalar_t* g, int64_t m, int64_t begin, int64_t end, scalar_t a, scalar_t b,
+                                  scalar_t* k) {
+  for (int64_t i = begin; i < end; ++i) {
+    const scalar_t norm_i = g[i * m + i];
+    for (int64_t j = 0; j < m; ++j) {
+      k[i * m + j] = kernel_value<kind>(norm_i, g[j * m + j], g[i * m + j], i == j, a, b);
+    }
+  }
+}
+
 at::Tensor kernel_from_gram_cpu(const at::Tensor& gram_, c10::string_view kind_name, double a_, double b_) {
   check_kernel_from_gram(gram_, c10::DeviceType::CPU);
   const at::Tensor gram = gram_.contiguous();
@@ -31,12 +43,7 @@ at::Tensor kernel_from_gram_cpu(const at::Tensor& gram_, c10::string_view kind_n
     const scalar_t a = static_cast<scalar_t>(a_), b = static_cast<scalar_t>(b_);
     dispatch_kernel_kind(parse_kernel_kind(kind_name), [&](auto kind) {
       at::parallel_for(0, m, kRowGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const scalar_t norm_i = g[i * m + i];
-          for (int64_t j = 0; j < m; ++j) {
-            k[i * m + j] = kernel_value<decltype(kind)::value>(norm_i, g[j * m + j], g[i * m + j], i == j, a, b);
-          }
-        }
+        kernel_rows<decltype(kind)::value>(g, m, begin, end, a, b, k);
       });
     });
   });
