@@ -143,6 +143,9 @@ def test_lif_benchmark_reports_time_against_both_floors():
     # the slice is the whole layer: the compute floor is the fused kernels' own
     # time, so it cannot exceed fused by much
     assert rows[1]["compute_ms"] < 3 * rows[1]["fused_ms"]
+    if sys.platform.startswith("linux"):
+        # the op's 2 MB outputs come back from pysnn's cache: far fewer faults than one fresh buffer's pages
+        assert all(row["fused_faults"] < 2_000_000 // 4096 // 4 for row in rows)
 
 
 def test_bench_help_reaches_the_benchmark():

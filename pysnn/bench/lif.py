@@ -8,13 +8,19 @@ traffic at that bandwidth; for forward+backward also with the compute of
 one sigmoid per element, which the default surrogate's backward cannot
 avoid), the compute floor (the fused kernels on a slice of the layer that
 stays in cache, scaled to the full layer: what the op costs if memory were
-free), and the share of the time that goes to allocating fresh full-size
-buffers. `--cpu-memory keep` measures with pysnn train's allocator setting."""
+free), and the share of the fused op's time that goes to page faults (the
+faults one call takes, at the measured cost of a fault). `--cpu-memory`
+chooses what is kept for reuse (pysnn.cpu_memory)."""
 from __future__ import annotations
 
 import argparse
 import inspect
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
+
+try:
+    import resource  # page-fault counts (POSIX)
+except ImportError:  # pragma: no cover
+    resource = None
 
 import torch
 
@@ -23,9 +29,6 @@ from .. import cpu_memory
 from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 
 DECAY, THRESHOLD = 0.75, 0.6
-# Full-size buffers each path allocates per call: forward spikes (and the
-# saved membrane); backward the input gradient.
-BUFFERS = {"forward": {"fused": 1, "saved": 2}, "forward+backward": {"fused": 2, "saved": 3}}
 # Passes over an x-sized array at the least: forward reads x, writes spikes;
 # the backward reads x, the output gradient, writes dL/dx.
 PASSES = {"forward": 2, "forward+backward": 5}
@@ -107,7 +110,7 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
     for T in steps:
         x = (torch.rand(T, neurons, device=dev, dtype=dtype) * THRESHOLD).requires_grad_()
         grad = torch.randn_like(x)
-        copy_gbps, alloc_s = copy_bandwidth(x), fresh_buffer_seconds(x)
+        copy_gbps, fault_s = copy_bandwidth(x), page_fault_seconds(x)
         exp_s = surrogate_compute_seconds(x, copy_gbps)
         for mode in ("forward", "forward+backward"):
             fns = {name: (_forward(fn, x) if mode == "forward" else _forward_backward(fn, x, grad))
@@ -130,7 +133,11 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
                 row["fused/max(floor,compute)"] = round(times["fused"] / max(floor, compute), 2)
             row["fused_GBps"] = round(PASSES[mode] * _bytes(x) / times["fused"] / 1e9, 1)
             row["copy_GBps"] = copy_gbps
-            row["alloc_share"] = round(BUFFERS[mode]["fused"] * alloc_s / times["fused"], 2)
+            faults = page_faults(fns["fused"]) if dev.type == "cpu" else None
+            if faults is not None:
+                row["fused_faults"] = faults
+            if faults is not None and fault_s is not None:
+                row["alloc_share"] = round(faults * fault_s / times["fused"], 2)
             rows.append(row)
             on_row(row)
     return rows
@@ -183,13 +190,31 @@ def compute_floor_seconds(x: torch.Tensor, mode: str) -> float:
     return seconds * neurons / width
 
 
-def fresh_buffer_seconds(x: torch.Tensor) -> float:
-    """What one fresh x-sized buffer costs beyond writing a reused one (page
-    faults on the CPU; the caching allocator makes it ~0 on CUDA)."""
+def _minor_faults() -> Optional[int]:
+    return None if resource is None else resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def page_faults(fn: Callable[[], object]) -> Optional[int]:
+    """Minor page faults of the process during one call of fn."""
+    before = _minor_faults()
+    fn()
+    after = _minor_faults()
+    return None if before is None else after - before
+
+
+def page_fault_seconds(x: torch.Tensor) -> Optional[float]:
+    """Seconds per page fault on this machine, from a fresh x-sized buffer
+    against a reused one (PyTorch's allocator as set; None on CUDA, or where
+    faults cannot be counted or the fresh buffer took none)."""
+    if x.device.type != "cpu" or resource is None:
+        return None
     src, reused = x.detach().clone(), torch.empty_like(x)
-    times = compare({"fresh": lambda: torch.empty_like(src).copy_(src), "reused": lambda: reused.copy_(src)},
-                    x.device)
-    return max(0.0, times["fresh"] - times["reused"])
+
+    def fresh():
+        torch.empty_like(src).copy_(src)
+    times = compare({"fresh": fresh, "reused": lambda: reused.copy_(src)}, x.device)
+    faults = page_faults(fresh)
+    return max(0.0, times["fresh"] - times["reused"]) / faults if faults else None
 
 
 def main(argv=None) -> None:
@@ -214,8 +239,7 @@ def main(argv=None) -> None:
     columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "snntorch_ms",
                "floor_ms", "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "snntorch/fused",
                "fused/floor", "floor_exp_ms", "fused/floor_exp", "compute_ms", "fused/max(floor,compute)",
-               "fused_GBps",
-               "copy_GBps", "alloc_share"]
+               "fused_GBps", "copy_GBps", "fused_faults", "alloc_share"]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
 
 
