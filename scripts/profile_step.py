@@ -2,12 +2,15 @@
 rule, the top operators by self CPU time.
 
     python scripts/profile_step.py --rule hbh [--model mlp --hidden 1024 1024 1024] [--backend fused]
+                                   [--cpu-memory keep]
 """
 import argparse
 
 from torch.profiler import ProfilerActivity, profile
 
+from pysnn import cpu_memory
 from pysnn.bench.train import step_case
+from pysnn.config import CPU_MEMORY_MODES
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--rule", default="hll")
@@ -17,7 +20,9 @@ parser.add_argument("--backend", default="fused")
 parser.add_argument("--batch", type=int, default=64)
 parser.add_argument("--steps", type=int, default=5)
 parser.add_argument("--rows", type=int, default=15)
+parser.add_argument("--cpu-memory", default="keep", choices=CPU_MEMORY_MODES, help="as pysnn train (default keep)")
 args = parser.parse_args()
+cpu_memory.apply(args.cpu_memory)
 
 step = step_case(args.rule, args.model, args.backend, args.batch, hidden=args.hidden)
 step()
