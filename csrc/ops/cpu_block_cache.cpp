@@ -104,16 +104,14 @@ class CpuBlockCache final : public c10::Allocator {
   }
 
   // Drops the least recently freed blocks until at most `target` bytes are held.
+  // A bucket lists its blocks in the order they were freed (give_back appends,
+  // take pops the newest), so the oldest held block is the front of its bucket.
   void evict_until(size_t target, std::vector<void*>& released) {
     while (cached_ > target && !held_.empty()) {
       const auto [ptr, size] = held_.front();
       std::vector<Held::iterator>& bucket = free_[size];
-      for (auto it = bucket.begin(); it != bucket.end(); ++it) {
-        if (*it == held_.begin()) {
-          bucket.erase(it);
-          break;
-        }
-      }
+      TORCH_INTERNAL_ASSERT_DEBUG_ONLY(!bucket.empty() && bucket.front() == held_.begin());
+      bucket.erase(bucket.begin());
       held_.pop_front();
       sizes_.erase(ptr);
       cached_ -= size;
