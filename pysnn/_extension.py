@@ -65,14 +65,30 @@ def _jit_build() -> None:
     )
 
 
+MAX_DEFAULT_LIMIT = 8 << 30
+
+
+def default_limit() -> int:
+    """The CPU block cache's limit when the kernels load (pysnn.cpu_memory): a
+    quarter of the machine's memory, at most 8 GiB, shared among the processes
+    torchrun started on this machine (LOCAL_WORLD_SIZE)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 4 * MAX_DEFAULT_LIMIT
+    try:
+        local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local_processes = 1
+    return min(MAX_DEFAULT_LIMIT, total // 4) // local_processes
+
+
 def load() -> str:
     """Registers the ops once; returns "aot" or "jit", the path that loaded them.
     The ops' large CPU outputs are then reused once freed (pysnn.cpu_memory)."""
     global _loaded_from
     if _loaded_from is None:
         _loaded_from = _load()
-        from .cpu_memory import default_limit
-
         torch.ops.pysnn._set_cpu_block_limit(default_limit())
     return _loaded_from
 

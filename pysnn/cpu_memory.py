@@ -5,7 +5,7 @@ threshold, many smaller ones) with a fresh mmap and unmaps it on free, so
 each new full-size activation, spike or gradient tensor pays a page fault
 for every 4 KiB page it touches: on a 2-core machine writing a fresh 40 MB
 tensor takes ~17 ms where rewriting a reused one takes ~4 ms. pysnn keeps
-a cache of freed blocks of 1 MiB or more (csrc/ops/cpu_block_cache.cpp),
+a cache of freed blocks of 1 MiB or more (csrc/memory/cpu_block_cache.cpp),
 by size, up to a limit (the least recently freed go first), and hands each
 to the next request of that size, as PyTorch's caching allocator does on
 the GPU. Three settings, `apply(mode)`:
@@ -29,24 +29,9 @@ from typing import Optional
 
 import torch
 
+from ._extension import MAX_DEFAULT_LIMIT, default_limit  # noqa: F401  (part of this module's API)
+from ._extension import load as _load_kernels
 from .config import CPU_MEMORY_MODES
-
-MAX_DEFAULT_LIMIT = 8 << 30
-
-
-def default_limit() -> int:
-    """A quarter of the machine's memory, at most 8 GiB, shared among the
-    processes torchrun started on this machine (LOCAL_WORLD_SIZE)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 4 * MAX_DEFAULT_LIMIT
-    try:
-        local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        local_processes = 1
-    return min(MAX_DEFAULT_LIMIT, total // 4) // local_processes
-
 
 def _limit_or_default(limit_bytes: Optional[int], caller: str) -> int:
     limit = default_limit() if limit_bytes is None else int(limit_bytes)
@@ -59,7 +44,7 @@ def keep_op_outputs(limit_bytes: Optional[int] = None) -> bool:
     """pysnn's CPU ops take their outputs of 1 MiB or more from the cache, which
     keeps up to `limit_bytes` (default `default_limit()`) of them once freed.
     Done when pysnn loads its kernels."""
-    from . import ops  # noqa: F401  (loads the extension that defines the op)
+    _load_kernels()
 
     torch.ops.pysnn._set_cpu_block_limit(_limit_or_default(limit_bytes, "keep_op_outputs"))
     return True
@@ -69,7 +54,7 @@ def keep_freed_memory(limit_bytes: Optional[int] = None) -> bool:
     """From now on, keep freed CPU blocks of 1 MiB or more of every tensor (up
     to `limit_bytes` in all, default `default_limit()`) for the next request
     of the same size: the cache becomes PyTorch's CPU allocator."""
-    from . import ops  # noqa: F401
+    _load_kernels()
 
     torch.ops.pysnn._keep_cpu_blocks(_limit_or_default(limit_bytes, "keep_freed_memory"))
     return True
@@ -77,7 +62,7 @@ def keep_freed_memory(limit_bytes: Optional[int] = None) -> bool:
 
 def release_freed_memory() -> bool:
     """Keep nothing from now on (limit 0), and return the held blocks now."""
-    from . import ops  # noqa: F401
+    _load_kernels()
 
     torch.ops.pysnn._set_cpu_block_limit(0)
     return True
@@ -93,7 +78,7 @@ def empty_cache() -> None:
 def cache_stats() -> dict:
     """Bytes held for reuse now, how many large requests were served from the
     cache or not, the limit, and whether the cache is PyTorch's CPU allocator."""
-    from . import ops  # noqa: F401
+    _load_kernels()
 
     cached, hits, misses, limit, installed = torch.ops.pysnn._cpu_block_cache_stats()
     return {"cached_bytes": cached, "hits": hits, "misses": misses, "limit_bytes": limit,

@@ -10,24 +10,10 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from . import checkpoint
 from . import data as datasets
 from .analysis import ENERGY_PJ, activity, add_noise
-from .config import TrainConfig
-from .train import build_model, evaluate
-
-
-def load_run(run_dir: str, device: str = "cpu"):
-    payload = checkpoint.load(Path(run_dir))
-    config = TrainConfig(**payload["config"])
-    dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed,
-                                    config.timesteps, progress=False)
-    model = build_model(config, dataset.image_shape, dataset.classes)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        raise checkpoint.CheckpointError(f"checkpoint does not fit its own config: {error}") from None
-    return config, model.to(device).eval(), dataset
+from .models import load_trained
+from .run import evaluate
 
 
 def parse_sweep(spec: str) -> List[str]:
@@ -60,7 +46,7 @@ def noisy_accuracy(model, config, dataset, spec: str, device: str, seed: int = 0
 def run(run_dir: str, noise: Sequence[str] = (), device: str = "cpu", seed: int = 0,
         sweeps: Sequence[str] = (), space: str = "pixel") -> dict:
     sweep_specs = {spec: parse_sweep(spec) for spec in sweeps}  # refuse a bad level before any work
-    config, model, dataset = load_run(run_dir, device)
+    config, model, dataset, _, _ = load_trained(run_dir, device)
     if dataset.frames and (noise or sweeps):
         raise ValueError(f"--noise and --noise-sweep perturb images; {config.dataset} is event data")
     _, clean = evaluate(model, dataset.test, config.batch_size, device)

@@ -5,24 +5,14 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from . import checkpoint
-from .config import TrainConfig
-from .data import sample_shape
+from .models import load_trained
 from .nir import DEFAULT_DT, to_nir, write
 from .nir.export import NEURON_FORMS
-from .train import build_model
 
 
 def export_run(run_dir: str, path: str, neuron: str = "exact", dt: float = DEFAULT_DT) -> Path:
-    payload = checkpoint.load(Path(run_dir))
-    config = TrainConfig(**payload["config"])
-    image_shape, classes = sample_shape(config.dataset)
-    model = build_model(config, image_shape, classes)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        raise checkpoint.CheckpointError(f"checkpoint does not fit its own config: {error}") from None
-    graph = to_nir(model.eval(), image_shape, dt=dt, neuron=neuron)  # refuses before anything is written
+    trained = load_trained(run_dir, with_data=False)
+    graph = to_nir(trained.model, trained.image_shape, dt=dt, neuron=neuron)  # refuses before anything is written
     return write(graph, path)
 
 

@@ -2,11 +2,15 @@
 averaged over time (the membrane of a non-firing output layer)."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from . import checkpoint
+from . import data as datasets
+from .config import TrainConfig
 from .nn.blocks import NeuronConfig, SpikingBlock
 from .nn.encoders import ENCODERS
 
@@ -130,3 +134,41 @@ def build(model: str, image_shape: Tuple[int, ...], classes: int, *, hidden: Seq
         return cnn(image_shape[0], classes, input_size=image_shape[-1], neuron=neuron, dropout=dropout,
                    batch_norm=True if batch_norm is None else batch_norm, timesteps=timesteps, encoder=encoder)
     raise ValueError(f"unknown model '{model}'; choose {', '.join(MODELS)}")
+
+
+def build_model(config: TrainConfig, image_shape, classes: int) -> SpikingNetwork:
+    """The network `config` describes, for images of `image_shape` ([C, H, W])."""
+    neuron = NeuronConfig(decay=config.decay, threshold=config.threshold, surrogate=config.surrogate,
+                          alpha=config.alpha, backend=config.backend)
+    return build(config.model, image_shape, classes, hidden=config.hidden,
+                 width_mult=config.width_mult, neuron=neuron, dropout=config.dropout,
+                 batch_norm=config.uses_batch_norm(), timesteps=config.timesteps, encoder=config.resolved_encoder())
+
+
+class TrainedRun(NamedTuple):
+    """A finished (or checkpointed) run, ready for inference."""
+    config: TrainConfig
+    model: SpikingNetwork  # in eval mode, on the requested device
+    dataset: Optional[datasets.Dataset]  # None when loaded with `with_data=False`
+    image_shape: Tuple[int, ...]
+    classes: int
+
+
+def load_trained(run_dir: str, device: str = "cpu", with_data: bool = True) -> TrainedRun:
+    """The network of RUN_DIR's checkpoint with its weights, and (`with_data`)
+    its data set, as `pysnn eval`, `export` and `compare` use it."""
+    payload = checkpoint.load(Path(run_dir))
+    config = TrainConfig(**payload["config"])
+    dataset = None
+    if with_data:
+        dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed,
+                                        config.timesteps, progress=False)
+        image_shape, classes = dataset.image_shape, dataset.classes
+    else:
+        image_shape, classes = datasets.sample_shape(config.dataset)
+    model = build_model(config, image_shape, classes)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        raise checkpoint.CheckpointError(f"checkpoint does not fit its own config: {error}") from None
+    return TrainedRun(config, model.to(device).eval(), dataset, tuple(image_shape), classes)

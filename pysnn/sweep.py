@@ -18,7 +18,8 @@ from typing import List
 import torch
 
 from .config import TrainConfig
-from .evaluate import load_run, noisy_accuracy, parse_sweep
+from .evaluate import noisy_accuracy, parse_sweep
+from .models import load_trained
 
 
 def runs_of(base: TrainConfig, betas: List[float], out: Path) -> dict:
@@ -33,7 +34,7 @@ def runs_of(base: TrainConfig, betas: List[float], out: Path) -> dict:
 def measure(run_dir: str, sweeps: List[str], space: str, device: str) -> dict:
     from .analysis import layer_hsic_normalised
 
-    config, model, dataset = load_run(run_dir, device)
+    config, model, dataset, _, _ = load_trained(run_dir, device)
     with torch.no_grad():
         images, labels = dataset.test.take(slice(0, 512)).to(device), dataset.test.labels[:512].to(device)
         layers = layer_hsic_normalised(model, images, labels, dataset.classes, config.sigma, config.sigma_scaling)

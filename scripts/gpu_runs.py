@@ -22,7 +22,7 @@ import pysnn
 from pysnn.bench.timing import JsonRows
 from pysnn.config import TrainConfig
 from pysnn.learning import make_trainer
-from pysnn.train import build_model
+from pysnn.models import build_model
 
 # PYSNN_GPU_RUNS_DEVICE=cpu dry-runs the script on a machine without a GPU.
 DEVICE = torch.device(os.environ.get("PYSNN_GPU_RUNS_DEVICE", "cuda"))

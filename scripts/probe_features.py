@@ -18,7 +18,7 @@ from pysnn import data
 from pysnn.cli import _add_train_arguments
 from pysnn.config import TrainConfig
 from pysnn.learning import make_trainer
-from pysnn.train import build_model
+from pysnn.models import build_model
 
 
 @torch.no_grad()

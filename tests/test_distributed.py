@@ -39,7 +39,8 @@ def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
         LocalTrainer.layer_step = dying
     from pysnn.distributed import DistributedError, destroy_process_group
 
-    from pysnn.train import execute, prepare
+    from pysnn.run import prepare
+    from pysnn.train import execute
 
     for name, kwargs, resume in jobs:
         try:

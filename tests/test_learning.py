@@ -9,7 +9,8 @@ import torch
 from pysnn import data, ops
 from pysnn.config import TrainConfig
 from pysnn.learning import make_trainer
-from pysnn.train import build_model, train
+from pysnn.models import build_model
+from pysnn.train import train
 
 QUICK = dict(subset=600, hidden=[256], epochs=10, progress=False, timesteps=6)
 

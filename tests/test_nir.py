@@ -215,9 +215,9 @@ def test_trained_run_exports_and_runs_identically(tmp_path):
     out = tmp_path / "model.nir"
     result = _pysnn("export", str(run_dir), "--nir", str(out))
     assert result.returncode == 0, result.stderr
-    from pysnn.evaluate import load_run
+    from pysnn.models import load_trained
 
-    config, model, dataset = load_run(str(run_dir))
+    config, model, dataset, _, _ = load_trained(str(run_dir))
     loaded = from_nir(read(out)).eval()
     images = dataset.test.take(slice(0, 200))
     with torch.no_grad():  # float32 file: batch norm folded in float32, so compare predictions

@@ -10,7 +10,7 @@ import torch
 
 from ..config import TrainConfig
 from ..learning import make_trainer
-from ..train import build_model
+from ..models import build_model
 from . import memory
 from .. import cpu_memory
 from .timing import JsonRows, add_cpu_memory_argument, compare, format_table

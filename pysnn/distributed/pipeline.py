@@ -118,7 +118,7 @@ def profile_step(config, image_shape, classes: int, images: torch.Tensor, labels
     and the time to pack the spikes into uint8 and to unpack them. Runs on a
     throw-away copy of the network: the caller's random streams are untouched."""
     from ..learning import make_trainer
-    from ..train import build_model
+    from ..models import build_model
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         model = build_model(config, image_shape, classes).to(device)
