@@ -4,7 +4,8 @@
 
 #include "ops/lif.h"
 
-#include "ops/cpu_block_cache.h"
+#include "memory/cpu_block_cache.h"
+#include "tensor_utils.h"
 
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -62,23 +63,28 @@ void check_like(const at::Tensor& t, const at::Tensor& ref, c10::IntArrayRef sha
               " (", ref.device(), "), got ", t.device());
 }
 
+void check_device(const char* op, c10::DeviceType device, const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().type() == device, op, ": ", name, " must be a ", c10::DeviceTypeName(device, true),
+              " tensor, got one on ", t.device());
+}
+
 }  // namespace
 
-Options check_forward_args(const at::Tensor& x, double decay, double threshold,
-                           c10::string_view surrogate, double alpha,
-                           c10::string_view grad_mode, const c10::optional<at::Tensor>& u0) {
+Options check_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, double decay,
+                           double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode,
+                           const c10::optional<at::Tensor>& u0) {
   check_time_first(x, "x");
+  check_device(op, device, x, "x");
   if (u0.has_value()) check_like(*u0, x, x.sizes().slice(1), "u0", "x");
   return check_options(decay, threshold, surrogate, alpha, grad_mode);
 }
 
-Options check_backward_args(const at::Tensor& grad_spikes,
+Options check_backward_args(const char* op, c10::DeviceType device, const at::Tensor& grad_spikes,
                             const c10::optional<at::Tensor>& grad_membrane,
-                            const c10::optional<at::Tensor>& grad_state,
-                            const at::Tensor& membrane, double decay, double threshold,
-                            c10::string_view surrogate, double alpha,
-                            c10::string_view grad_mode) {
+                            const c10::optional<at::Tensor>& grad_state, const at::Tensor& membrane, double decay,
+                            double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
   check_time_first(membrane, "membrane");
+  check_device(op, device, membrane, "membrane");
   check_like(grad_spikes, membrane, membrane.sizes(), "grad_spikes", "membrane");
   if (grad_membrane.has_value())
     check_like(*grad_membrane, membrane, membrane.sizes(), "grad_membrane", "membrane");
@@ -87,11 +93,12 @@ Options check_backward_args(const at::Tensor& grad_spikes,
   return check_options(decay, threshold, surrogate, alpha, grad_mode);
 }
 
-Options check_backward_input_args(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
-                                  const at::Tensor& x, const c10::optional<at::Tensor>& u0, double decay,
-                                  double threshold, c10::string_view surrogate, double alpha,
-                                  c10::string_view grad_mode) {
+Options check_backward_input_args(const char* op, c10::DeviceType device, const at::Tensor& grad_spikes,
+                                  const c10::optional<at::Tensor>& grad_state, const at::Tensor& x,
+                                  const c10::optional<at::Tensor>& u0, double decay, double threshold,
+                                  c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
   check_time_first(x, "x");
+  check_device(op, device, x, "x");
   check_like(grad_spikes, x, x.sizes(), "grad_spikes", "x");
   if (grad_state.has_value()) check_like(*grad_state, x, x.sizes().slice(1), "grad_state", "x");
   if (u0.has_value()) check_like(*u0, x, x.sizes().slice(1), "u0", "x");
@@ -106,6 +113,32 @@ TimeRows time_rows(const at::Tensor& x) {
   return {x.contiguous(), x.numel() / x.size(0)};
 }
 
+ForwardCall prepare_forward(const at::Tensor& x, const c10::optional<at::Tensor>& u0, bool save_membrane) {
+  const auto [rows, step] = time_rows(x);
+  const int64_t T = x.size(0);
+  return {rows,
+          step,
+          optional_contiguous(u0),
+          T,
+          x.numel() / T,
+          empty_output(x.sizes(), rows.options()),
+          empty_output(save_membrane ? x.sizes() : c10::IntArrayRef{0}, rows.options()),
+          empty_output(x.sizes().slice(1), rows.options())};
+}
+
+BackwardCall prepare_backward(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_membrane,
+                              const c10::optional<at::Tensor>& grad_state, const at::Tensor& membrane) {
+  const int64_t T = membrane.size(0);
+  return {membrane.contiguous(),
+          grad_spikes.contiguous(),
+          optional_contiguous(grad_membrane),
+          optional_contiguous(grad_state),
+          T,
+          membrane.numel() / T,
+          empty_output(membrane.sizes(), membrane.options()),
+          empty_output(membrane.sizes().slice(1), membrane.options())};
+}
+
 BackwardInputCall prepare_backward_input(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
                                          const at::Tensor& x, const c10::optional<at::Tensor>& u0) {
   const auto [rows, step] = time_rows(x);
@@ -113,8 +146,8 @@ BackwardInputCall prepare_backward_input(const at::Tensor& grad_spikes, const c1
   return {rows,
           step,
           grad_spikes.contiguous(),
-          grad_state.has_value() ? c10::optional<at::Tensor>(grad_state->contiguous()) : c10::nullopt,
-          u0.has_value() ? c10::optional<at::Tensor>(u0->contiguous()) : c10::nullopt,
+          optional_contiguous(grad_state),
+          optional_contiguous(u0),
           T,
           x.numel() / T,
           empty_output(x.sizes(), rows.options()),

@@ -2,6 +2,7 @@
 // Shared declarations of the LIF ops: argument checks used by every backend,
 // and helpers that turn runtime options into template parameters.
 #include <ATen/core/Tensor.h>
+#include <c10/core/DeviceType.h>
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 
@@ -19,28 +20,46 @@ struct Options {
   GradMode grad_mode;
 };
 
-// Validate the arguments of `lif_forward` / `lif_backward` and parse the
-// option strings. Errors name the offending argument.
-Options check_forward_args(const at::Tensor& x, double decay, double threshold,
-                           c10::string_view surrogate, double alpha,
-                           c10::string_view grad_mode, const c10::optional<at::Tensor>& u0);
+// Validate the arguments of `lif_forward` / `lif_backward` /
+// `lif_backward_input` for a kernel on `device` and parse the option strings.
+// Errors name the offending argument; `op` names the kernel.
+Options check_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, double decay,
+                           double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode,
+                           const c10::optional<at::Tensor>& u0);
 
-Options check_backward_args(const at::Tensor& grad_spikes,
+Options check_backward_args(const char* op, c10::DeviceType device, const at::Tensor& grad_spikes,
                             const c10::optional<at::Tensor>& grad_membrane,
-                            const c10::optional<at::Tensor>& grad_state,
-                            const at::Tensor& membrane, double decay, double threshold,
-                            c10::string_view surrogate, double alpha,
-                            c10::string_view grad_mode);
+                            const c10::optional<at::Tensor>& grad_state, const at::Tensor& membrane, double decay,
+                            double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode);
 
 // `lif_backward_input`: the backward that recomputes the membrane from x
 // instead of reading a saved one.
-Options check_backward_input_args(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
-                                  const at::Tensor& x, const c10::optional<at::Tensor>& u0, double decay,
-                                  double threshold, c10::string_view surrogate, double alpha,
-                                  c10::string_view grad_mode);
+Options check_backward_input_args(const char* op, c10::DeviceType device, const at::Tensor& grad_spikes,
+                                  const c10::optional<at::Tensor>& grad_state, const at::Tensor& x,
+                                  const c10::optional<at::Tensor>& u0, double decay, double threshold,
+                                  c10::string_view surrogate, double alpha, c10::string_view grad_mode);
 
-// The inputs of a `lif_backward_input` kernel, made contiguous, and its
-// outputs allocated (both backends start the same way).
+// The inputs of each kernel made contiguous and its outputs allocated
+// (empty_output: the CPU block cache on the CPU, at::empty elsewhere), the
+// same on every backend. N = 0 means nothing to launch.
+struct ForwardCall {
+  at::Tensor x;  // time_rows(x).data
+  int64_t x_step;
+  c10::optional<at::Tensor> u0;
+  int64_t T, N;
+  at::Tensor spikes, membrane, state;  // membrane is empty unless saved
+};
+ForwardCall prepare_forward(const at::Tensor& x, const c10::optional<at::Tensor>& u0, bool save_membrane);
+
+struct BackwardCall {
+  at::Tensor membrane, grad_spikes;
+  c10::optional<at::Tensor> grad_membrane, grad_state;
+  int64_t T, N;
+  at::Tensor grad_x, grad_u0;
+};
+BackwardCall prepare_backward(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_membrane,
+                              const c10::optional<at::Tensor>& grad_state, const at::Tensor& membrane);
+
 struct BackwardInputCall {
   at::Tensor x;  // time_rows(x).data
   int64_t x_step;

@@ -12,7 +12,7 @@
 #include <tuple>
 
 #include "macros.h"
-#include "ops/hsic.h"
+#include "ops/hsic_common.h"
 
 namespace pysnn {
 namespace hsic {

@@ -14,7 +14,6 @@
 #include <type_traits>
 
 #include "macros.h"
-#include "ops/cpu_block_cache.h"
 #include "ops/lif.h"
 #include "tensor_utils.h"
 
@@ -110,15 +109,9 @@ PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cpu(
     const at::Tensor& x_, double decay, double threshold, c10::string_view surrogate, double alpha,
     c10::string_view grad_mode, const c10::optional<at::Tensor>& u0_, bool save_membrane) {
-  check_forward_args(x_, decay, threshold, surrogate, alpha, grad_mode, u0_);
-  TORCH_CHECK(x_.device().is_cpu(), "lif_forward_cpu: x must be a CPU tensor");
-  const auto [x, x_step] = time_rows(x_);
-  const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
-  const int64_t T = x_.size(0);
-  const int64_t N = x_.numel() / T;
-  at::Tensor spikes = empty_output(x_.sizes(), x.options());
-  at::Tensor membrane = empty_output(save_membrane ? x_.sizes() : c10::IntArrayRef{0}, x.options());
-  at::Tensor state = empty_output(x_.sizes().slice(1), x.options());
+  check_forward_args("lif_forward_cpu", c10::DeviceType::CPU, x_, decay, threshold, surrogate, alpha, grad_mode,
+                     u0_);
+  auto [x, x_step, u0, T, N, spikes, membrane, state] = prepare_forward(x_, u0_, save_membrane);
   if (N == 0) return {spikes, membrane, state};
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_forward_cpu", [&] {
@@ -142,17 +135,10 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
     const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_membrane_,
     const c10::optional<at::Tensor>& grad_state_, const at::Tensor& membrane_, double decay,
     double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
-  const Options opt = check_backward_args(grad_spikes_, grad_membrane_, grad_state_, membrane_,
-                                          decay, threshold, surrogate, alpha, grad_mode);
-  TORCH_CHECK(membrane_.device().is_cpu(), "lif_backward_cpu: membrane must be a CPU tensor");
-  const at::Tensor membrane = membrane_.contiguous();
-  const at::Tensor grad_spikes = grad_spikes_.contiguous();
-  const c10::optional<at::Tensor> grad_membrane = optional_contiguous(grad_membrane_);
-  const c10::optional<at::Tensor> grad_state = optional_contiguous(grad_state_);
-  const int64_t T = membrane.size(0);
-  const int64_t N = membrane.numel() / T;
-  at::Tensor grad_x = empty_output(membrane.sizes(), membrane.options());
-  at::Tensor grad_u0 = empty_output(membrane.sizes().slice(1), membrane.options());
+  const Options opt = check_backward_args("lif_backward_cpu", c10::DeviceType::CPU, grad_spikes_, grad_membrane_,
+                                          grad_state_, membrane_, decay, threshold, surrogate, alpha, grad_mode);
+  auto [membrane, grad_spikes, grad_membrane, grad_state, T, N, grad_x, grad_u0] =
+      prepare_backward(grad_spikes_, grad_membrane_, grad_state_, membrane_);
   if (N == 0) return {grad_x, grad_u0};
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, membrane.scalar_type(), "lif_backward_cpu", [&] {
@@ -197,9 +183,8 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(
     const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_state_, const at::Tensor& x_,
     const c10::optional<at::Tensor>& u0_, double decay, double threshold, c10::string_view surrogate,
     double alpha, c10::string_view grad_mode) {
-  const Options opt = check_backward_input_args(grad_spikes_, grad_state_, x_, u0_, decay, threshold, surrogate,
-                                                alpha, grad_mode);
-  TORCH_CHECK(x_.device().is_cpu(), "lif_backward_input_cpu: x must be a CPU tensor");
+  const Options opt = check_backward_input_args("lif_backward_input_cpu", c10::DeviceType::CPU, grad_spikes_,
+                                                grad_state_, x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
   auto [x, x_step, grad_spikes, grad_state, u0, T, N, grad_x, grad_u0] =
       prepare_backward_input(grad_spikes_, grad_state_, x_, u0_);
   if (N == 0) return {grad_x, grad_u0};

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "macros.h"
-#include "ops/hsic.h"
+#include "ops/hsic_common.h"
 
 namespace pysnn {
 namespace hsic {

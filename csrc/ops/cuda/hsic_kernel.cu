@@ -17,20 +17,16 @@
 #include <tuple>
 
 #include "ops/cuda/block_reduce.cuh"
-#include "ops/hsic.h"
+#include "ops/cuda/cuda_helpers.h"
+#include "ops/hsic_common.h"
 
 namespace pysnn {
 namespace hsic {
 namespace {
 
-constexpr int kThreads = 256;
-
-int64_t num_blocks(int64_t n) { return std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20); }
-
 template <KernelKind kind, typename T>
 __global__ void kernel_from_gram_kernel(const T* __restrict__ gram, T* __restrict__ out, int64_t m, T a, T b) {
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < m * m;
-       idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  PYSNN_CUDA_1D_KERNEL_LOOP(idx, m * m) {
     const int64_t i = idx / m, j = idx % m;
     out[idx] = kernel_value<kind>(gram[i * m + i], gram[j * m + j], gram[idx], i == j, a, b);
   }
@@ -40,7 +36,7 @@ template <typename T>
 __global__ void gaussian_weighted_kernel(const T* __restrict__ gram, const T* __restrict__ modulator,
                                          T* __restrict__ weighted, T* __restrict__ row_sums, int64_t m,
                                          T scale) {
-  __shared__ T shared[kThreads / cuda::kWarpSize];
+  __shared__ T shared[cuda::kThreads / cuda::kWarpSize];
   const int64_t i = blockIdx.x;
   const T norm_i = gram[i * m + i];
   T sum = 0;
@@ -57,7 +53,7 @@ __global__ void gaussian_weighted_kernel(const T* __restrict__ gram, const T* __
 template <typename T>
 __global__ void row_moments_kernel(const T* __restrict__ k, const T* __restrict__ l, T* __restrict__ row_k,
                                    T* __restrict__ row_l, T* __restrict__ row_kl, int64_t m) {
-  __shared__ T shared[kThreads / cuda::kWarpSize];
+  __shared__ T shared[cuda::kThreads / cuda::kWarpSize];
   const int64_t i = blockIdx.x;
   T sk = 0, sl = 0, skl = 0;
   for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
@@ -81,8 +77,7 @@ __global__ void centre_kernel(const T* __restrict__ d, const T* __restrict__ row
                               const T* __restrict__ total, T* __restrict__ out, int64_t m) {
   const T size = static_cast<T>(m);
   const T sum = *total;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < m * m;
-       idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  PYSNN_CUDA_1D_KERNEL_LOOP(idx, m * m) {
     const int64_t i = idx / m, j = idx % m;
     out[idx] = centred_entry<estimator>(d[idx], row_sums[i], row_sums[j], sum, i == j, size);
   }
@@ -98,7 +93,7 @@ at::Tensor kernel_from_gram_cuda(const at::Tensor& gram_, c10::string_view kind_
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(gram.scalar_type(), "_kernel_from_gram_cuda", [&] {
     dispatch_kernel_kind(parse_kernel_kind(kind_name), [&](auto kind) {
-      kernel_from_gram_kernel<decltype(kind)::value, scalar_t><<<num_blocks(m * m), kThreads, 0, stream>>>(
+      kernel_from_gram_kernel<decltype(kind)::value, scalar_t><<<cuda::num_blocks(m * m), cuda::kThreads, 0, stream>>>(
           gram.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), m, static_cast<scalar_t>(a),
           static_cast<scalar_t>(b));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -118,7 +113,7 @@ std::tuple<at::Tensor, at::Tensor> gaussian_weighted_cuda(const at::Tensor& gram
   if (m == 0) return {weighted, row_sums};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(gram.scalar_type(), "_gaussian_weighted_cuda", [&] {
-    gaussian_weighted_kernel<scalar_t><<<m, kThreads, 0, stream>>>(
+    gaussian_weighted_kernel<scalar_t><<<m, cuda::kThreads, 0, stream>>>(
         gram.const_data_ptr<scalar_t>(), modulator.const_data_ptr<scalar_t>(), weighted.data_ptr<scalar_t>(),
         row_sums.data_ptr<scalar_t>(), m, static_cast<scalar_t>(scale));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -136,7 +131,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments_cuda(const at::Tensor
   if (m == 0) return {row_k, row_l, row_kl};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "_row_moments_cuda", [&] {
-    row_moments_kernel<scalar_t><<<m, kThreads, 0, stream>>>(
+    row_moments_kernel<scalar_t><<<m, cuda::kThreads, 0, stream>>>(
         k.const_data_ptr<scalar_t>(), l.const_data_ptr<scalar_t>(), row_k.data_ptr<scalar_t>(),
         row_l.data_ptr<scalar_t>(), row_kl.data_ptr<scalar_t>(), m);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -157,7 +152,7 @@ at::Tensor centre_cuda(const at::Tensor& d_, const at::Tensor& row_sums_, const 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "_centre_cuda", [&] {
     dispatch_estimator(parse_estimator(estimator_name), [&](auto estimator) {
-      centre_kernel<decltype(estimator)::value, scalar_t><<<num_blocks(m * m), kThreads, 0, stream>>>(
+      centre_kernel<decltype(estimator)::value, scalar_t><<<cuda::num_blocks(m * m), cuda::kThreads, 0, stream>>>(
           d.const_data_ptr<scalar_t>(), row_sums.const_data_ptr<scalar_t>(), total.const_data_ptr<scalar_t>(),
           out.data_ptr<scalar_t>(), m);
       C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -6,7 +6,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -15,16 +14,13 @@
 #include <algorithm>
 #include <tuple>
 
+#include "ops/cuda/cuda_helpers.h"
 #include "ops/lif.h"
 #include "tensor_utils.h"
 
 namespace pysnn {
 namespace lif {
 namespace {
-
-constexpr int kThreads = 256;
-
-int64_t num_blocks(int64_t n) { return std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20); }
 
 // x[t] of neuron i is x[t * x_step + i] (x_step = 0: the same row at every step).
 template <typename scalar_t, bool kSaveMembrane>
@@ -34,8 +30,7 @@ __global__ void lif_forward_kernel(const scalar_t* __restrict__ x, int64_t x_ste
                                    at::opmath_type<scalar_t> decay,
                                    at::opmath_type<scalar_t> threshold) {
   using opmath_t = at::opmath_type<scalar_t>;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < N;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  PYSNN_CUDA_1D_KERNEL_LOOP(i, N) {
     opmath_t v = u0 ? static_cast<opmath_t>(u0[i]) : opmath_t(0);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t k = t * N + i;
@@ -59,8 +54,7 @@ __global__ void lif_backward_kernel(const scalar_t* __restrict__ grad_spikes,
                                     at::opmath_type<scalar_t> threshold,
                                     at::opmath_type<scalar_t> alpha) {
   using opmath_t = at::opmath_type<scalar_t>;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < N;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  PYSNN_CUDA_1D_KERNEL_LOOP(i, N) {
     opmath_t carry = grad_state ? static_cast<opmath_t>(grad_state[i]) : opmath_t(0);
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t k = t * N + i;
@@ -84,8 +78,7 @@ __global__ void lif_backward_input_kernel(const scalar_t* __restrict__ grad_spik
                                           at::opmath_type<scalar_t> decay, at::opmath_type<scalar_t> threshold,
                                           at::opmath_type<scalar_t> alpha) {
   using opmath_t = at::opmath_type<scalar_t>;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < N;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  PYSNN_CUDA_1D_KERNEL_LOOP(i, N) {
     opmath_t v = u0 ? static_cast<opmath_t>(u0[i]) : opmath_t(0);
     for (int64_t t = 0; t < T; ++t) {
       const opmath_t u = charge(v, static_cast<opmath_t>(x[t * x_step + i]), decay);
@@ -106,16 +99,10 @@ __global__ void lif_backward_input_kernel(const scalar_t* __restrict__ grad_spik
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(
     const at::Tensor& x_, double decay, double threshold, c10::string_view surrogate, double alpha,
     c10::string_view grad_mode, const c10::optional<at::Tensor>& u0_, bool save_membrane) {
-  check_forward_args(x_, decay, threshold, surrogate, alpha, grad_mode, u0_);
-  TORCH_CHECK(x_.is_cuda(), "lif_forward_cuda: x must be a CUDA tensor");
+  check_forward_args("lif_forward_cuda", c10::DeviceType::CUDA, x_, decay, threshold, surrogate, alpha, grad_mode,
+                     u0_);
   const c10::cuda::CUDAGuard device_guard(x_.device());
-  const auto [x, x_step] = time_rows(x_);
-  const c10::optional<at::Tensor> u0 = optional_contiguous(u0_);
-  const int64_t T = x_.size(0);
-  const int64_t N = x_.numel() / T;
-  at::Tensor spikes = at::empty(x_.sizes(), x.options());
-  at::Tensor membrane = at::empty(save_membrane ? x_.sizes() : c10::IntArrayRef{0}, x.options());
-  at::Tensor state = at::empty(x_.sizes().slice(1), x.options());
+  auto [x, x_step, u0, T, N, spikes, membrane, state] = prepare_forward(x_, u0_, save_membrane);
   if (N == 0) return {spikes, membrane, state};
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -123,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(
     using opmath_t = at::opmath_type<scalar_t>;
     const auto kernel = save_membrane ? lif_forward_kernel<scalar_t, true>
                                       : lif_forward_kernel<scalar_t, false>;
-    kernel<<<num_blocks(N), kThreads, 0, stream>>>(
+    kernel<<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), spikes.data_ptr<scalar_t>(),
         save_membrane ? membrane.data_ptr<scalar_t>() : nullptr, state.data_ptr<scalar_t>(), T, N,
         static_cast<opmath_t>(decay), static_cast<opmath_t>(threshold));
@@ -136,18 +123,11 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cuda(
     const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_membrane_,
     const c10::optional<at::Tensor>& grad_state_, const at::Tensor& membrane_, double decay,
     double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
-  const Options opt = check_backward_args(grad_spikes_, grad_membrane_, grad_state_, membrane_,
-                                          decay, threshold, surrogate, alpha, grad_mode);
-  TORCH_CHECK(membrane_.is_cuda(), "lif_backward_cuda: membrane must be a CUDA tensor");
+  const Options opt = check_backward_args("lif_backward_cuda", c10::DeviceType::CUDA, grad_spikes_, grad_membrane_,
+                                          grad_state_, membrane_, decay, threshold, surrogate, alpha, grad_mode);
   const c10::cuda::CUDAGuard device_guard(membrane_.device());
-  const at::Tensor membrane = membrane_.contiguous();
-  const at::Tensor grad_spikes = grad_spikes_.contiguous();
-  const c10::optional<at::Tensor> grad_membrane = optional_contiguous(grad_membrane_);
-  const c10::optional<at::Tensor> grad_state = optional_contiguous(grad_state_);
-  const int64_t T = membrane.size(0);
-  const int64_t N = membrane.numel() / T;
-  at::Tensor grad_x = at::empty(membrane.sizes(), membrane.options());
-  at::Tensor grad_u0 = at::empty(membrane.sizes().slice(1), membrane.options());
+  auto [membrane, grad_spikes, grad_membrane, grad_state, T, N, grad_x, grad_u0] =
+      prepare_backward(grad_spikes_, grad_membrane_, grad_state_, membrane_);
   if (N == 0) return {grad_x, grad_u0};
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -156,7 +136,7 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cuda(
     dispatch_surrogate(opt.surrogate, [&](auto kind) {
       dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
         lif_backward_kernel<decltype(kind)::value, decltype(mode)::value, scalar_t>
-            <<<num_blocks(N), kThreads, 0, stream>>>(
+            <<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
                 grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_membrane),
                 optional_data<scalar_t>(grad_state), membrane.const_data_ptr<scalar_t>(),
                 grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), T, N,
@@ -173,9 +153,8 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cuda(
     const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_state_, const at::Tensor& x_,
     const c10::optional<at::Tensor>& u0_, double decay, double threshold, c10::string_view surrogate,
     double alpha, c10::string_view grad_mode) {
-  const Options opt = check_backward_input_args(grad_spikes_, grad_state_, x_, u0_, decay, threshold, surrogate,
-                                                alpha, grad_mode);
-  TORCH_CHECK(x_.is_cuda(), "lif_backward_input_cuda: x must be a CUDA tensor");
+  const Options opt = check_backward_input_args("lif_backward_input_cuda", c10::DeviceType::CUDA, grad_spikes_,
+                                                grad_state_, x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
   const c10::cuda::CUDAGuard device_guard(x_.device());
   auto [x, x_step, grad_spikes, grad_state, u0, T, N, grad_x, grad_u0] =
       prepare_backward_input(grad_spikes_, grad_state_, x_, u0_);
@@ -187,7 +166,7 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cuda(
     dispatch_surrogate(opt.surrogate, [&](auto kind) {
       dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
         lif_backward_input_kernel<decltype(kind)::value, decltype(mode)::value, scalar_t>
-            <<<num_blocks(N), kThreads, 0, stream>>>(
+            <<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
                 grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state),
                 x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), grad_x.data_ptr<scalar_t>(),
                 grad_u0.data_ptr<scalar_t>(), T, N, static_cast<opmath_t>(opt.decay),

@@ -10,7 +10,7 @@
 // a limit that pysnn sets when it loads; `pysnn.cpu_memory.keep_freed_memory()`
 // also installs the cache as PyTorch's CPU allocator, for every tensor.
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
-#include "ops/cpu_block_cache.h"
+#include "memory/cpu_block_cache.h"
 
 #include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty.h>
