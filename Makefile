@@ -15,7 +15,7 @@ DEPS_STAMP := $(VENV)/.pysnn-deps
 BUILD_STAMP := $(VENV)/.pysnn-built
 SOURCES := $(shell find csrc -type f) setup.py pyproject.toml pysnn/_build.py
 
-.PHONY: train test build clean
+.PHONY: train test build lint clean
 
 train: $(BUILD_STAMP)
 	$(VENV)/bin/pysnn train $(ARGS)
@@ -24,6 +24,9 @@ test: $(BUILD_STAMP)
 	$(PY) -m pytest $(ARGS)
 
 build: $(BUILD_STAMP)
+
+lint: $(DEPS_STAMP)
+	scripts/check_format.sh
 
 $(DEPS_STAMP): requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -60,7 +60,7 @@ def trainer_losses(rule, backend, steps=30):
 
 for rule in ("hll", "hbh", "bptt"):
     @check(f"train {rule} fused vs reference")
-    def _():
+    def _(rule=rule):
         # Rounding differs between backends and grows over steps: compare the
         # first step tightly and the end of the run loosely; both must learn.
         fused, ref = trainer_losses(rule, "fused"), trainer_losses(rule, "reference")

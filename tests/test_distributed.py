@@ -42,7 +42,7 @@ def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
     from pysnn.run import prepare
     from pysnn.train import execute
 
-    for name, kwargs, resume in jobs:
+    for _name, kwargs, resume in jobs:
         try:
             run = prepare(TrainConfig(**{**kwargs, "dist_timeout": timeout_s}), lambda message: None, resume)
             execute(run)

@@ -135,14 +135,14 @@ def profile_step(config, image_shape, classes: int, images: torch.Tensor, labels
             sums["context_s"] += weight * t[0]
             context, h = t[1]
             for index in range(n):
-                seconds, h = _timed(device, lambda: trainer.layer_step(index, h, labels, context))
+                seconds, h = _timed(device, trainer.layer_step, index, h, labels, context)
                 sums["block_s"][index] += weight * seconds
-                seconds, packed = _timed(device, lambda: (h != 0).to(torch.uint8).cpu())
+                seconds, packed = _timed(device, _pack_spikes, h)
                 sums["pack_s"][index] += weight * seconds
                 scale = model.blocks[index].output_scale
-                seconds, _ = _timed(device, lambda: packed.to(device=device, dtype=h.dtype) * scale)
+                seconds, _ = _timed(device, _unpack_spikes, packed, device, h.dtype, scale)
                 sums["unpack_s"][index] += weight * seconds
-            seconds, _ = _timed(device, lambda: trainer.train_head(h, labels))
+            seconds, _ = _timed(device, trainer.train_head, h, labels)
             sums["head_s"] += weight * seconds
         shapes = block_input_shapes(model, image_shape)
         out = {k: ([x / repeats for x in v] if isinstance(v, list) else v / repeats) for k, v in sums.items()}
@@ -161,10 +161,18 @@ def _numel(shape) -> int:
     return n
 
 
-def _timed(device: torch.device, fn):
+def _pack_spikes(h: torch.Tensor) -> torch.Tensor:
+    return (h != 0).to(torch.uint8).cpu()
+
+
+def _unpack_spikes(packed: torch.Tensor, device: torch.device, dtype: torch.dtype, scale: float) -> torch.Tensor:
+    return packed.to(device=device, dtype=dtype) * scale
+
+
+def _timed(device: torch.device, fn, *args):
     _sync(device)
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args)
     _sync(device)
     return time.perf_counter() - start, result
 

@@ -4,8 +4,8 @@ Backed by `torch.ops.pysnn.lif_forward` and one of two backwards. By
 default the forward saves no membrane: autograd keeps a reference to x (free
 for a stride-0 direct-coding input) and `lif_backward_input` recomputes each
 neuron's membrane, writes the surrogate derivative at it into the
-input-gradient buffer it must allocate anyway, then sweeps that backward in place: one buffer the size of x fewer than saving the
-membrane, and one pass fewer. When the membrane is returned
+input-gradient buffer it must allocate anyway, then sweeps that backward in
+place: one buffer the size of x fewer than saving the membrane, and one pass fewer. When the membrane is returned
 (`return_membrane=True`) it is an output anyway: it is saved, and
 `lif_backward` reads it (and takes its gradient).
 """
