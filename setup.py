@@ -7,6 +7,7 @@ Environment:
   FORCE_CUDA=1       compile the CUDA kernels even without a visible GPU
   TORCH_CUDA_ARCH_LIST  defaults to "8.0;9.0+PTX" when no GPU is visible
 """
+
 import importlib.util
 import os
 import shutil
@@ -37,13 +38,14 @@ def extension_modules():
         import torch
         from torch.utils import cpp_extension
     except ImportError:
-        print("pysnn: torch is not importable here (isolated build?); the kernels "
-              "will compile on first import. Use --no-build-isolation to build now.")
+        print(
+            "pysnn: torch is not importable here (isolated build?); the kernels "
+            "will compile on first import. Use --no-build-isolation to build now."
+        )
         return [], {}
 
     with_cuda = not build.env_flag("PYSNN_CPU_ONLY") and (
-        build.env_flag("FORCE_CUDA")
-        or (torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None)
+        build.env_flag("FORCE_CUDA") or (torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None)
     )
     if with_cuda and not torch.cuda.is_available():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", build.DEFAULT_CUDA_ARCH_LIST)
@@ -56,8 +58,10 @@ def extension_modules():
         extra_compile_args={"cxx": build.CXX_FLAGS, "nvcc": build.NVCC_FLAGS},
         extra_link_args=build.LINK_FLAGS,
     )
-    print(f"pysnn: building pysnn._C against torch {torch.__version__} "
-          f"({'CPU + CUDA' if with_cuda else 'CPU only'} kernels)")
+    print(
+        f"pysnn: building pysnn._C against torch {torch.__version__} "
+        f"({'CPU + CUDA' if with_cuda else 'CPU only'} kernels)"
+    )
     return [module], {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}
 
 

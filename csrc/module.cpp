@@ -7,11 +7,7 @@
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT,
-      "_C",
-      "pysnn compiled kernels; use torch.ops.pysnn.* or pysnn.ops",
-      -1,
-      nullptr,
+      PyModuleDef_HEAD_INIT, "_C", "pysnn compiled kernels; use torch.ops.pysnn.* or pysnn.ops", -1, nullptr,
   };
   return PyModule_Create(&module_def);
 }

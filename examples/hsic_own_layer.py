@@ -4,6 +4,7 @@ No autograd graph and no backprop: per batch, one modulator from the input
 and label kernels, then `hsic_update` gives the layer's weight gradient.
     python examples/hsic_own_layer.py
 """
+
 import torch
 
 import pysnn

@@ -3,6 +3,7 @@
 Plain Python with no torch import at module level: setup.py loads this file
 by path before it knows whether torch is importable.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ The fast path is the ahead-of-time module `pysnn._C`, built by
 compiled once with torch's JIT builder into a cache keyed by the torch build
 and the source hash, then reused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,17 +42,17 @@ def _jit_build() -> None:
 
     _build.set_default_cuda_home()
     with_cuda = (
-        not _build.env_flag("PYSNN_CPU_ONLY")
-        and torch.cuda.is_available()
-        and cpp_extension.CUDA_HOME is not None
+        not _build.env_flag("PYSNN_CPU_ONLY") and torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
     )
     root = _build.source_dir()
     sources = _build.sources(root, with_cuda)
     build_dir = _cache_dir(sources, with_cuda)
     build_dir.mkdir(parents=True, exist_ok=True)
     if not any(build_dir.glob("_C*" + (sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"))):
-        print(f"pysnn: compiling kernels for torch {torch.__version__} into {build_dir} "
-              "(first import only)", file=sys.stderr)
+        print(
+            f"pysnn: compiling kernels for torch {torch.__version__} into {build_dir} (first import only)",
+            file=sys.stderr,
+        )
     cpp_extension.load(
         name="_C",
         sources=sources,
@@ -104,9 +105,13 @@ def _load() -> str:
     if _build.env_flag("PYSNN_NO_JIT"):
         raise ImportError(
             "pysnn: the compiled module pysnn._C is missing or does not match this torch; "
-            "reinstall with `pip install --no-build-isolation .`") from error
+            "reinstall with `pip install --no-build-isolation .`"
+        ) from error
     if error is not None:
-        warnings.warn(f"pysnn: pysnn._C failed to load ({error}); compiling the kernels "
-                      "against the installed torch instead", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"pysnn: pysnn._C failed to load ({error}); compiling the kernels against the installed torch instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _jit_build()
     return "jit"

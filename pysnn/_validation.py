@@ -4,6 +4,7 @@ They raise the same error types and messages as the C++ checks in
 csrc/ops/*.cpp (ValueError, TypeError, RuntimeError), so a bad argument reads
 the same in eager mode, under torch.compile and with the reference backend.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,7 @@ def _choice(op: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{op}: {name} must be one of {options}, got '{value}'")
 
 
-def check_lif_options(decay: float, threshold: float, surrogate: str, alpha: float,
-                      grad_mode: str) -> None:
+def check_lif_options(decay: float, threshold: float, surrogate: str, alpha: float, grad_mode: str) -> None:
     if not (math.isfinite(decay) and 0.0 <= decay <= 1.0):
         raise ValueError(f"lif: decay must be in [0, 1], got {decay}")
     if not (math.isfinite(threshold) and threshold > 0.0):
@@ -37,8 +37,7 @@ def check_time_first(op: str, name: str, t: torch.Tensor) -> None:
     if not t.is_floating_point():
         raise TypeError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
     if t.dim() < 2:
-        raise ValueError(
-            f"{op}: {name} must be time-first [T, ...] with at least 2 dims, got shape {list(t.shape)}")
+        raise ValueError(f"{op}: {name} must be time-first [T, ...] with at least 2 dims, got shape {list(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{op}: {name} has T = 0 time steps")
 
@@ -49,12 +48,18 @@ def check_like(op: str, name: str, t: torch.Tensor, ref: torch.Tensor, shape, re
     if t.dtype != ref.dtype:
         raise TypeError(f"{op}: {name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
     if t.device != ref.device:
-        raise RuntimeError(
-            f"{op}: {name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
+        raise RuntimeError(f"{op}: {name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
 
 
-def check_lif_args(x: torch.Tensor, decay: float, threshold: float, surrogate: str, alpha: float,
-                   grad_mode: str, u0: Optional[torch.Tensor]) -> None:
+def check_lif_args(
+    x: torch.Tensor,
+    decay: float,
+    threshold: float,
+    surrogate: str,
+    alpha: float,
+    grad_mode: str,
+    u0: Optional[torch.Tensor],
+) -> None:
     check_time_first("lif", "x", x)
     if u0 is not None:
         check_like("lif", "u0", u0, x, x.shape[1:], "x")
@@ -131,8 +136,10 @@ def check_modulator_args(kx, ky, beta, estimator) -> None:
     m = _square("hsic_modulator", kx, "kx")
     _same("hsic_modulator", ky, "ky", kx, "kx")
     if ky.shape != kx.shape:
-        raise ValueError("hsic_modulator: kx and ky must both be [m, m] with the same batch size, "
-                         f"got {list(kx.shape)} and {list(ky.shape)}")
+        raise ValueError(
+            "hsic_modulator: kx and ky must both be [m, m] with the same batch size, "
+            f"got {list(kx.shape)} and {list(ky.shape)}"
+        )
     if not math.isfinite(beta):
         raise ValueError(f"hsic_modulator: beta must be finite, got {beta}")
     check_estimator(estimator, m)
@@ -145,8 +152,9 @@ def _modulator_for(op: str, modulator, z, z_name: str) -> None:
     if modulator.dim() != 2 or modulator.shape[0] != modulator.shape[1]:
         raise ValueError(f"{op}: modulator must be a square [m, m] matrix, got shape {list(modulator.shape)}")
     if modulator.shape[0] != z.shape[0]:
-        raise ValueError(f"{op}: modulator is for batch size {modulator.shape[0]} but {z_name} "
-                         f"has batch size {z.shape[0]}")
+        raise ValueError(
+            f"{op}: modulator is for batch size {modulator.shape[0]} but {z_name} has batch size {z.shape[0]}"
+        )
 
 
 def check_hsic_loss_args(z, modulator, sigma, sigma_scaling) -> None:
@@ -169,8 +177,9 @@ def check_three_factor_args(op, post_grad, rates, modulator, sigma, sigma_scalin
     if rates.shape[0] < 2:
         raise ValueError(f"{op}: HSIC needs at least 2 samples, got m = {rates.shape[0]}")
     if post_grad.shape[1] != rates.shape[0]:
-        raise ValueError(f"{op}: post_grad must have batch size {rates.shape[0]} in dim 1, "
-                         f"got shape {list(post_grad.shape)}")
+        raise ValueError(
+            f"{op}: post_grad must have batch size {rates.shape[0]} in dim 1, got shape {list(post_grad.shape)}"
+        )
     if post_grad.shape[2] != rates.shape[1]:
         raise ValueError(f"{op}: post_grad has {post_grad.shape[2]} neurons but rates has {rates.shape[1]}")
     _modulator_for(op, modulator, rates, "rates")
@@ -179,9 +188,7 @@ def check_three_factor_args(op, post_grad, rates, modulator, sigma, sigma_scalin
         if pre.dim() != 3:
             raise ValueError(f"{op}: pre must be [T, m, n_in], got shape {list(pre.shape)}")
         if pre.shape[0] != post_grad.shape[0]:
-            raise ValueError(f"{op}: pre has T = {pre.shape[0]} time steps but post_grad has "
-                             f"T = {post_grad.shape[0]}")
+            raise ValueError(f"{op}: pre has T = {pre.shape[0]} time steps but post_grad has T = {post_grad.shape[0]}")
         if pre.shape[1] != rates.shape[0]:
-            raise ValueError(f"{op}: pre must have batch size {rates.shape[0]} in dim 1, "
-                             f"got shape {list(pre.shape)}")
+            raise ValueError(f"{op}: pre must have batch size {rates.shape[0]} in dim 1, got shape {list(pre.shape)}")
     check_sigma(op, sigma, sigma_scaling)

@@ -1,6 +1,7 @@
 """What a trained spiking network does: per-layer firing rates, synaptic
 operations per sample and an energy estimate, HSIC of each layer with the
 input and the labels, and accuracy under input noise (thesis Table 4-5)."""
+
 from __future__ import annotations
 
 import math
@@ -43,20 +44,38 @@ def activity(model: SpikingNetwork, images: torch.Tensor) -> Dict[str, List[floa
     ops_per_sample.append(h.flatten(2).sum(-1).mean(1).sum(0).item() * model.head.out_features)
     kinds.append("ac")  # the output layer, driven by the last layer's spikes
     energy = sum(n * ENERGY_PJ[k] for n, k in zip(ops_per_sample, kinds))
-    return {"firing_rate": rates, "synaptic_ops": ops_per_sample, "op_kind": kinds,
-            "energy_uJ_per_sample": energy * 1e-6}
+    return {
+        "firing_rate": rates,
+        "synaptic_ops": ops_per_sample,
+        "op_kind": kinds,
+        "energy_uJ_per_sample": energy * 1e-6,
+    }
 
 
 @torch.no_grad()
-def layer_hsic(model: SpikingNetwork, images: torch.Tensor, labels: torch.Tensor, classes: int,
-               sigma: float = 0.2, sigma_scaling: str = "dim") -> List[Dict[str, float]]:
+def layer_hsic(
+    model: SpikingNetwork,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: int,
+    sigma: float = 0.2,
+    sigma_scaling: str = "dim",
+) -> List[Dict[str, float]]:
     """HSIC(X, Z) and HSIC(Z, Y) of every hidden layer's rates (the information plane)."""
-    return [{k: v for k, v in layer.items() if not k.startswith("n")}
-            for layer in layer_hsic_normalised(model, images, labels, classes, sigma, sigma_scaling)]
+    return [
+        {k: v for k, v in layer.items() if not k.startswith("n")}
+        for layer in layer_hsic_normalised(model, images, labels, classes, sigma, sigma_scaling)
+    ]
 
 
-def layer_hsic_normalised(model: SpikingNetwork, images: torch.Tensor, labels: torch.Tensor, classes: int,
-                          sigma: float = 0.2, sigma_scaling: str = "dim") -> List[Dict[str, float]]:
+def layer_hsic_normalised(
+    model: SpikingNetwork,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: int,
+    sigma: float = 0.2,
+    sigma_scaling: str = "dim",
+) -> List[Dict[str, float]]:
     """Per hidden layer: HSIC(X, Z), HSIC(Z, Y) and their normalised (CKA)
     forms nHSIC(A, B) = HSIC(A, B)/sqrt(HSIC(A, A)·HSIC(B, B)), which do not
     depend on the kernels' scale (0 for a silent layer)."""
@@ -68,14 +87,24 @@ def layer_hsic_normalised(model: SpikingNetwork, images: torch.Tensor, labels: t
         h = block(h)
         kz = ops.kernel_matrix(h.mean(0).flatten(1), sigma=sigma, sigma_scaling=sigma_scaling)
         xz, zy, zz = ops.hsic(kx, kz).item(), ops.hsic(kz, ky).item(), ops.hsic(kz, kz).item()
-        out.append({"hsic_xz": xz, "hsic_zy": zy,
-                    "nhsic_xz": xz / math.sqrt(hxx * zz) if hxx * zz > 0 else 0.0,
-                    "nhsic_zy": zy / math.sqrt(zz * hyy) if zz * hyy > 0 else 0.0})
+        out.append(
+            {
+                "hsic_xz": xz,
+                "hsic_zy": zy,
+                "nhsic_xz": xz / math.sqrt(hxx * zz) if hxx * zz > 0 else 0.0,
+                "nhsic_zy": zy / math.sqrt(zz * hyy) if zz * hyy > 0 else 0.0,
+            }
+        )
     return out
 
 
-def add_noise(images: torch.Tensor, spec: str, generator: Optional[torch.Generator] = None,
-              space: str = "pixel", pixel_std: float = 1.0) -> torch.Tensor:
+def add_noise(
+    images: torch.Tensor,
+    spec: str,
+    generator: Optional[torch.Generator] = None,
+    space: str = "pixel",
+    pixel_std: float = 1.0,
+) -> torch.Tensor:
     """`gaussian:STD` or `salt-pepper:P` (each pixel set to 0 or 1 with
     probability P). Gaussian noise in `space="pixel"` is added to the [0, 1]
     pixels and clipped; in `space="normalised"` it is added to the

@@ -4,6 +4,7 @@
 (pure PyTorch). Both expose the same functions with the same signatures, so
 layers and trainers take a backend name and never branch on it.
 """
+
 from __future__ import annotations
 
 from types import ModuleType

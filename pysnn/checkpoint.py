@@ -1,6 +1,7 @@
 """Checkpoints of a training run: everything needed to continue it exactly
 (model, every optimiser and schedule, auxiliary heads, RNG states, epoch,
 metrics), written atomically so a kill at any moment leaves the previous one."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,16 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt or from another setup."""
 
 
-def save(run_dir: Path, *, model, trainer, epoch: int, metrics: dict, generator: torch.Generator,
-         extra: Optional[dict] = None) -> Path:
+def save(
+    run_dir: Path,
+    *,
+    model,
+    trainer,
+    epoch: int,
+    metrics: dict,
+    generator: torch.Generator,
+    extra: Optional[dict] = None,
+) -> Path:
     """`extra`: what a distributed run adds (its world size and layout, each
     rank's random streams); any layout resumes from any other's checkpoint."""
     payload = {

@@ -1,4 +1,5 @@
 """The `pysnn` command (also `python -m pysnn`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = TrainConfig()
     a = parser.add_argument
-    a("--dataset", default=d.dataset, help="digits (default, embedded), fashion-mnist, mnist, cifar10; event data through "
-                                              "Tonic: nmnist, dvs-gesture, shd")
+    a(
+        "--dataset",
+        default=d.dataset,
+        help="digits (default, embedded), fashion-mnist, mnist, cifar10; event data through "
+        "Tonic: nmnist, dvs-gesture, shd",
+    )
     a("--data-dir", default=d.data_dir, help="folder with the dataset files")
     a("--download", action="store_true", help="download through torchvision (needs a network)")
     a("--subset", type=int, default=d.subset, help="train on this many images (and test on at most as many)")
@@ -60,11 +65,19 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--width-mult", type=float, default=d.width_mult, help="VGG8 channel multiplier (2 = VGG8 2x)")
     a("--batch-norm", dest="batch_norm", action="store_true", default=None, help="BatchNorm after each layer")
     a("--no-batch-norm", dest="batch_norm", action="store_false")
-    a("--encoder", default=d.encoder, choices=["direct", "poisson", "events"],
-      help="direct (the image at every step), poisson (rate coding); event data sets use events")
+    a(
+        "--encoder",
+        default=d.encoder,
+        choices=["direct", "poisson", "events"],
+        help="direct (the image at every step), poisson (rate coding); event data sets use events",
+    )
     a("--rule", default=d.rule, choices=["hll", "hbh", "bptt"])
-    a("--loss", default=d.loss, help="HLL loss: pred, sim, contrast, recon, pred-sim (default), pred-recon, "
-                                     "sim-recon, pred-contrast, sim-contrast, pred-sim-contrast")
+    a(
+        "--loss",
+        default=d.loss,
+        help="HLL loss: pred, sim, contrast, recon, pred-sim (default), pred-recon, "
+        "sim-recon, pred-contrast, sim-contrast, pred-sim-contrast",
+    )
     a("--update", default=d.update, choices=["final", "online"], help="HLL: losses on rates or per step")
     a("--kernel", default=d.kernel, help="HBH kernel on the layer: gaussian, laplacian, cosine, sigmoid, linear")
     a("--label-kernel", default=d.label_kernel, help="HBH kernel on the labels (default cosine)")
@@ -72,12 +85,18 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--sigma", type=float, default=d.sigma)
     a("--sigma-scaling", default=d.sigma_scaling, choices=["none", "dim"])
     a("--beta", type=float, default=d.beta)
-    a("--hsic-term", default=d.hsic_term, choices=["input", "self"],
-      help="HBH: the bottleneck's first term, HSIC(X, Z) (input, the thesis) or HSIC(Z, Z) (self, "
-           "Pogodin & Latham)")
-    a("--hsic-norm", default=d.hsic_norm,
-      help="HBH: none, or the normalised bottleneck nHSIC(X, Z) - beta nHSIC(Z, Y) with --hsic-term input: "
-           "cka (centred kernel alignment) or cca (Ma et al.)")
+    a(
+        "--hsic-term",
+        default=d.hsic_term,
+        choices=["input", "self"],
+        help="HBH: the bottleneck's first term, HSIC(X, Z) (input, the thesis) or HSIC(Z, Z) (self, Pogodin & Latham)",
+    )
+    a(
+        "--hsic-norm",
+        default=d.hsic_norm,
+        help="HBH: none, or the normalised bottleneck nHSIC(X, Z) - beta nHSIC(Z, Y) with --hsic-term input: "
+        "cka (centred kernel alignment) or cca (Ma et al.)",
+    )
     a("--timesteps", type=int, default=d.timesteps)
     a("--decay", type=float, default=d.decay)
     a("--threshold", type=float, default=d.threshold)
@@ -94,20 +113,40 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--backend", default=d.backend, choices=["fused", "reference"])
     a("--out", default=d.out, help="run directory (default runs/<name>)")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    a("--cpu-memory", default=d.cpu_memory, choices=CPU_MEMORY_MODES,
-      help="CPU runs: keep every freed large block for the next step (default; faster, up to a quarter of "
-           "RAM, shared by torchrun's processes on the machine, stays with the processes), only those of "
-           "pysnn's own ops (ops), or none (release)")
-    a("--parallel", default=d.parallel, choices=["none", "data", "layer"],
-      help="under torchrun: data parallel (each process a slice of every batch) or layer parallel "
-           "(each process a stage of consecutive layers; hll and hbh)")
-    a("--stages-split", type=lambda v: [int(n) for n in v.split(",")], default=d.stages_split,
-      metavar="N,N,...", help="layer parallel: blocks per stage, e.g. 2,1 (default: balanced on measured time)")
+    a(
+        "--cpu-memory",
+        default=d.cpu_memory,
+        choices=CPU_MEMORY_MODES,
+        help="CPU runs: keep every freed large block for the next step (default; faster, up to a quarter of "
+        "RAM, shared by torchrun's processes on the machine, stays with the processes), only those of "
+        "pysnn's own ops (ops), or none (release)",
+    )
+    a(
+        "--parallel",
+        default=d.parallel,
+        choices=["none", "data", "layer"],
+        help="under torchrun: data parallel (each process a slice of every batch) or layer parallel "
+        "(each process a stage of consecutive layers; hll and hbh)",
+    )
+    a(
+        "--stages-split",
+        type=lambda v: [int(n) for n in v.split(",")],
+        default=d.stages_split,
+        metavar="N,N,...",
+        help="layer parallel: blocks per stage, e.g. 2,1 (default: balanced on measured time)",
+    )
     a("--pipeline-depth", type=int, default=d.pipeline_depth, help="layer parallel: unfinished sends per link")
-    a("--dist-timeout", type=float, default=d.dist_timeout,
-      help="seconds every collective and point-to-point call may take before the run stops")
-    a("--global-kernels", action="store_true",
-      help="data parallel: HSIC kernels, sim and contrast over the global batch (all-gathered), not the slice")
+    a(
+        "--dist-timeout",
+        type=float,
+        default=d.dist_timeout,
+        help="seconds every collective and point-to-point call may take before the run stops",
+    )
+    a(
+        "--global-kernels",
+        action="store_true",
+        help="data parallel: HSIC kernels, sim and contrast over the global batch (all-gathered), not the slice",
+    )
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     a("--preset", help="start from a thesis preset (`pysnn presets`); other flags override it")
 
@@ -165,40 +204,61 @@ def _plot(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
-    "bench": _bench, "train": _train, "eval": _eval, "compare": _compare, "plot": _plot, "export": _export, "presets": _presets,
-    "sweep": _sweep}
+    "bench": _bench,
+    "train": _train,
+    "eval": _eval,
+    "compare": _compare,
+    "plot": _plot,
+    "export": _export,
+    "presets": _presets,
+    "sweep": _sweep,
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pysnn", description="Spiking networks with fused kernels.")
     commands = parser.add_subparsers(dest="command", required=True)
     # Its own -h: `pysnn bench NAME --help` is passed on to the benchmark.
-    bench = commands.add_parser("bench", help="benchmark fused ops against pure PyTorch", add_help=False,
-                                description="Run `pysnn bench NAME --help` for a benchmark's options.")
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark fused ops against pure PyTorch",
+        add_help=False,
+        description="Run `pysnn bench NAME --help` for a benchmark's options.",
+    )
     bench.add_argument("-h", "--help", action="store_true", dest="bench_help", help="show this help message")
-    bench.add_argument("which", nargs="?", choices=sorted(BENCHMARKS) + ["all"],
-                       help="which benchmark (all: every one)")
+    bench.add_argument(
+        "which", nargs="?", choices=sorted(BENCHMARKS) + ["all"], help="which benchmark (all: every one)"
+    )
     bench.set_defaults(bench_parser=bench)
     commands.add_parser("eval", help="evaluate a trained run, clean and under input noise", add_help=False)
     commands.add_parser("plot", help="PNGs of a run: curves, firing rates, information plane", add_help=False)
-    commands.add_parser("compare", help="several runs' accuracy under the same input noise: table and PNG",
-                        add_help=False)
-    commands.add_parser("export", help="a trained run's network as a NIR graph (neuromorphic toolchains)",
-                        add_help=False)
+    commands.add_parser(
+        "compare", help="several runs' accuracy under the same input noise: table and PNG", add_help=False
+    )
+    commands.add_parser(
+        "export", help="a trained run's network as a NIR graph (neuromorphic toolchains)", add_help=False
+    )
     commands.add_parser("presets", help="list the thesis presets with their reported accuracy")
     train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")
     _add_train_arguments(train)
-    sweep = commands.add_parser("sweep", help="normalised HBH over several beta, with BPTT and HSIC(Z, Z): "
-                                              "information plane and accuracy-robustness PNGs",
-                                conflict_handler="resolve")  # its --beta takes several values
+    sweep = commands.add_parser(
+        "sweep",
+        help="normalised HBH over several beta, with BPTT and HSIC(Z, Z): "
+        "information plane and accuracy-robustness PNGs",
+        conflict_handler="resolve",
+    )  # its --beta takes several values
     _add_train_arguments(sweep)
     sweep.add_argument("--beta", type=float, nargs="+", required=True, help="the betas to train, e.g. 1 2 4 8 32")
     sweep.add_argument("--noise-sweep", action="append", default=[], metavar="KIND:L1,L2,...")
     sweep.add_argument("--noise-space", default="pixel", choices=["pixel", "normalised"])
     argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
-    args.explicit = {action.dest for action in train._actions for option in action.option_strings
-                     if any(a == option or a.startswith(option + "=") for a in argv)}
+    args.explicit = {
+        action.dest
+        for action in train._actions
+        for option in action.option_strings
+        if any(a == option or a.startswith(option + "=") for a in argv)
+    }
     if args.command in ("train", "sweep") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

@@ -1,4 +1,5 @@
 """The settings of one training run; every `pysnn train` flag is a field."""
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,10 @@ class TrainConfig:
         """Raises ValueError with one clear line for a bad setting."""
         checks = [
             (self.rule in RULES, f"--rule must be one of {', '.join(RULES)}, got '{self.rule}'"),
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'",
+            ),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 2, f"--batch-size must be >= 2, got {self.batch_size}"),
             (self.timesteps >= 1, f"--timesteps must be >= 1, got {self.timesteps}"),
@@ -87,34 +91,55 @@ class TrainConfig:
             (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
             (self.model in ("mlp", "cnn", "vgg8"), f"--model must be mlp, cnn or vgg8, got '{self.model}'"),
             (self.hsic_term in ("input", "self"), f"--hsic-term must be input or self, got '{self.hsic_term}'"),
-            (self.hsic_norm in ("none", "cka", "cca"),
-             f"--hsic-norm must be none, cka or cca, got '{self.hsic_norm}'"),
-            (self.hsic_norm == "none" or self.hsic_term == "input",
-             f"--hsic-norm {self.hsic_norm} normalises the thesis' term: it needs --hsic-term input "
-             "(nHSIC(Z, Z) is constant)"),
-            (self.hsic_norm != "cka" or self.estimator in ("approx", "biased"),
-             f"--hsic-norm cka needs --estimator approx or biased, got '{self.estimator}'"),
+            (self.hsic_norm in ("none", "cka", "cca"), f"--hsic-norm must be none, cka or cca, got '{self.hsic_norm}'"),
+            (
+                self.hsic_norm == "none" or self.hsic_term == "input",
+                f"--hsic-norm {self.hsic_norm} normalises the thesis' term: it needs --hsic-term input "
+                "(nHSIC(Z, Z) is constant)",
+            ),
+            (
+                self.hsic_norm != "cka" or self.estimator in ("approx", "biased"),
+                f"--hsic-norm cka needs --estimator approx or biased, got '{self.estimator}'",
+            ),
             (self.parallel in PARALLEL, f"--parallel must be one of {', '.join(PARALLEL)}, got '{self.parallel}'"),
-            (not (self.parallel == "layer" and self.rule == "bptt"),
-             "--parallel layer needs a local rule (hll or hbh): BPTT's global backward couples every layer"),
+            (
+                not (self.parallel == "layer" and self.rule == "bptt"),
+                "--parallel layer needs a local rule (hll or hbh): BPTT's global backward couples every layer",
+            ),
             (self.stages_split is None or self.parallel == "layer", "--stages-split needs --parallel layer"),
-            (self.stages_split is None or all(n >= 1 for n in self.stages_split),
-             f"--stages-split counts must be >= 1, got {self.stages_split}"),
-            (not self.global_kernels or (self.parallel == "data" and self.rule != "bptt"),
-             "--global-kernels needs --parallel data and a local rule (hll or hbh)"),
-            (self.cpu_memory in CPU_MEMORY_MODES,
-             f"--cpu-memory must be one of {', '.join(CPU_MEMORY_MODES)}, got '{self.cpu_memory}'"),
-            (self.encoder in ("direct", "poisson", "events"),
-             f"--encoder must be direct, poisson or events, got '{self.encoder}'"),
-            (not is_event_dataset(self.dataset) or self.encoder in ("direct", "events"),
-             f"--dataset {self.dataset} is event data, already spikes: --encoder {self.encoder} does not apply"),
-            (is_event_dataset(self.dataset) or self.encoder != "events",
-             f"--encoder events needs an event data set (nmnist, dvs-gesture, shd), not {self.dataset}"),
-            (not (self.dataset == "shd" and self.model != "mlp"),
-             f"--dataset shd is 700 channels over time, not an image: use --model mlp, not {self.model}"),
+            (
+                self.stages_split is None or all(n >= 1 for n in self.stages_split),
+                f"--stages-split counts must be >= 1, got {self.stages_split}",
+            ),
+            (
+                not self.global_kernels or (self.parallel == "data" and self.rule != "bptt"),
+                "--global-kernels needs --parallel data and a local rule (hll or hbh)",
+            ),
+            (
+                self.cpu_memory in CPU_MEMORY_MODES,
+                f"--cpu-memory must be one of {', '.join(CPU_MEMORY_MODES)}, got '{self.cpu_memory}'",
+            ),
+            (
+                self.encoder in ("direct", "poisson", "events"),
+                f"--encoder must be direct, poisson or events, got '{self.encoder}'",
+            ),
+            (
+                not is_event_dataset(self.dataset) or self.encoder in ("direct", "events"),
+                f"--dataset {self.dataset} is event data, already spikes: --encoder {self.encoder} does not apply",
+            ),
+            (
+                is_event_dataset(self.dataset) or self.encoder != "events",
+                f"--encoder events needs an event data set (nmnist, dvs-gesture, shd), not {self.dataset}",
+            ),
+            (
+                not (self.dataset == "shd" and self.model != "mlp"),
+                f"--dataset shd is 700 channels over time, not an image: use --model mlp, not {self.model}",
+            ),
             (self.pipeline_depth >= 1, f"--pipeline-depth must be >= 1, got {self.pipeline_depth}"),
-            (math.isfinite(self.dist_timeout) and self.dist_timeout > 0,
-             f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}"),
+            (
+                math.isfinite(self.dist_timeout) and self.dist_timeout > 0,
+                f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

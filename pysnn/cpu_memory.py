@@ -22,9 +22,9 @@ the GPU. Three settings, `apply(mode)`:
 The price of keeping: up to the limit of freed memory stays with the
 process (`empty_cache()` returns it). Measurements: BENCHMARKS.md.
 """
+
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
@@ -32,6 +32,7 @@ import torch
 from ._extension import MAX_DEFAULT_LIMIT, default_limit  # noqa: F401  (part of this module's API)
 from ._extension import load as _load_kernels
 from .config import CPU_MEMORY_MODES
+
 
 def _limit_or_default(limit_bytes: Optional[int], caller: str) -> int:
     limit = default_limit() if limit_bytes is None else int(limit_bytes)
@@ -81,8 +82,7 @@ def cache_stats() -> dict:
     _load_kernels()
 
     cached, hits, misses, limit, installed = torch.ops.pysnn._cpu_block_cache_stats()
-    return {"cached_bytes": cached, "hits": hits, "misses": misses, "limit_bytes": limit,
-            "installed": bool(installed)}
+    return {"cached_bytes": cached, "hits": hits, "misses": misses, "limit_bytes": limit, "installed": bool(installed)}
 
 
 SETTINGS = {"keep": keep_freed_memory, "ops": keep_op_outputs, "release": release_freed_memory}

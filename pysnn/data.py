@@ -1,6 +1,7 @@
 """Datasets as in-memory tensors: images float32 in [0, 1], [N, C, H, W];
 labels int64. Nothing is downloaded unless `download=True` and a network
 exists (torchvision is then used)."""
+
 from __future__ import annotations
 
 import gzip
@@ -49,10 +50,11 @@ class Dataset:
     @property
     def image_shape(self) -> Tuple[int, ...]:
         """One input's shape fed at one time step ([C, H, W], or [1, X] for audio events)."""
-        return tuple(self.train.images.shape[2 if self.frames else 1:])
+        return tuple(self.train.images.shape[2 if self.frames else 1 :])
 
 
 # ---- file formats ----
+
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST's format), gzipped or not."""
@@ -62,7 +64,7 @@ def read_idx(path: Path) -> np.ndarray:
     zero, dtype_code, dims = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    shape = struct.unpack(">" + "I" * dims, data[4:4 + 4 * dims])
+    shape = struct.unpack(">" + "I" * dims, data[4 : 4 + 4 * dims])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
     if array.size != int(np.prod(shape)):
         raise ValueError(f"{path}: expected {int(np.prod(shape))} values, found {array.size} (truncated?)")
@@ -90,21 +92,20 @@ def _find(name: str, candidates: Sequence[Path], files: Sequence[str]) -> Dict[s
             return found
     looked = "\n  ".join(str(c) for c in candidates)
     raise DatasetNotFound(
-        f"{name}: files {', '.join(files)} (or .gz) not found. Looked in:\n  {looked}\n"
-        + HOW_TO_GET.get(name, ""))
+        f"{name}: files {', '.join(files)} (or .gz) not found. Looked in:\n  {looked}\n" + HOW_TO_GET.get(name, "")
+    )
 
 
 HOW_TO_GET = {
     "fashion-mnist": "Get it with `apt-get install dataset-fashion-mnist` (Debian), pass --data-dir to a "
-                     "folder with the IDX files, or use --download where a network exists.",
+    "folder with the IDX files, or use --download where a network exists.",
     "mnist": "Pass --data-dir to a folder with the MNIST IDX files (torchvision's MNIST/raw works), "
-             "or use --download where a network exists.",
+    "or use --download where a network exists.",
     "cifar10": "Pass --data-dir to the folder holding cifar-10-batches-py (the python version), "
-               "or use --download where a network exists.",
+    "or use --download where a network exists.",
 }
 
-IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte"]
+IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
 def _idx_dataset(name: str, folders: List[Path]) -> Dataset:
@@ -112,8 +113,10 @@ def _idx_dataset(name: str, folders: List[Path]) -> Dataset:
     arrays = [read_idx(paths[f]) for f in IDX_FILES]
 
     def split(images, labels):
-        return Split(torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1),
-                     torch.from_numpy(labels.astype(np.int64)))
+        return Split(
+            torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+        )
+
     return Dataset(name, split(arrays[0], arrays[1]), split(arrays[2], arrays[3]), 10)
 
 
@@ -126,8 +129,10 @@ def _folders(data_dir: Optional[str], subfolders: Sequence[str], system: Sequenc
 
 
 def load_fashion_mnist(data_dir: Optional[str] = None) -> Dataset:
-    return _idx_dataset("fashion-mnist", _folders(
-        data_dir, ["fashion-mnist", "FashionMNIST/raw"], ["/usr/share/datasets/fashion-mnist"]))
+    return _idx_dataset(
+        "fashion-mnist",
+        _folders(data_dir, ["fashion-mnist", "FashionMNIST/raw"], ["/usr/share/datasets/fashion-mnist"]),
+    )
 
 
 def load_mnist(data_dir: Optional[str] = None) -> Dataset:
@@ -142,8 +147,10 @@ def load_cifar10(data_dir: Optional[str] = None) -> Dataset:
             break
     else:
         looked = "\n  ".join(str(c) for c in folders)
-        raise DatasetNotFound(f"cifar10: the python batches ({', '.join(batches)}) not found. "
-                              f"Looked in:\n  {looked}\n{HOW_TO_GET['cifar10']}")
+        raise DatasetNotFound(
+            f"cifar10: the python batches ({', '.join(batches)}) not found. "
+            f"Looked in:\n  {looked}\n{HOW_TO_GET['cifar10']}"
+        )
 
     def read(names):
         images, labels = [], []
@@ -152,8 +159,10 @@ def load_cifar10(data_dir: Optional[str] = None) -> Dataset:
                 entry = pickle.load(f, encoding="latin1")
             images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels += list(entry["labels"])
-        return Split(torch.from_numpy(np.concatenate(images).astype(np.float32) / 255.0),
-                     torch.tensor(labels, dtype=torch.int64))
+        return Split(
+            torch.from_numpy(np.concatenate(images).astype(np.float32) / 255.0), torch.tensor(labels, dtype=torch.int64)
+        )
+
     return Dataset("cifar10", read(batches[:5]), read(batches[5:]), 10)
 
 
@@ -178,8 +187,11 @@ def _download(name: str, data_dir: Optional[str]) -> None:
     except ImportError as error:
         raise DatasetNotFound(f"{name}: --download needs torchvision") from error
     root = data_dir or "data"
-    cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST,
-           "cifar10": torchvision.datasets.CIFAR10}[name]
+    cls = {
+        "fashion-mnist": torchvision.datasets.FashionMNIST,
+        "mnist": torchvision.datasets.MNIST,
+        "cifar10": torchvision.datasets.CIFAR10,
+    }[name]
     for train in (True, False):
         cls(root, train=train, download=True)
 
@@ -205,8 +217,9 @@ def sample_shape(name: str) -> Tuple[Tuple[int, ...], int]:
     return IMAGE_SHAPES[name], 10
 
 
-def load_event_dataset(name: str, data_dir: Optional[str], subset: Optional[int], seed: int,
-                       timesteps: int, progress: bool = True) -> Dataset:
+def load_event_dataset(
+    name: str, data_dir: Optional[str], subset: Optional[int], seed: int, timesteps: int, progress: bool = True
+) -> Dataset:
     root = Path(data_dir or "data")
     bar = _progress if progress else (lambda it, **kw: it)
     train = Split(*events.load_split(name, root, True, timesteps, subset, seed, bar))
@@ -225,8 +238,15 @@ def _progress(iterable, desc: str):
 DATASETS = list(LOADERS) + list(events.EVENT_DATASETS)
 
 
-def load_dataset(name: str, data_dir: Optional[str] = None, subset: Optional[int] = None,
-                 download: bool = False, seed: int = 0, timesteps: int = 10, progress: bool = True) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: Optional[str] = None,
+    subset: Optional[int] = None,
+    download: bool = False,
+    seed: int = 0,
+    timesteps: int = 10,
+    progress: bool = True,
+) -> Dataset:
     """Loads `name`; `subset` keeps that many training images (and at most as many test images).
     Event data sets are binned into `timesteps` frames per sample."""
     if subset is not None and subset < 1:
@@ -246,14 +266,15 @@ def load_dataset(name: str, data_dir: Optional[str] = None, subset: Optional[int
     return dataset
 
 
-def batches(split: Split, batch_size: int, shuffle: bool, generator: Optional[torch.Generator] = None,
-            drop_last: bool = False):
+def batches(
+    split: Split, batch_size: int, shuffle: bool, generator: Optional[torch.Generator] = None, drop_last: bool = False
+):
     """Yields (images, labels) minibatches of an in-memory split."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         yield split.take(index), split.labels[index]
 
 
@@ -263,7 +284,7 @@ def augment_cifar(images: torch.Tensor, generator: torch.Generator, padding: int
     padded = torch.nn.functional.pad(images, (padding,) * 4)
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
-    out = torch.stack([padded[i, :, y:y + h, x:x + w] for i, (y, x) in enumerate(zip(dy, dx))])
+    out = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(zip(dy, dx))])
     flip = torch.rand(n, generator=generator) < 0.5
     out[flip] = out[flip].flip(-1)
     return out

@@ -7,6 +7,7 @@ as uint8); the `events` encoder feeds frame t to the network at step t.
 Decoded frames are cached next to the data (`.pysnn-cache/`), so only the
 first run pays for reading tens of thousands of files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,15 +34,36 @@ class EventSpec:
 
 
 EVENT_DATASETS: Dict[str, EventSpec] = {
-    "nmnist": EventSpec("NMNIST", "NMNIST", "NMNIST/Train/<digit>/*.bin and NMNIST/Test/<digit>/*.bin "
-                        "(the extracted train.zip and test.zip)", 10, (2, 34, 34), (34, 34, 2),
-                        probe=("Train", ".bin")),
+    "nmnist": EventSpec(
+        "NMNIST",
+        "NMNIST",
+        "NMNIST/Train/<digit>/*.bin and NMNIST/Test/<digit>/*.bin (the extracted train.zip and test.zip)",
+        10,
+        (2, 34, 34),
+        (34, 34, 2),
+        probe=("Train", ".bin"),
+    ),
     # 128x128 is too large for a CPU MLP: Tonic's Downsample to 32x32 (documented in docs/data.md)
-    "dvs-gesture": EventSpec("DVSGesture", "DVSGesture", "DVSGesture/ibmGestureTrain/userNN_<lighting>/<label>.npy "
-                             "and DVSGesture/ibmGestureTest/... (Tonic's preprocessed npy files)", 11, (2, 32, 32),
-                             (32, 32, 2), spatial_factor=0.25, probe=("ibmGestureTrain", ".npy")),
-    "shd": EventSpec("SHD", "SHD", "SHD/shd_train.h5 and SHD/shd_test.h5 (the unzipped files)", 20, (1, 700),
-                     (700, 1, 1), probe=("", ".h5")),
+    "dvs-gesture": EventSpec(
+        "DVSGesture",
+        "DVSGesture",
+        "DVSGesture/ibmGestureTrain/userNN_<lighting>/<label>.npy "
+        "and DVSGesture/ibmGestureTest/... (Tonic's preprocessed npy files)",
+        11,
+        (2, 32, 32),
+        (32, 32, 2),
+        spatial_factor=0.25,
+        probe=("ibmGestureTrain", ".npy"),
+    ),
+    "shd": EventSpec(
+        "SHD",
+        "SHD",
+        "SHD/shd_train.h5 and SHD/shd_test.h5 (the unzipped files)",
+        20,
+        (1, 700),
+        (700, 1, 1),
+        probe=("", ".h5"),
+    ),
 }
 
 
@@ -63,8 +85,10 @@ def _tonic_dataset(name: str, root: Path, train: bool):
     try:
         import tonic.datasets
     except ImportError:
-        raise EventDataNotFound(f"{name}: event data sets are read through Tonic: pip install --no-deps tonic "
-                                f"importRosbag expelliarmus (README, 'Event data')") from None
+        raise EventDataNotFound(
+            f"{name}: event data sets are read through Tonic: pip install --no-deps tonic "
+            f"importRosbag expelliarmus (README, 'Event data')"
+        ) from None
     base = getattr(tonic.datasets, spec.tonic_class)
     sub, suffix = spec.probe
     if not train:
@@ -77,9 +101,11 @@ def _tonic_dataset(name: str, root: Path, train: bool):
         return folder.is_dir() and next(folder.rglob(f"*{suffix}"), None) is not None
 
     def refuse_download(self) -> None:
-        raise EventDataNotFound(f"{name}: {'training' if train else 'test'} files not found under {root}; "
-                                f"expected {spec.layout}. Nothing is downloaded: put the files there and pass "
-                                f"--data-dir {root}")
+        raise EventDataNotFound(
+            f"{name}: {'training' if train else 'test'} files not found under {root}; "
+            f"expected {spec.layout}. Nothing is downloaded: put the files there and pass "
+            f"--data-dir {root}"
+        )
 
     # The same class name, so Tonic's folder (save_to/<class name>) is unchanged.
     local = type(base.__name__, (base,), {"_check_exists": check_exists, "download": refuse_download})
@@ -88,8 +114,10 @@ def _tonic_dataset(name: str, root: Path, train: bool):
     except EventDataNotFound:
         raise
     except Exception as error:
-        raise EventDataError(f"{name}: the files under {root / spec.folder} do not have the expected layout "
-                                f"({spec.layout}): {type(error).__name__}: {error}") from None
+        raise EventDataError(
+            f"{name}: the files under {root / spec.folder} do not have the expected layout "
+            f"({spec.layout}): {type(error).__name__}: {error}"
+        ) from None
 
 
 def _bin(name: str, events: np.ndarray, timesteps: int) -> np.ndarray:
@@ -101,7 +129,7 @@ def _bin(name: str, events: np.ndarray, timesteps: int) -> np.ndarray:
     frames = transforms.ToFrame(sensor_size=spec.sensor_size, n_time_bins=timesteps)(events)
     if frames.shape[0] != timesteps:  # Tonic returns fewer bins for a sample with no events
         padded = np.zeros((timesteps, *frames.shape[1:]), frames.dtype)
-        padded[:frames.shape[0]] = frames
+        padded[: frames.shape[0]] = frames
         frames = padded
     return np.clip(frames, 0, 255).astype(np.uint8).reshape(timesteps, *spec.frame_shape)
 
@@ -116,19 +144,30 @@ def _cache_path(root: Path, name: str, train: bool, timesteps: int, files: List[
     return root / ".pysnn-cache" / f"{name}-{split}-T{timesteps}-{digest.hexdigest()[:12]}.pt"
 
 
-def load_split(name: str, root: Path, train: bool, timesteps: int, subset: Optional[int], seed: int,
-               progress: Callable = lambda it, **kw: it) -> Tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    name: str,
+    root: Path,
+    train: bool,
+    timesteps: int,
+    subset: Optional[int],
+    seed: int,
+    progress: Callable = lambda it, **kw: it,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """(frames [N, T, ...] uint8, labels [N] int64) of one split; `subset` samples drawn before decoding."""
     dataset = _tonic_dataset(name, root, train)
     n = len(dataset)
     if n == 0:
-        raise EventDataNotFound(f"{name}: no samples under {root / EVENT_DATASETS[name].folder}; "
-                                f"expected {EVENT_DATASETS[name].layout}")
+        raise EventDataNotFound(
+            f"{name}: no samples under {root / EVENT_DATASETS[name].folder}; expected {EVENT_DATASETS[name].layout}"
+        )
     index = np.arange(n)
     if subset is not None and subset < n:
         index = np.sort(np.random.default_rng(seed + (0 if train else 1)).choice(n, subset, replace=False))
-    files = list(getattr(dataset, "data", [])) if name != "shd" else \
-        [str(Path(dataset.location_on_system) / dataset.data_filename)]
+    files = (
+        list(getattr(dataset, "data", []))
+        if name != "shd"
+        else [str(Path(dataset.location_on_system) / dataset.data_filename)]
+    )
     cache = _cache_path(root, name, train, timesteps, [f for f in files if isinstance(f, str)], index)
     if cache.is_file():
         try:
@@ -145,8 +184,10 @@ def load_split(name: str, root: Path, train: bool, timesteps: int, subset: Optio
             labels[row] = int(label)
         except Exception as error:
             where = files[int(i)] if name != "shd" else f"{files[0]}, sample {int(i)}"
-            raise EventDataError(f"{name}: {where} is not in the expected format ({EVENT_DATASETS[name].layout}): "
-                                 f"{type(error).__name__}: {error}") from None
+            raise EventDataError(
+                f"{name}: {where} is not in the expected format ({EVENT_DATASETS[name].layout}): "
+                f"{type(error).__name__}: {error}"
+            ) from None
     if labels.min() < 0 or labels.max() >= EVENT_DATASETS[name].classes:
         raise EventDataError(f"{name}: labels outside 0..{EVENT_DATASETS[name].classes - 1} under {root}")
     out = torch.from_numpy(frames), torch.from_numpy(labels)

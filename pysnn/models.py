@@ -1,5 +1,6 @@
 """Spiking MLP and VGG8 (docs/learning-rules.md), time-first, readout by a linear head
 averaged over time (the membrane of a non-firing output layer)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,9 @@ class SpikingNetwork(nn.Module):
     """Encoder → spiking blocks → linear head. `blocks` and `head` are exposed
     so local trainers can update each on its own."""
 
-    def __init__(self, blocks: Sequence[SpikingBlock], head: nn.Linear, timesteps: int,
-                 encoder: str = "direct") -> None:
+    def __init__(
+        self, blocks: Sequence[SpikingBlock], head: nn.Linear, timesteps: int, encoder: str = "direct"
+    ) -> None:
         super().__init__()
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
@@ -59,9 +61,17 @@ class SpikingNetwork(nn.Module):
             block.neuron.grad_mode = grad_mode
 
 
-def mlp(in_features: int, hidden: Sequence[int] = (1024,), classes: int = 10, *,
-        neuron: Optional[NeuronConfig] = None, dropout: float = 0.0, batch_norm: bool = False,
-        timesteps: int = 10, encoder: str = "direct") -> SpikingNetwork:
+def mlp(
+    in_features: int,
+    hidden: Sequence[int] = (1024,),
+    classes: int = 10,
+    *,
+    neuron: Optional[NeuronConfig] = None,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    timesteps: int = 10,
+    encoder: str = "direct",
+) -> SpikingNetwork:
     """Spiking MLP, e.g. 784-1024-10 (hidden=(1024,)) or 784-1024-1024-1024-10."""
     neuron = neuron or NeuronConfig()
     blocks, width = [], in_features
@@ -75,9 +85,18 @@ def mlp(in_features: int, hidden: Sequence[int] = (1024,), classes: int = 10, *,
 VGG8_CHANNELS: List = [128, 256, "P", 256, 512, "P", 512, "P", 512, "P"]
 
 
-def vgg8(in_channels: int, classes: int = 10, width_mult: float = 1.0, *, input_size: int = 28,
-         neuron: Optional[NeuronConfig] = None, dropout: float = 0.0, batch_norm: bool = True,
-         timesteps: int = 10, encoder: str = "direct") -> SpikingNetwork:
+def vgg8(
+    in_channels: int,
+    classes: int = 10,
+    width_mult: float = 1.0,
+    *,
+    input_size: int = 28,
+    neuron: Optional[NeuronConfig] = None,
+    dropout: float = 0.0,
+    batch_norm: bool = True,
+    timesteps: int = 10,
+    encoder: str = "direct",
+) -> SpikingNetwork:
     """128C3-256C3-P2-256C3-512C3-P2-512C3-P2-512C3-P2-FC1024-FC10 (channels × width_mult)."""
     neuron = neuron or NeuronConfig()
     blocks: List[SpikingBlock] = []
@@ -87,8 +106,13 @@ def vgg8(in_channels: int, classes: int = 10, width_mult: float = 1.0, *, input_
             continue
         out = max(1, int(round(item * width_mult)))
         pool = nn.MaxPool2d(2) if i + 1 < len(VGG8_CHANNELS) and VGG8_CHANNELS[i + 1] == "P" else None
-        block = SpikingBlock(nn.Conv2d(channels, out, 3, padding=1, bias=not batch_norm), neuron,
-                             norm=nn.BatchNorm2d(out) if batch_norm else None, pool=pool, dropout=dropout)
+        block = SpikingBlock(
+            nn.Conv2d(channels, out, 3, padding=1, bias=not batch_norm),
+            neuron,
+            norm=nn.BatchNorm2d(out) if batch_norm else None,
+            pool=pool,
+            dropout=dropout,
+        )
         shape = block.output_shape(shape)
         blocks.append(block)
         channels = out
@@ -98,9 +122,19 @@ def vgg8(in_channels: int, classes: int = 10, width_mult: float = 1.0, *, input_
     return SpikingNetwork(blocks, nn.Linear(fc, classes), timesteps, encoder)
 
 
-def cnn(in_channels: int, classes: int = 10, *, input_size: int = 28, neuron: Optional[NeuronConfig] = None,
-        dropout: float = 0.0, batch_norm: bool = True, timesteps: int = 10, encoder: str = "direct",
-        channels: Sequence[int] = (32, 64), fc: int = 256) -> SpikingNetwork:
+def cnn(
+    in_channels: int,
+    classes: int = 10,
+    *,
+    input_size: int = 28,
+    neuron: Optional[NeuronConfig] = None,
+    dropout: float = 0.0,
+    batch_norm: bool = True,
+    timesteps: int = 10,
+    encoder: str = "direct",
+    channels: Sequence[int] = (32, 64),
+    fc: int = 256,
+) -> SpikingNetwork:
     """A spiking CNN small enough to train on a CPU: 32C3-P2-64C3-P2-FC256 and
     the head (3×3 convs, padding 1, 2×2 max pooling), for 28×28 images
     (a convolutional counterpart of the MLP for the noise studies)."""
@@ -108,8 +142,13 @@ def cnn(in_channels: int, classes: int = 10, *, input_size: int = 28, neuron: Op
     blocks: List[SpikingBlock] = []
     shape: Tuple[int, ...] = (in_channels, input_size, input_size)
     for out in channels:
-        block = SpikingBlock(nn.Conv2d(shape[0], out, 3, padding=1, bias=not batch_norm), neuron,
-                             norm=nn.BatchNorm2d(out) if batch_norm else None, pool=nn.MaxPool2d(2), dropout=dropout)
+        block = SpikingBlock(
+            nn.Conv2d(shape[0], out, 3, padding=1, bias=not batch_norm),
+            neuron,
+            norm=nn.BatchNorm2d(out) if batch_norm else None,
+            pool=nn.MaxPool2d(2),
+            dropout=dropout,
+        )
         shape = block.output_shape(shape)
         blocks.append(block)
     blocks.append(SpikingBlock(nn.Linear(int(torch.tensor(shape).prod()), fc), neuron, dropout=dropout))
@@ -119,34 +158,83 @@ def cnn(in_channels: int, classes: int = 10, *, input_size: int = 28, neuron: Op
 MODELS = ("mlp", "cnn", "vgg8")
 
 
-def build(model: str, image_shape: Tuple[int, ...], classes: int, *, hidden: Sequence[int] = (1024,),
-          width_mult: float = 1.0, neuron: Optional[NeuronConfig] = None, dropout: float = 0.0,
-          batch_norm: Optional[bool] = None, timesteps: int = 10, encoder: str = "direct") -> SpikingNetwork:
+def build(
+    model: str,
+    image_shape: Tuple[int, ...],
+    classes: int,
+    *,
+    hidden: Sequence[int] = (1024,),
+    width_mult: float = 1.0,
+    neuron: Optional[NeuronConfig] = None,
+    dropout: float = 0.0,
+    batch_norm: Optional[bool] = None,
+    timesteps: int = 10,
+    encoder: str = "direct",
+) -> SpikingNetwork:
     """A model by name for images of `image_shape` ([C, H, W])."""
     if model == "mlp":
-        return mlp(int(torch.tensor(image_shape).prod()), hidden, classes, neuron=neuron, dropout=dropout,
-                   batch_norm=bool(batch_norm), timesteps=timesteps, encoder=encoder)
+        return mlp(
+            int(torch.tensor(image_shape).prod()),
+            hidden,
+            classes,
+            neuron=neuron,
+            dropout=dropout,
+            batch_norm=bool(batch_norm),
+            timesteps=timesteps,
+            encoder=encoder,
+        )
     if model == "vgg8":
-        return vgg8(image_shape[0], classes, width_mult, input_size=image_shape[-1], neuron=neuron,
-                    dropout=dropout, batch_norm=True if batch_norm is None else batch_norm,
-                    timesteps=timesteps, encoder=encoder)
+        return vgg8(
+            image_shape[0],
+            classes,
+            width_mult,
+            input_size=image_shape[-1],
+            neuron=neuron,
+            dropout=dropout,
+            batch_norm=True if batch_norm is None else batch_norm,
+            timesteps=timesteps,
+            encoder=encoder,
+        )
     if model == "cnn":
-        return cnn(image_shape[0], classes, input_size=image_shape[-1], neuron=neuron, dropout=dropout,
-                   batch_norm=True if batch_norm is None else batch_norm, timesteps=timesteps, encoder=encoder)
+        return cnn(
+            image_shape[0],
+            classes,
+            input_size=image_shape[-1],
+            neuron=neuron,
+            dropout=dropout,
+            batch_norm=True if batch_norm is None else batch_norm,
+            timesteps=timesteps,
+            encoder=encoder,
+        )
     raise ValueError(f"unknown model '{model}'; choose {', '.join(MODELS)}")
 
 
 def build_model(config: TrainConfig, image_shape, classes: int) -> SpikingNetwork:
     """The network `config` describes, for images of `image_shape` ([C, H, W])."""
-    neuron = NeuronConfig(decay=config.decay, threshold=config.threshold, surrogate=config.surrogate,
-                          alpha=config.alpha, backend=config.backend)
-    return build(config.model, image_shape, classes, hidden=config.hidden,
-                 width_mult=config.width_mult, neuron=neuron, dropout=config.dropout,
-                 batch_norm=config.uses_batch_norm(), timesteps=config.timesteps, encoder=config.resolved_encoder())
+    neuron = NeuronConfig(
+        decay=config.decay,
+        threshold=config.threshold,
+        surrogate=config.surrogate,
+        alpha=config.alpha,
+        backend=config.backend,
+    )
+    return build(
+        config.model,
+        image_shape,
+        classes,
+        hidden=config.hidden,
+        width_mult=config.width_mult,
+        neuron=neuron,
+        dropout=config.dropout,
+        batch_norm=config.uses_batch_norm(),
+        timesteps=config.timesteps,
+        encoder=config.resolved_encoder(),
+    )
 
 
 class TrainedRun(NamedTuple):
     """A finished (or checkpointed) run, ready for inference."""
+
     config: TrainConfig
     model: SpikingNetwork  # in eval mode, on the requested device
     dataset: Optional[datasets.Dataset]  # None when loaded with `with_data=False`
@@ -161,8 +249,9 @@ def load_trained(run_dir: str, device: str = "cpu", with_data: bool = True) -> T
     config = TrainConfig(**payload["config"])
     dataset = None
     if with_data:
-        dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed,
-                                        config.timesteps, progress=False)
+        dataset = datasets.load_dataset(
+            config.dataset, config.data_dir, config.subset, False, config.seed, config.timesteps, progress=False
+        )
         image_shape, classes = dataset.image_shape, dataset.classes
     else:
         image_shape, classes = datasets.sample_shape(config.dataset)

@@ -1,6 +1,7 @@
 """`pysnn plot RUN_DIR`: PNGs of a run's metrics.json — accuracy and loss per
 epoch, per-layer firing rates, and each layer's path in the information
 plane, HSIC(X, Z) against HSIC(Z, Y)."""
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ def plot_run(run_dir) -> List[Path]:
         for layer in range(len(epochs[0]["hsic"])):
             xz = [e["hsic"][layer]["hsic_xz"] for e in epochs]
             zy = [e["hsic"][layer]["hsic_zy"] for e in epochs]
-            line, = ax.plot(xz, zy, marker="o", label=f"layer {layer}")
+            (line,) = ax.plot(xz, zy, marker="o", label=f"layer {layer}")
             ax.annotate(f"{x[-1]}", (xz[-1], zy[-1]), color=line.get_color())
         ax.set(xlabel="HSIC(X, Z)", ylabel="HSIC(Z, Y)", title=f"information plane — {title}")
         ax.grid(alpha=0.3)

@@ -3,6 +3,7 @@ loads the data and builds the model and trainer (or restores them from a
 checkpoint); `Run` holds them and evaluates, probes, checkpoints and writes
 metrics.json after each epoch. The epoch loops are in `train.py` (one process,
 data parallel) and `distributed/pipeline.py` (layer parallel)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,9 @@ def run_name(config: TrainConfig) -> str:
 
 
 @torch.no_grad()
-def evaluate(model: SpikingNetwork, split: datasets.Split, batch_size: int,
-             device: torch.device) -> Tuple[float, float]:
+def evaluate(
+    model: SpikingNetwork, split: datasets.Split, batch_size: int, device: torch.device
+) -> Tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on `split`."""
     model.eval()
     loss_sum, correct = 0.0, 0
@@ -57,14 +59,16 @@ def probe(model: SpikingNetwork, dataset: datasets.Dataset, config: TrainConfig,
     model.eval()
     images = dataset.test.take(slice(0, 256)).to(device)
     labels = dataset.test.labels[:256].to(device)
-    return {"firing_rate": analysis.activity(model, images)["firing_rate"],
-            "hsic": analysis.layer_hsic(model, images, labels, dataset.classes, config.sigma,
-                                        config.sigma_scaling)}
+    return {
+        "firing_rate": analysis.activity(model, images)["firing_rate"],
+        "hsic": analysis.layer_hsic(model, images, labels, dataset.classes, config.sigma, config.sigma_scaling),
+    }
 
 
 @dataclasses.dataclass
 class Run:
     """Everything one training run holds, in one process of a distributed run too."""
+
     config: TrainConfig
     dataset: datasets.Dataset
     model: SpikingNetwork
@@ -85,8 +89,9 @@ class Run:
 
     def batches(self):
         """The epoch's global batches (augmented), the same on every rank."""
-        for images, labels in datasets.batches(self.dataset.train, self.config.batch_size, shuffle=True,
-                                               generator=self.generator):
+        for images, labels in datasets.batches(
+            self.dataset.train, self.config.batch_size, shuffle=True, generator=self.generator
+        ):
             if self.augment:
                 images = datasets.augment_cifar(images, self.generator)
             yield images, labels
@@ -94,27 +99,49 @@ class Run:
     def progress(self, iterable, epoch: int, total: int):
         from tqdm import tqdm
 
-        return tqdm(iterable, total=total, desc=f"epoch {epoch}/{self.config.epochs}",
-                    disable=not (self.config.progress and self.is_main), leave=False, dynamic_ncols=True)
+        return tqdm(
+            iterable,
+            total=total,
+            desc=f"epoch {epoch}/{self.config.epochs}",
+            disable=not (self.config.progress and self.is_main),
+            leave=False,
+            dynamic_ncols=True,
+        )
 
     @property
     def batches_per_epoch(self) -> int:
         return -(-len(self.dataset.train) // self.config.batch_size)
 
-    def finish_epoch(self, epoch: int, loss_sum: float, correct: float, seen: float, seconds: float,
-                     extra: Optional[dict] = None) -> None:
+    def finish_epoch(
+        self, epoch: int, loss_sum: float, correct: float, seen: float, seconds: float, extra: Optional[dict] = None
+    ) -> None:
         """Rank 0: evaluates, probes, checkpoints and writes metrics.json."""
         test_loss, test_acc = evaluate(self.model, self.dataset.test, self.config.batch_size, self.device)
-        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                  "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds,
-                  **probe(self.model, self.dataset, self.config, self.device)}
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "seconds": seconds,
+            **probe(self.model, self.dataset, self.config, self.device),
+        }
         self.metrics["epochs"].append(record)
         self.metrics["test_acc"] = test_acc
-        checkpoint.save(self.out, model=self.model, trainer=self.trainer, epoch=epoch, metrics=self.metrics,
-                        generator=self.generator, extra=extra)
+        checkpoint.save(
+            self.out,
+            model=self.model,
+            trainer=self.trainer,
+            epoch=epoch,
+            metrics=self.metrics,
+            generator=self.generator,
+            extra=extra,
+        )
         write_json_atomic(self.out / "metrics.json", self.metrics)
-        self.log(f"epoch {epoch:3d}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
-                 f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  {seconds:.1f}s")
+        self.log(
+            f"epoch {epoch:3d}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
+            f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  {seconds:.1f}s"
+        )
 
     def finish(self) -> dict:
         if not self.is_main:
@@ -125,9 +152,11 @@ class Run:
             plot_run(self.out)
         except ImportError:
             self.log("matplotlib is not installed: no plots (pip install matplotlib)")
-        self.log(f"{run_name(self.config)}: test accuracy {self.metrics['test_acc']:.4f} after "
-                 f"{self.config.epochs} epochs ({sum(e['seconds'] for e in self.metrics['epochs']):.0f}s "
-                 f"training); metrics in {self.out / 'metrics.json'}")
+        self.log(
+            f"{run_name(self.config)}: test accuracy {self.metrics['test_acc']:.4f} after "
+            f"{self.config.epochs} epochs ({sum(e['seconds'] for e in self.metrics['epochs']):.0f}s "
+            f"training); metrics in {self.out / 'metrics.json'}"
+        )
         return self.metrics
 
 
@@ -150,11 +179,13 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     device = context.device if context is not None else torch.device(config.device)
     if device.type == "cpu":
         cpu_memory.apply(config.cpu_memory)
-    dataset = datasets.load_dataset(config.dataset, config.data_dir, config.subset, config.download,
-                                    config.seed, config.timesteps, config.progress)
+    dataset = datasets.load_dataset(
+        config.dataset, config.data_dir, config.subset, config.download, config.seed, config.timesteps, config.progress
+    )
     if config.batch_size > len(dataset.train):
-        raise ValueError(f"--batch-size {config.batch_size} is larger than the training set "
-                         f"({len(dataset.train)} images)")
+        raise ValueError(
+            f"--batch-size {config.batch_size} is larger than the training set ({len(dataset.train)} images)"
+        )
     model = build_model(config, dataset.image_shape, dataset.classes).to(device)
     trainer = make_trainer(model, config, dataset.classes, dataset.image_shape)
     trainer.aux.to(device)
@@ -172,8 +203,9 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     if context is None or context.is_main:
         _check_writable(out)
         write_json_atomic(out / "metrics.json", metrics)
-    return Run(config, dataset, model, trainer, device, out, generator, augment, metrics, first_epoch,
-               payload, log, context)
+    return Run(
+        config, dataset, model, trainer, device, out, generator, augment, metrics, first_epoch, payload, log, context
+    )
 
 
 def _silent(message: str) -> None:
@@ -182,8 +214,15 @@ def _silent(message: str) -> None:
 
 # Settings of how a run executes, not what it learns: a resumed run takes them
 # from the command line (a checkpoint from any layout resumes in any other).
-RUNTIME_FIELDS = ("progress", "cpu_memory", "parallel", "stages_split", "pipeline_depth", "dist_timeout",
-                  "global_kernels")
+RUNTIME_FIELDS = (
+    "progress",
+    "cpu_memory",
+    "parallel",
+    "stages_split",
+    "pipeline_depth",
+    "dist_timeout",
+    "global_kernels",
+)
 
 
 def _check_writable(out: Path) -> None:

@@ -7,6 +7,7 @@ HBH with HSIC(Z, Z) on the same network and data, then writes beside the runs:
   robustness.png         clean accuracy against accuracy under the strongest
                          level of each --noise-sweep
   sweep.json, sweep.txt  every number behind them."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,16 @@ from .models import load_trained
 
 
 def runs_of(base: TrainConfig, betas: List[float], out: Path) -> dict:
-    runs = {f"beta-{b:g}": dataclasses.replace(base, rule="hbh", hsic_term="input", hsic_norm="cka", beta=b,
-                                               out=str(out / f"beta-{b:g}")) for b in betas}
+    runs = {
+        f"beta-{b:g}": dataclasses.replace(
+            base, rule="hbh", hsic_term="input", hsic_norm="cka", beta=b, out=str(out / f"beta-{b:g}")
+        )
+        for b in betas
+    }
     runs["bptt"] = dataclasses.replace(base, rule="bptt", out=str(out / "bptt"))
-    runs["hbh-self"] = dataclasses.replace(base, rule="hbh", hsic_term="self", hsic_norm="none",
-                                           out=str(out / "hbh-self"))
+    runs["hbh-self"] = dataclasses.replace(
+        base, rule="hbh", hsic_term="self", hsic_norm="none", out=str(out / "hbh-self")
+    )
     return runs
 
 
@@ -39,8 +45,11 @@ def measure(run_dir: str, sweeps: List[str], space: str, device: str) -> dict:
         images, labels = dataset.test.take(slice(0, 512)).to(device), dataset.test.labels[:512].to(device)
         layers = layer_hsic_normalised(model, images, labels, dataset.classes, config.sigma, config.sigma_scaling)
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-    noise = {spec: noisy_accuracy(model, config, dataset, spec, device, space=space)
-             for sweep in sweeps for spec in parse_sweep(sweep)}
+    noise = {
+        spec: noisy_accuracy(model, config, dataset, spec, device, space=space)
+        for sweep in sweeps
+        for spec in parse_sweep(sweep)
+    }
     return {"clean_acc": metrics["test_acc"], "layers": layers, "noise": noise}
 
 
@@ -60,8 +69,9 @@ def plot(results: dict, sweeps: List[str], folder: Path) -> None:
     n_layers = len(next(iter(results.values()))["layers"])
     fig, axes = plt.subplots(1, n_layers, figsize=(4.5 * n_layers, 4), squeeze=False)
     for layer, ax in enumerate(axes[0]):
-        _labelled_points(ax, {name: (r["layers"][layer]["nhsic_xz"], r["layers"][layer]["nhsic_zy"])
-                              for name, r in results.items()})
+        _labelled_points(
+            ax, {name: (r["layers"][layer]["nhsic_xz"], r["layers"][layer]["nhsic_zy"]) for name, r in results.items()}
+        )
         ax.set_xlabel("nHSIC(X, Z)")
         ax.set_ylabel("nHSIC(Z, Y)")
         ax.set_title(f"hidden layer {layer + 1}")
@@ -81,8 +91,7 @@ def plot(results: dict, sweeps: List[str], folder: Path) -> None:
     plt.close(fig)
 
 
-def sweep(base: TrainConfig, betas: List[float], sweeps: List[str], out: Path, space: str = "pixel",
-          log=print) -> dict:
+def sweep(base: TrainConfig, betas: List[float], sweeps: List[str], out: Path, space: str = "pixel", log=print) -> dict:
     from .train import train
 
     if not betas or any(not b > 0 for b in betas):
@@ -94,23 +103,33 @@ def sweep(base: TrainConfig, betas: List[float], sweeps: List[str], out: Path, s
         config.validate()
     results = {}
     for name, config in runs.items():
-        if not (Path(config.out) / "metrics.json").is_file() or \
-                len(json.loads((Path(config.out) / "metrics.json").read_text())["epochs"]) < config.epochs:
+        if (
+            not (Path(config.out) / "metrics.json").is_file()
+            or len(json.loads((Path(config.out) / "metrics.json").read_text())["epochs"]) < config.epochs
+        ):
             log(f"== sweep: training {name}")
             train(config, log=log)
         results[name] = measure(config.out, sweeps, space, config.device)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(results, indent=2))
-    lines = [f"{'run':12} {'clean':>7} " + " ".join(f"{s:>18}" for s in results[next(iter(results))]["noise"])
-             + "  nHSIC(X,Z)/nHSIC(Z,Y) per layer"]
+    lines = [
+        f"{'run':12} {'clean':>7} "
+        + " ".join(f"{s:>18}" for s in results[next(iter(results))]["noise"])
+        + "  nHSIC(X,Z)/nHSIC(Z,Y) per layer"
+    ]
     for name, r in results.items():
-        lines.append(f"{name:12} {100 * r['clean_acc']:7.2f} " + " ".join(f"{100 * a:18.2f}" for a in r["noise"].values())
-                     + "  " + "  ".join(f"{l['nhsic_xz']:.3f}/{l['nhsic_zy']:.3f}" for l in r["layers"]))
+        lines.append(
+            f"{name:12} {100 * r['clean_acc']:7.2f} "
+            + " ".join(f"{100 * a:18.2f}" for a in r["noise"].values())
+            + "  "
+            + "  ".join(f"{l['nhsic_xz']:.3f}/{l['nhsic_zy']:.3f}" for l in r["layers"])
+        )
     (out / "sweep.txt").write_text("\n".join(lines) + "\n")
     plot(results, sweeps, out)
     log("\n".join(lines))
-    log(f"written: {out / 'sweep.txt'}, {out / 'sweep.json'}, {out / 'information_plane.png'}, "
-        f"{out / 'robustness.png'}")
+    log(
+        f"written: {out / 'sweep.txt'}, {out / 'sweep.json'}, {out / 'information_plane.png'}, {out / 'robustness.png'}"
+    )
     return results
 
 

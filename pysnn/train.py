@@ -1,5 +1,6 @@
 """`pysnn train`: the epoch loop of one process and of data-parallel ranks;
 layer-parallel runs hand the prepared run to `distributed.pipeline`."""
+
 from __future__ import annotations
 
 import time
@@ -33,8 +34,10 @@ def execute(run: Run) -> None:
             _train_epochs(run)
     except KeyboardInterrupt:
         done = run.metrics["epochs"][-1]["epoch"] if run.metrics["epochs"] else 0
-        run.log(f"interrupted during epoch {done + 1}; the checkpoint after epoch {done} is in {run.out}. "
-                f"Continue with: pysnn train --resume {run.out}")
+        run.log(
+            f"interrupted during epoch {done + 1}; the checkpoint after epoch {done} is in {run.out}. "
+            f"Continue with: pysnn train --resume {run.out}"
+        )
         raise
 
 
@@ -70,7 +73,10 @@ def _train_epochs(run: Run) -> None:
             parallel.end_epoch()
             loss_sum, correct, seen = run.dist.all_sum([loss_sum, correct, seen])
             ranks = run.dist.gather(parallel.dropout_states())
-            extra = {"world_size": run.dist.world, "parallel": "data",
-                     "rng_ranks": dict(enumerate(ranks)) if ranks is not None else None}
+            extra = {
+                "world_size": run.dist.world,
+                "parallel": "data",
+                "rng_ranks": dict(enumerate(ranks)) if ranks is not None else None,
+            }
         if run.is_main:
             run.finish_epoch(epoch, loss_sum, correct, seen, time.perf_counter() - start, extra)

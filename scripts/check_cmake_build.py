@@ -3,6 +3,7 @@ registered and agrees with a plain loop.
 
     python scripts/check_cmake_build.py BUILD_DIR
 """
+
 import importlib.machinery
 import importlib.util
 import sys

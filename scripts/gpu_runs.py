@@ -10,6 +10,7 @@ printed and written to the JSON file as soon as it is known.
   the same neurons run alone, when the GPU has the memory;
 * hsic_update with TF32 matmuls on, against float64.
 """
+
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ def check(name):
         print(json.dumps(row), flush=True)
         results(row)
         return fn
+
     return wrap
 
 
@@ -59,6 +61,7 @@ def trainer_losses(rule, backend, steps=30):
 
 
 for rule in ("hll", "hbh", "bptt"):
+
     @check(f"train {rule} fused vs reference")
     def _(rule=rule):
         # Rounding differs between backends and grows over steps: compare the
@@ -86,8 +89,11 @@ def _():
     model.zero_grad(set_to_none=True)
     compiled = torch.compile(step)(images).detach()
     gap = max((a - p.grad).abs().max().item() for a, p in zip(grads, model.parameters()))
-    return {"ok": torch.allclose(eager, compiled, atol=1e-4) and gap < 1e-3,
-            "max_logit_gap": (eager - compiled).abs().max().item(), "max_grad_gap": gap}
+    return {
+        "ok": torch.allclose(eager, compiled, atol=1e-4) and gap < 1e-3,
+        "max_logit_gap": (eager - compiled).abs().max().item(),
+        "max_grad_gap": gap,
+    }
 
 
 @check("lif above 2^31 elements")
@@ -98,8 +104,8 @@ def _():
         return {"ok": True, "skipped": f"needs about {6 * 2 * T * n / 2**30:.0f} GiB, {free / 2**30:.0f} free"}
     x = torch.rand(T, n, device=DEVICE, dtype=torch.float16)
     spikes = pysnn.ops.lif(x, 0.75, 0.6)
-    tail = pysnn.ops.lif(x[:, -(1 << 20):].contiguous(), 0.75, 0.6)
-    ok = torch.equal(spikes[:, -(1 << 20):], tail)
+    tail = pysnn.ops.lif(x[:, -(1 << 20) :].contiguous(), 0.75, 0.6)
+    ok = torch.equal(spikes[:, -(1 << 20) :], tail)
     return {"ok": bool(ok), "elements": T * n}
 
 
@@ -112,13 +118,13 @@ def _():
     pre = (torch.rand(10, m, 784, device=DEVICE, generator=gen) < 0.2).float()
     post = torch.rand(10, m, d, device=DEVICE, generator=gen)
     kx = pysnn.ops.kernel_matrix(torch.rand(m, 784, device=DEVICE, generator=gen), sigma_scaling="dim")
-    ky = pysnn.ops.kernel_matrix(torch.nn.functional.one_hot(torch.arange(m, device=DEVICE) % 10, 10) - 0.1,
-                                 kind="cosine")
+    ky = pysnn.ops.kernel_matrix(
+        torch.nn.functional.one_hot(torch.arange(m, device=DEVICE) % 10, 10) - 0.1, kind="cosine"
+    )
     mod = pysnn.ops.hsic_modulator(kx, ky)
     tf32 = pysnn.ops.hsic_update(pre, post, rates, mod, sigma_scaling="dim")
     torch.backends.cuda.matmul.allow_tf32 = False
-    exact = pysnn.reference.hsic_update(pre.double(), post.double(), rates.double(), mod.double(),
-                                        sigma_scaling="dim")
+    exact = pysnn.reference.hsic_update(pre.double(), post.double(), rates.double(), mod.double(), sigma_scaling="dim")
     rel = [((a.double() - b).norm() / b.norm()).item() for a, b in zip(tf32, exact)]
     return {"ok": max(rel) < 1e-2, "relative_error_weight_bias_loss": rel}
 

@@ -6,6 +6,7 @@ better than random ones? (A trained readout can hide that: it also learns.)
 
 Takes the `pysnn train` flags; prints one line per epoch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ def layer_rates(model, images: torch.Tensor, chunk: int = 500) -> list:
     model.eval()
     per_chunk = []
     for i in range(0, len(images), chunk):
-        h, rates = model.encode(images[i:i + chunk]), []
+        h, rates = model.encode(images[i : i + chunk]), []
         for block in model.blocks:
             h = block(h)
             rates.append(h.mean(0).flatten(1))
@@ -53,8 +54,10 @@ def report(tag: str, model, dataset) -> None:
     train_z, test_z = layer_rates(model, dataset.train.images), layer_rates(model, dataset.test.images)
     accuracies = [probe(a, dataset.train.labels, b, dataset.test.labels) for a, b in zip(train_z, test_z)]
     rates = [z.mean().item() for z in train_z]
-    print(f"{tag}: probe {' '.join(f'{a:.4f}' for a in accuracies)}  "
-          f"firing {' '.join(f'{r:.3f}' for r in rates)}", flush=True)
+    print(
+        f"{tag}: probe {' '.join(f'{a:.4f}' for a in accuracies)}  firing {' '.join(f'{r:.3f}' for r in rates)}",
+        flush=True,
+    )
 
 
 def main(argv=None) -> None:

@@ -4,6 +4,7 @@ rule, the top operators by self CPU time.
     python scripts/profile_step.py --rule hbh [--model mlp --hidden 1024 1024 1024] [--backend fused]
                                    [--cpu-memory keep]
 """
+
 import argparse
 
 from torch.profiler import ProfilerActivity, profile

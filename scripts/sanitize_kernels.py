@@ -4,6 +4,7 @@ for every surrogate, grad mode and dtype, with and without u0, with and
 without a gradient of the state or of the membrane, both backwards (saved
 and recomputed membrane), a stride-0 input; every HSIC op and kernel
 kind, with the row kernels both below and above one block's 256 rows."""
+
 import itertools
 
 import torch
@@ -12,16 +13,15 @@ import pysnn
 from pysnn._validation import GRAD_MODES, SURROGATES
 
 for dtype, surrogate, grad_mode in itertools.product(
-        (torch.float32, torch.float16, torch.bfloat16, torch.float64), SURROGATES, GRAD_MODES):
+    (torch.float32, torch.float16, torch.bfloat16, torch.float64), SURROGATES, GRAD_MODES
+):
     x = torch.rand(5, 3, 37, device="cuda", dtype=dtype, requires_grad=True)
     u0 = torch.rand(3, 37, device="cuda", dtype=dtype, requires_grad=True)
-    spikes, state = pysnn.ops.lif(x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode,
-                                  u0=u0, return_state=True)
+    spikes, state = pysnn.ops.lif(x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode, u0=u0, return_state=True)
     (spikes.sum() + state.sum()).backward()
     # no u0; the membrane's gradient enters the sweep, the state's does not
     x = torch.rand(5, 3, 37, device="cuda", dtype=dtype, requires_grad=True)
-    spikes, membrane = pysnn.ops.lif(x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode,
-                                     return_membrane=True)
+    spikes, membrane = pysnn.ops.lif(x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode, return_membrane=True)
     (spikes.sum() + membrane.square().sum()).backward()
     # direct coding: a stride-0 input over time, read as one row both ways
     row = torch.rand(3, 37, device="cuda", dtype=dtype, requires_grad=True)
@@ -40,8 +40,11 @@ for m in (37, 300):  # one partial block of rows; more rows than one block's 256
     rates = torch.rand(m, 300, device="cuda", requires_grad=True)
     pysnn.ops.hsic_loss(rates, mod).backward()
     pysnn.ops.hsic_post_signal(torch.rand(3, m, 300, device="cuda"), rates.detach(), mod)
-    pysnn.ops.hsic_update(torch.rand(3, m, 11, device="cuda", dtype=torch.bfloat16),
-                          torch.rand(3, m, 300, device="cuda", dtype=torch.bfloat16),
-                          rates.detach().bfloat16(), mod)
+    pysnn.ops.hsic_update(
+        torch.rand(3, m, 11, device="cuda", dtype=torch.bfloat16),
+        torch.rand(3, m, 300, device="cuda", dtype=torch.bfloat16),
+        rates.detach().bfloat16(),
+        mod,
+    )
 torch.cuda.synchronize()
 print("sanitizer workload done")

@@ -18,9 +18,12 @@ def _refuse_the_uncompiled_checkout():
     except importlib.metadata.PackageNotFoundError:
         return
     if installed.resolve() != checkout and (installed / "__init__.py").is_file():
-        pytest.exit(f"the tests would import the uncompiled checkout {checkout}, not the pysnn built "
-                    f"into {installed}: run `make test` (editable build), or `pytest` instead of "
-                    "`python -m pytest`", returncode=2)
+        pytest.exit(
+            f"the tests would import the uncompiled checkout {checkout}, not the pysnn built "
+            f"into {installed}: run `make test` (editable build), or `pytest` instead of "
+            "`python -m pytest`",
+            returncode=2,
+        )
 
 
 _refuse_the_uncompiled_checkout()

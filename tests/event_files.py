@@ -1,5 +1,6 @@
 """Small synthetic event data sets written in each one's real on-disk format,
 so Tonic's own readers parse them (nothing can be downloaded in tests)."""
+
 from pathlib import Path
 
 import numpy as np

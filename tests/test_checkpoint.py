@@ -1,4 +1,5 @@
 """Runs survive interruption: kill mid-run, resume, same result."""
+
 import json
 import subprocess
 import sys
@@ -6,13 +7,24 @@ import time
 
 import pytest
 
-ARGS = ["train", "--no-progress", "--subset", "600", "--hidden", "256", "--epochs", "6",
-        "--timesteps", "6", "--dropout", "0.1"]
+ARGS = [
+    "train",
+    "--no-progress",
+    "--subset",
+    "600",
+    "--hidden",
+    "256",
+    "--epochs",
+    "6",
+    "--timesteps",
+    "6",
+    "--dropout",
+    "0.1",
+]
 
 
 def _pysnn(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "pysnn", *args], capture_output=True, text=True,
-                          timeout=600, **kwargs)
+    return subprocess.run([sys.executable, "-m", "pysnn", *args], capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def _epochs(run_dir):
@@ -40,8 +52,9 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
     assert full.returncode == 0, full.stderr
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "pysnn", *ARGS, "--out", str(cut)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pysnn", *ARGS, "--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while len(_epochs(cut)) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -89,9 +102,13 @@ def test_ctrl_c_exits_cleanly_with_a_resumable_checkpoint(tmp_path):
     # here takes a fraction of a second).
     # A shell running CI in the background starts its children with SIGINT
     # ignored, and Python then installs no KeyboardInterrupt handler: restore it.
-    proc = subprocess.Popen([sys.executable, "-m", "pysnn", *ARGS, "--epochs", "1000", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pysnn", *ARGS, "--epochs", "1000", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     while len(_epochs(out)) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)

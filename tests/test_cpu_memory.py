@@ -1,6 +1,7 @@
 """pysnn's cache of freed large CPU blocks: reused without page faults (counted
 as the process's minor page faults, in a fresh process each, since the cache
 is process-wide), within its limit."""
+
 import subprocess
 import sys
 

@@ -1,4 +1,5 @@
 """Dataset loaders on files written here in the real formats."""
+
 import gzip
 import pickle
 
@@ -45,8 +46,9 @@ def test_cifar10_python_batches(tmp_path):
     rng = np.random.default_rng(1)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
-                         "labels": list(rng.integers(0, 10, 4))}, f)
+            pickle.dump(
+                {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, 4))}, f
+            )
     ds = data.load_dataset("cifar10", data_dir=str(tmp_path))
     assert ds.train.images.shape == (20, 3, 32, 32) and ds.test.images.shape == (4, 3, 32, 32)
     out = data.augment_cifar(ds.train.images, torch.Generator().manual_seed(0))

@@ -2,6 +2,7 @@
 
 Workers are separate processes (spawn) joined by a file rendezvous (no
 ports), one thread each, 60 s timeouts; each spawn runs several trainings."""
+
 import datetime
 import multiprocessing
 import os
@@ -15,8 +16,9 @@ from pysnn.cli import main as cli_main
 from pysnn.config import TrainConfig
 from pysnn.train import train
 
-BASE = dict(dataset="digits", subset=240, hidden=[48, 40, 32], epochs=2, batch_size=30, timesteps=4,
-            progress=False, seed=3)
+BASE = dict(
+    dataset="digits", subset=240, hidden=[48, 40, 32], epochs=2, batch_size=30, timesteps=4, progress=False, seed=3
+)
 
 
 def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
@@ -24,8 +26,9 @@ def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
     rank's final parameters as NAME.rankR.pt; a DistributedError is written to
     error.rankR.txt."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
+    )
     if die_after is not None and rank == 1:
         from pysnn.learning.base import LocalTrainer
 
@@ -36,9 +39,9 @@ def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
             if calls[0] > die_after:
                 os._exit(17)  # a crash: no clean shutdown, no message to the peer
             return original(self, *args)
+
         LocalTrainer.layer_step = dying
     from pysnn.distributed import DistributedError, destroy_process_group
-
     from pysnn.run import prepare
     from pysnn.train import execute
 
@@ -87,8 +90,11 @@ def _max_difference(a, b):
     """The largest difference of two state dicts' tensors, relative to each
     tensor's scale where that exceeds 1 (HLL's sum-reduced sim loss under SGD
     grows some weights to ~1e6 in a few steps, one process or two)."""
-    return max(((a[k].double() - b[k].double()).abs().max() / a[k].double().abs().max().clamp(min=1)).item()
-               for k in a if isinstance(a[k], torch.Tensor) and a[k].is_floating_point())
+    return max(
+        ((a[k].double() - b[k].double()).abs().max() / a[k].double().abs().max().clamp(min=1)).item()
+        for k in a
+        if isinstance(a[k], torch.Tensor) and a[k].is_floating_point()
+    )
 
 
 def _identical(a, b):
@@ -103,16 +109,20 @@ def test_data_parallel_equals_one_process_and_keeps_ranks_identical(tmp_path):
     # --global-kernels: the HSIC kernels, sim and contrast see the whole batch,
     # so HBH and HLL pred-sim-contrast are the single-process objective too.
     # batch 25 over 2 ranks: slices of 13 and 12.
-    runs = {"bptt": dict(rule="bptt", batch_norm=False),
-            "hll": dict(rule="hll", loss="pred", batch_norm=False, optimizer="sgd"),
-            "hbh": dict(rule="hbh", hsic_term="input"),  # fused hsic_update, .grad written by hand
-            "hbh-global": dict(rule="hbh", hsic_term="self", optimizer="sgd", global_kernels=True,
-                               batch_size=25),
-            "hbh-input-global": dict(rule="hbh", hsic_term="input", optimizer="sgd", global_kernels=True),
-            "hll-global": dict(rule="hll", loss="pred-sim-contrast", batch_norm=False, optimizer="sgd",
-                               global_kernels=True, batch_size=25)}
-    jobs = [(name, {**BASE, **kw, "parallel": "data", "out": str(tmp_path / f"dp-{name}")}, None)
-            for name, kw in runs.items()]
+    runs = {
+        "bptt": dict(rule="bptt", batch_norm=False),
+        "hll": dict(rule="hll", loss="pred", batch_norm=False, optimizer="sgd"),
+        "hbh": dict(rule="hbh", hsic_term="input"),  # fused hsic_update, .grad written by hand
+        "hbh-global": dict(rule="hbh", hsic_term="self", optimizer="sgd", global_kernels=True, batch_size=25),
+        "hbh-input-global": dict(rule="hbh", hsic_term="input", optimizer="sgd", global_kernels=True),
+        "hll-global": dict(
+            rule="hll", loss="pred-sim-contrast", batch_norm=False, optimizer="sgd", global_kernels=True, batch_size=25
+        ),
+    }
+    jobs = [
+        (name, {**BASE, **kw, "parallel": "data", "out": str(tmp_path / f"dp-{name}")}, None)
+        for name, kw in runs.items()
+    ]
     assert _launch(tmp_path, 2, jobs) == [0, 0]
     for name, kw in runs.items():
         parallel = _state(tmp_path / f"dp-{name}")
@@ -126,11 +136,15 @@ def test_data_parallel_equals_one_process_and_keeps_ranks_identical(tmp_path):
 
 
 def test_layer_parallel_is_the_single_process_trainer_bit_for_bit(tmp_path):
-    runs = {"hll": dict(rule="hll", dropout=0.2),
-            "hbh-input": dict(rule="hbh", hsic_term="input", dropout=0.2),  # modulator sent between stages
-            "hbh-self": dict(rule="hbh", batch_norm=True, dropout=0.1)}  # post-signal path, batch norm
-    jobs = [(name, {**BASE, **kw, "parallel": "layer", "out": str(tmp_path / f"lp-{name}")}, None)
-            for name, kw in runs.items()]
+    runs = {
+        "hll": dict(rule="hll", dropout=0.2),
+        "hbh-input": dict(rule="hbh", hsic_term="input", dropout=0.2),  # modulator sent between stages
+        "hbh-self": dict(rule="hbh", batch_norm=True, dropout=0.1),
+    }  # post-signal path, batch norm
+    jobs = [
+        (name, {**BASE, **kw, "parallel": "layer", "out": str(tmp_path / f"lp-{name}")}, None)
+        for name, kw in runs.items()
+    ]
     assert _launch(tmp_path, 2, jobs) == [0, 0]
     for name, kw in runs.items():
         single, parallel = _single(tmp_path, f"single-{name}", **kw), _state(tmp_path / f"lp-{name}")
@@ -157,13 +171,16 @@ def test_a_dead_peer_ends_the_others_and_the_run_resumes_in_one_process(tmp_path
     assert _identical(_state(tmp_path / "dies")["model"], _single(tmp_path, "uninterrupted", **kwargs)["model"])
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--parallel", "layer", "--rule", "bptt"], "needs a local rule"),
-    (["--stages-split", "2,1"], "--stages-split needs --parallel layer"),
-    (["--parallel", "data"], "runs under torchrun"),
-    (["--parallel", "layer", "--pipeline-depth", "0"], "--pipeline-depth must be >= 1"),
-    (["--parallel", "data", "--dist-timeout", "-1"], "--dist-timeout must be > 0"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--parallel", "layer", "--rule", "bptt"], "needs a local rule"),
+        (["--stages-split", "2,1"], "--stages-split needs --parallel layer"),
+        (["--parallel", "data"], "runs under torchrun"),
+        (["--parallel", "layer", "--pipeline-depth", "0"], "--pipeline-depth must be >= 1"),
+        (["--parallel", "data", "--dist-timeout", "-1"], "--dist-timeout must be > 0"),
+    ],
+)
 def test_bad_parallel_flags_give_one_line_and_exit_2(argv, expected, capsys, tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert cli_main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
@@ -185,10 +202,17 @@ def test_balanced_split_minimises_the_slowest_stage():
 def test_sleep_check_runs_the_real_pipeline_at_the_predicted_speed():
     # Stages that sleep 20 ms per batch: two of them should near double the
     # throughput of one process (sleeping processes share no cores).
-    from pysnn.bench.parallel import sleep_check, stage_times, sequential_time
+    from pysnn.bench.parallel import sequential_time, sleep_check, stage_times
 
-    profile = {"context_s": 0.0, "head_s": 0.0, "block_s": [0.02, 0.02], "pack_s": [0.0, 0.0],
-               "unpack_s": [0.0, 0.0], "shapes": [(1, 8, 8), (32,), (16,)], "message_bytes": [0, 0]}
+    profile = {
+        "context_s": 0.0,
+        "head_s": 0.0,
+        "block_s": [0.02, 0.02],
+        "pack_s": [0.0, 0.0],
+        "unpack_s": [0.0, 0.0],
+        "shapes": [(1, 8, 8), (32,), (16,)],
+        "message_bytes": [0, 0],
+    }
     predicted = sequential_time(profile) / max(stage_times(profile, [1, 1]))
     interval = sleep_check(profile, [1, 1], batches=15, depth=2, timesteps=4, batch=8, scale=1.0)
     measured = sequential_time(profile) / interval

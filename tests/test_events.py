@@ -1,12 +1,12 @@
 """Event data sets (N-MNIST, DVS Gesture, SHD) read through Tonic from small
 synthetic files in their real on-disk layout, binned to frames, and trained on."""
+
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-
 from event_files import write_dvs_gesture, write_nmnist, write_shd
 
 pytest.importorskip("tonic", reason="event data sets are read through Tonic (pip install --no-deps tonic ...)")
@@ -54,16 +54,51 @@ def test_nmnist_frames_count_the_events(event_root):
     assert (frames.numpy() <= expected).all() and frames.sum() >= expected.sum() - 1
 
 
-@pytest.mark.parametrize("name, rule, model", [
-    ("nmnist", "hll", "mlp"), ("nmnist", "bptt", "vgg8"), ("dvs-gesture", "hbh", "cnn"),
-    ("dvs-gesture", "hll", "cnn"), ("shd", "bptt", "mlp"), ("shd", "hbh", "mlp")])
+@pytest.mark.parametrize(
+    "name, rule, model",
+    [
+        ("nmnist", "hll", "mlp"),
+        ("nmnist", "bptt", "vgg8"),
+        ("dvs-gesture", "hbh", "cnn"),
+        ("dvs-gesture", "hll", "cnn"),
+        ("shd", "bptt", "mlp"),
+        ("shd", "hbh", "mlp"),
+    ],
+)
 def test_rules_train_on_event_data(name, rule, model, event_root, tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "pysnn", "train", "--no-progress", "--dataset", name, "--data-dir", str(event_root),
-         "--rule", rule, "--model", model, "--hidden", "32", "--width-mult", "0.0625", "--timesteps", "4",
-         "--epochs", "2", "--batch-size", "8", "--out", str(out)],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pysnn",
+            "train",
+            "--no-progress",
+            "--dataset",
+            name,
+            "--data-dir",
+            str(event_root),
+            "--rule",
+            rule,
+            "--model",
+            model,
+            "--hidden",
+            "32",
+            "--width-mult",
+            "0.0625",
+            "--timesteps",
+            "4",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     import json
 
@@ -78,12 +113,40 @@ def test_event_run_exports_to_nir_and_back(event_root, tmp_path):
 
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "pysnn", "train", "--no-progress", "--dataset", "nmnist", "--data-dir",
-         str(event_root), "--model", "cnn", "--rule", "bptt", "--timesteps", "4", "--epochs", "1",
-         "--batch-size", "8", "--out", str(out)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pysnn",
+            "train",
+            "--no-progress",
+            "--dataset",
+            "nmnist",
+            "--data-dir",
+            str(event_root),
+            "--model",
+            "cnn",
+            "--rule",
+            "bptt",
+            "--timesteps",
+            "4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    result = subprocess.run([sys.executable, "-m", "pysnn", "export", str(out), "--nir", str(tmp_path / "m.nir")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pysnn", "export", str(out), "--nir", str(tmp_path / "m.nir")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     graph = read(tmp_path / "m.nir")
     assert tuple(graph.nodes["input"].input_type["input"]) == (2, 34, 34)
@@ -97,8 +160,17 @@ def test_bptt_learns_the_synthetic_classes(event_root):
     from pysnn.config import TrainConfig
     from pysnn.train import train
 
-    config = TrainConfig(dataset="shd", data_dir=str(event_root), rule="bptt", hidden=[64], timesteps=4,
-                         epochs=8, batch_size=8, progress=False, out=str(event_root / "runs" / "shd-bptt"))
+    config = TrainConfig(
+        dataset="shd",
+        data_dir=str(event_root),
+        rule="bptt",
+        hidden=[64],
+        timesteps=4,
+        epochs=8,
+        batch_size=8,
+        progress=False,
+        out=str(event_root / "runs" / "shd-bptt"),
+    )
     result = train(config, log=lambda *a, **k: None)
     assert result["test_acc"] >= 0.5  # 20 classes: chance is 0.05
 
@@ -106,9 +178,24 @@ def test_bptt_learns_the_synthetic_classes(event_root):
 def test_missing_data_names_the_expected_layout(tmp_path):
     with pytest.raises(EventDataNotFound, match=r"NMNIST/Train/<digit>/\*\.bin"):
         data.load_dataset("nmnist", str(tmp_path), progress=False)
-    result = subprocess.run([sys.executable, "-m", "pysnn", "train", "--dataset", "shd", "--data-dir",
-                             str(tmp_path), "--no-progress", "--out", str(tmp_path / "run")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pysnn",
+            "train",
+            "--dataset",
+            "shd",
+            "--data-dir",
+            str(tmp_path),
+            "--no-progress",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "SHD/shd_train.h5" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
@@ -128,13 +215,20 @@ def test_wrong_layout_is_one_clear_error(tmp_path):
         data.load_dataset("shd", str(tmp_path), progress=False)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--dataset", "nmnist", "--encoder", "poisson"], "already spikes"),
-    (["--dataset", "shd", "--model", "cnn"], "use --model mlp"),
-    (["--dataset", "digits", "--encoder", "events"], "needs an event data set"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--dataset", "nmnist", "--encoder", "poisson"], "already spikes"),
+        (["--dataset", "shd", "--model", "cnn"], "use --model mlp"),
+        (["--dataset", "digits", "--encoder", "events"], "needs an event data set"),
+    ],
+)
 def test_bad_event_flags_exit_2(flags, message, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pysnn", "train", "--no-progress", *flags,
-                             "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pysnn", "train", "--no-progress", *flags, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "run").exists()

@@ -1,5 +1,6 @@
 """Kernel matrices, HSIC and the fused three-factor update against the
 pure-PyTorch reference written from the equations (docs/hsic.md)."""
+
 import math
 
 import pytest
@@ -22,6 +23,7 @@ def spike_rates(m, n, device, dtype=F64, seed=0):
 
 
 # ---- forward values ----
+
 
 @pytest.mark.parametrize("kind", KERNELS)
 @pytest.mark.parametrize("sigma_scaling", ["none", "dim"])
@@ -54,16 +56,18 @@ def test_kernel_matrix_degenerate_rows(device, kind):
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_hsic_matches_reference(device, estimator):
     k, l = symmetric_kernel(20, device, seed=1), symmetric_kernel(20, device, seed=2)
-    torch.testing.assert_close(ops.hsic(k, l, estimator=estimator),
-                               reference.hsic(k, l, estimator=estimator), rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(
+        ops.hsic(k, l, estimator=estimator), reference.hsic(k, l, estimator=estimator), rtol=1e-10, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_modulator_defines_the_layer_objective(device, estimator):
     kx, ky, kz = (symmetric_kernel(24, device, seed=s) for s in (3, 4, 5))
     m = ops.hsic_modulator(kx, ky, beta=2.0, estimator=estimator)
-    torch.testing.assert_close(m, reference.hsic_modulator(kx, ky, beta=2.0, estimator=estimator),
-                               rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(
+        m, reference.hsic_modulator(kx, ky, beta=2.0, estimator=estimator), rtol=1e-10, atol=1e-15
+    )
     expected = reference.hsic(kx, kz, estimator=estimator) - 2.0 * reference.hsic(kz, ky, estimator=estimator)
     torch.testing.assert_close((m * kz).sum(), expected, rtol=1e-10, atol=1e-15)
 
@@ -72,12 +76,16 @@ def test_hsic_loss_value(device):
     z = torch.rand(16, 30, dtype=F64, device=device)
     mod = ops.hsic_modulator(symmetric_kernel(16, device, seed=1), symmetric_kernel(16, device, seed=2))
     for scaling in ("none", "dim"):
-        torch.testing.assert_close(ops.hsic_loss(z, mod, sigma=2.0, sigma_scaling=scaling),
-                                   reference.hsic_loss(z, mod, sigma=2.0, sigma_scaling=scaling),
-                                   rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(
+            ops.hsic_loss(z, mod, sigma=2.0, sigma_scaling=scaling),
+            reference.hsic_loss(z, mod, sigma=2.0, sigma_scaling=scaling),
+            rtol=1e-12,
+            atol=1e-15,
+        )
 
 
 # ---- gradients ----
+
 
 @pytest.mark.parametrize("kind", KERNELS)
 def test_kernel_matrix_backward_matches_reference(device, kind):
@@ -117,8 +125,9 @@ def test_hsic_backward_on_symmetric_matrices(device, estimator):
 @pytest.mark.parametrize("sigma_scaling", ["none", "dim"])
 def test_hsic_loss_closed_form_gradient(device, sigma_scaling):
     z = torch.rand(12, 9, dtype=F64, device=device)
-    mod = ops.hsic_modulator(symmetric_kernel(12, device, seed=1), symmetric_kernel(12, device, seed=2),
-                             estimator="biased")
+    mod = ops.hsic_modulator(
+        symmetric_kernel(12, device, seed=1), symmetric_kernel(12, device, seed=2), estimator="biased"
+    )
     grads = []
     for impl in (ops, reference):
         zz = z.clone().requires_grad_()
@@ -126,8 +135,7 @@ def test_hsic_loss_closed_form_gradient(device, sigma_scaling):
         grads.append(zz.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-8, atol=1e-12)
     zz = z.clone().requires_grad_()
-    assert torch.autograd.gradcheck(
-        lambda z: ops.hsic_loss(z, mod, sigma=1.5, sigma_scaling=sigma_scaling), (zz,))
+    assert torch.autograd.gradcheck(lambda z: ops.hsic_loss(z, mod, sigma=1.5, sigma_scaling=sigma_scaling), (zz,))
 
 
 @pytest.mark.parametrize("m,d", [(12, 9000), (300, 600)])
@@ -177,11 +185,11 @@ def test_hsic_update_equals_autograd_through_a_spiking_layer(device, sigma_scali
     weight = (torch.randn(n_out, n_in, generator=gen, dtype=F64) * 0.5).to(device)
     bias = (torch.rand(n_out, generator=gen, dtype=F64) * 0.3).to(device)
     kx = reference.kernel_matrix(pre.mean(0), sigma=2.0)
-    ky = reference.kernel_matrix(torch.nn.functional.one_hot(torch.arange(m, device=device) % 4).to(F64),
-                                 kind="cosine")
+    ky = reference.kernel_matrix(torch.nn.functional.one_hot(torch.arange(m, device=device) % 4).to(F64), kind="cosine")
     mod = ops.hsic_modulator(kx, ky, beta=2.0)
     want_w, want_b, want_loss, post_grad, rates = _reference_spiking_layer_grads(
-        pre, weight, bias, mod, 1.0, sigma_scaling, 0.75, 0.6)
+        pre, weight, bias, mod, 1.0, sigma_scaling, 0.75, 0.6
+    )
     assert want_w.abs().max() > 0
     grad_w, grad_b, loss = ops.hsic_update(pre, post_grad, rates, mod, sigma=1.0, sigma_scaling=sigma_scaling)
     torch.testing.assert_close(grad_w, want_w, rtol=1e-8, atol=1e-12)
@@ -201,8 +209,7 @@ def test_low_precision_inputs_accumulate_in_float32(device, dtype):
     k = ops.kernel_matrix(z.to(dtype), sigma_scaling="dim")
     assert k.dtype == torch.float32
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(k, reference.kernel_matrix(z.double(), sigma_scaling="dim").float(),
-                               rtol=tol, atol=tol)
+    torch.testing.assert_close(k, reference.kernel_matrix(z.double(), sigma_scaling="dim").float(), rtol=tol, atol=tol)
     mod = ops.hsic_modulator(k, ops.kernel_matrix(z[:, :10].to(dtype), kind="cosine"))
     post_grad = torch.rand(4, 32, 64, device=device).to(dtype)
     grad_w, grad_b, loss = ops.hsic_update(post_grad, post_grad, z.to(dtype), mod, sigma_scaling="dim")
@@ -210,6 +217,7 @@ def test_low_precision_inputs_accumulate_in_float32(device, dtype):
 
 
 # ---- torch.library integration ----
+
 
 def _samples(device):
     z = torch.rand(8, 3, 4, device=device, dtype=F64)
@@ -238,8 +246,10 @@ def _samples(device):
         (p._gaussian_weighted.default, (k, mod, 0.5)),
         (p._row_moments.default, (k, l)),
         (p._centre.default, (k, k.sum(1), k.sum(), "biased")),
-        (p._spike_mm.default, (torch.randn(16, 5, dtype=F64, device=device),
-                               (torch.rand(16, 7, device=device) < 0.3).to(F64))),
+        (
+            p._spike_mm.default,
+            (torch.randn(16, 5, dtype=F64, device=device), (torch.rand(16, 7, device=device) < 0.3).to(F64)),
+        ),
     ]
 
 
@@ -269,11 +279,18 @@ def test_torch_compile_fullgraph(device):
 
 # ---- bad input ----
 
+
 def _good():
     k = symmetric_kernel(6, "cpu")
-    return dict(z=torch.rand(6, 4, dtype=F64), k=k, l=k.clone(), mod=ops.hsic_modulator(k, k),
-                pre=torch.rand(3, 6, 5, dtype=F64), post=torch.rand(3, 6, 4, dtype=F64),
-                rates=torch.rand(6, 4, dtype=F64))
+    return dict(
+        z=torch.rand(6, 4, dtype=F64),
+        k=k,
+        l=k.clone(),
+        mod=ops.hsic_modulator(k, k),
+        pre=torch.rand(3, 6, 5, dtype=F64),
+        post=torch.rand(3, 6, 4, dtype=F64),
+        rates=torch.rand(6, 4, dtype=F64),
+    )
 
 
 BAD = [
@@ -282,33 +299,60 @@ BAD = [
     ("unknown kind", lambda g, impl: impl.kernel_matrix(g["z"], kind="rbf"), ValueError, "kind"),
     ("zero sigma", lambda g, impl: impl.kernel_matrix(g["z"], sigma=0.0), ValueError, "sigma"),
     ("nan sigma", lambda g, impl: impl.hsic_loss(g["z"], g["mod"], sigma=math.nan), ValueError, "sigma"),
-    ("inf sigma", lambda g, impl: impl.hsic_update(g["pre"], g["post"], g["rates"], g["mod"], sigma=math.inf),
-     ValueError, "sigma"),
+    (
+        "inf sigma",
+        lambda g, impl: impl.hsic_update(g["pre"], g["post"], g["rates"], g["mod"], sigma=math.inf),
+        ValueError,
+        "sigma",
+    ),
     ("unknown scaling", lambda g, impl: impl.kernel_matrix(g["z"], sigma_scaling="sqrt"), ValueError, "sigma_scaling"),
     ("non-finite c1", lambda g, impl: impl.kernel_matrix(g["z"], kind="sigmoid", c1=math.inf), ValueError, "c1"),
     ("non-square k", lambda g, impl: impl.hsic(g["k"][:, :5], g["l"]), ValueError, "square"),
     ("k and l sizes", lambda g, impl: impl.hsic(g["k"], g["l"][:5, :5]), ValueError, "same shape"),
     ("unknown estimator", lambda g, impl: impl.hsic(g["k"], g["l"], estimator="exact"), ValueError, "estimator"),
-    ("unbiased m < 4", lambda g, impl: impl.hsic(g["k"][:3, :3], g["l"][:3, :3], estimator="unbiased"),
-     ValueError, "at least 4"),
+    (
+        "unbiased m < 4",
+        lambda g, impl: impl.hsic(g["k"][:3, :3], g["l"][:3, :3], estimator="unbiased"),
+        ValueError,
+        "at least 4",
+    ),
     ("mixed dtypes", lambda g, impl: impl.hsic(g["k"], g["l"].float()), TypeError, "dtype"),
     ("mixed devices", lambda g, impl: impl.hsic_modulator(g["k"], g["l"].to("meta")), RuntimeError, "is on"),
     ("kx ky batch", lambda g, impl: impl.hsic_modulator(g["k"], g["l"][:5, :5]), ValueError, "batch size"),
     ("modulator batch", lambda g, impl: impl.hsic_loss(g["z"][:5], g["mod"]), ValueError, "batch size"),
     ("modulator square", lambda g, impl: impl.hsic_loss(g["z"], g["mod"][:, :5]), ValueError, "square"),
-    ("T mismatch", lambda g, impl: impl.hsic_update(g["pre"][:2], g["post"], g["rates"], g["mod"]),
-     ValueError, "time steps"),
-    ("pre batch", lambda g, impl: impl.hsic_update(g["pre"][:, :5], g["post"], g["rates"], g["mod"]),
-     ValueError, "pre must have batch size"),
-    ("post batch", lambda g, impl: impl.hsic_update(g["pre"], g["post"][:, :5], g["rates"], g["mod"]),
-     ValueError, "post_grad must have batch size"),
-    ("neurons", lambda g, impl: impl.hsic_post_signal(g["post"][..., :3], g["rates"], g["mod"]),
-     ValueError, "neurons"),
-    ("rates dims", lambda g, impl: impl.hsic_post_signal(g["post"], g["rates"][None], g["mod"]),
-     ValueError, "rates must be"),
+    (
+        "T mismatch",
+        lambda g, impl: impl.hsic_update(g["pre"][:2], g["post"], g["rates"], g["mod"]),
+        ValueError,
+        "time steps",
+    ),
+    (
+        "pre batch",
+        lambda g, impl: impl.hsic_update(g["pre"][:, :5], g["post"], g["rates"], g["mod"]),
+        ValueError,
+        "pre must have batch size",
+    ),
+    (
+        "post batch",
+        lambda g, impl: impl.hsic_update(g["pre"], g["post"][:, :5], g["rates"], g["mod"]),
+        ValueError,
+        "post_grad must have batch size",
+    ),
+    ("neurons", lambda g, impl: impl.hsic_post_signal(g["post"][..., :3], g["rates"], g["mod"]), ValueError, "neurons"),
+    (
+        "rates dims",
+        lambda g, impl: impl.hsic_post_signal(g["post"], g["rates"][None], g["mod"]),
+        ValueError,
+        "rates must be",
+    ),
     ("T = 0", lambda g, impl: impl.hsic_post_signal(g["post"][:0], g["rates"], g["mod"]), ValueError, "T = 0"),
-    ("pre dtype", lambda g, impl: impl.hsic_update(g["pre"].float(), g["post"], g["rates"], g["mod"]),
-     TypeError, "dtype"),
+    (
+        "pre dtype",
+        lambda g, impl: impl.hsic_update(g["pre"].float(), g["post"], g["rates"], g["mod"]),
+        TypeError,
+        "dtype",
+    ),
 ]
 
 
@@ -348,21 +392,26 @@ def test_hsic_update_with_input_repeated_over_time(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-@pytest.mark.parametrize("k,n,c,kind", [
-    (640, 1024, 784, "spikes"),   # the benchmark's shape: 8-row groups, whole panels
-    (37, 70, 13, "spikes"),       # a 5-row last group, a part panel
-    (8, 1, 1, "spikes"),
-    (5, 9, 4, "spikes"),          # fewer rows than one group: GEMM
-    (40, 33, 20, "silent"),       # no spike at all
-    (40, 33, 20, "rates"),        # not binary: GEMM
-])
+@pytest.mark.parametrize(
+    "k,n,c,kind",
+    [
+        (640, 1024, 784, "spikes"),  # the benchmark's shape: 8-row groups, whole panels
+        (37, 70, 13, "spikes"),  # a 5-row last group, a part panel
+        (8, 1, 1, "spikes"),
+        (5, 9, 4, "spikes"),  # fewer rows than one group: GEMM
+        (40, 33, 20, "silent"),  # no spike at all
+        (40, 33, 20, "rates"),  # not binary: GEMM
+    ],
+)
 def test_spike_mm_is_a_transposed_product(device, dtype, k, n, c, kind):
     # The three-factor update's δᵀ·pre; on the CPU binary spikes take lookup tables.
     gen = torch.Generator().manual_seed(3)
     a = torch.randn(k, n, generator=gen, dtype=dtype).to(device)
-    spikes = {"spikes": (torch.rand(k, c, generator=gen) < 0.2).to(dtype),
-              "silent": torch.zeros(k, c, dtype=dtype),
-              "rates": torch.rand(k, c, generator=gen, dtype=dtype)}[kind].to(device)
+    spikes = {
+        "spikes": (torch.rand(k, c, generator=gen) < 0.2).to(dtype),
+        "silent": torch.zeros(k, c, dtype=dtype),
+        "rates": torch.rand(k, c, generator=gen, dtype=dtype),
+    }[kind].to(device)
     got = torch.ops.pysnn._spike_mm(a, spikes)
     want = (a.double().t() @ spikes.double()).to(dtype)
     assert got.shape == (n, c) and got.is_contiguous()
@@ -371,6 +420,7 @@ def test_spike_mm_is_a_transposed_product(device, dtype, k, n, c, kind):
 
 
 # ---- the normalised (CKA) modulator ----
+
 
 def _psd_kernels(m, device, dtype=torch.float64, seed=0):
     gen = torch.Generator().manual_seed(seed)

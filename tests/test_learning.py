@@ -1,4 +1,5 @@
 """Each rule learns: short digits runs that fail if learning breaks."""
+
 import json
 import subprocess
 import sys
@@ -15,14 +16,17 @@ from pysnn.train import train
 QUICK = dict(subset=600, hidden=[256], epochs=10, progress=False, timesteps=6)
 
 
-@pytest.mark.parametrize("rule,extra,minimum", [
-    ("hll", {}, 0.85),
-    ("hll", {"loss": "pred", "update": "online"}, 0.85),
-    ("bptt", {}, 0.85),
-    ("hbh", {}, 0.85),
-    ("hbh", {"hsic_term": "input"}, 0.85),
-    ("hbh", {"hsic_term": "input", "hsic_norm": "cka"}, 0.85),
-])
+@pytest.mark.parametrize(
+    "rule,extra,minimum",
+    [
+        ("hll", {}, 0.85),
+        ("hll", {"loss": "pred", "update": "online"}, 0.85),
+        ("bptt", {}, 0.85),
+        ("hbh", {}, 0.85),
+        ("hbh", {"hsic_term": "input"}, 0.85),
+        ("hbh", {"hsic_term": "input", "hsic_norm": "cka"}, 0.85),
+    ],
+)
 def test_rule_reaches_accuracy_on_digits(tmp_path, rule, extra, minimum):
     metrics = train(TrainConfig(rule=rule, out=str(tmp_path), **QUICK, **extra), log=lambda s: None)
     assert metrics["test_acc"] >= minimum, metrics["epochs"]
@@ -78,8 +82,9 @@ def test_self_term_modulator_gives_the_gradient_of_the_self_bottleneck(estimator
     torch.testing.assert_close(z.grad, z_ref.grad, rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("hsic_term, hsic_norm", [("input", "none"), ("self", "none"), ("input", "cka"),
-                                                  ("input", "cca")])
+@pytest.mark.parametrize(
+    "hsic_term, hsic_norm", [("input", "none"), ("self", "none"), ("input", "cka"), ("input", "cca")]
+)
 def test_backends_run_the_same_algorithm(hsic_term, hsic_norm):
     # One HBH step from the same initial weights: fused and reference agree.
     # The CCA form inverts ill-conditioned K̃ + εmI (ε = 1e-5): float32
@@ -92,8 +97,15 @@ def test_backends_run_the_same_algorithm(hsic_term, hsic_norm):
     updates = []
     for backend in ("fused", "reference"):
         torch.manual_seed(0)
-        config = TrainConfig(rule="hbh", hidden=[128], backend=backend, timesteps=4, hsic_term=hsic_term,
-                             hsic_norm=hsic_norm, optimizer=optimizer)
+        config = TrainConfig(
+            rule="hbh",
+            hidden=[128],
+            backend=backend,
+            timesteps=4,
+            hsic_term=hsic_term,
+            hsic_norm=hsic_norm,
+            optimizer=optimizer,
+        )
         model = build_model(config, dataset.image_shape, dataset.classes)
         trainer = make_trainer(model, config, 10, dataset.image_shape)
         before = model.blocks[0].layer.weight.detach().clone()
@@ -107,18 +119,23 @@ def _pysnn(*args):
     return subprocess.run([sys.executable, "-m", "pysnn", *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--dataset", "imagenet"], "unknown dataset"),
-    (["--epochs", "-1"], "--epochs must be >= 1"),
-    (["--timesteps", "0"], "--timesteps must be >= 1"),
-    (["--batch-size", "5000"], "larger than the training set"),
-    (["--loss", "magic"], "--loss must be one of"),
-    (["--dataset", "mnist", "--data-dir", "/nonexistent"], "Looked in"),
-    (["--rule", "hbh", "--hsic-norm", "cca-ish"], "--hsic-norm must be none, cka or cca"),
-    (["--rule", "hbh", "--hsic-norm", "cka"], "needs --hsic-term input"),
-    (["--rule", "hbh", "--hsic-term", "input", "--hsic-norm", "cka", "--estimator", "unbiased"],
-     "needs --estimator approx or biased"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dataset", "imagenet"], "unknown dataset"),
+        (["--epochs", "-1"], "--epochs must be >= 1"),
+        (["--timesteps", "0"], "--timesteps must be >= 1"),
+        (["--batch-size", "5000"], "larger than the training set"),
+        (["--loss", "magic"], "--loss must be one of"),
+        (["--dataset", "mnist", "--data-dir", "/nonexistent"], "Looked in"),
+        (["--rule", "hbh", "--hsic-norm", "cca-ish"], "--hsic-norm must be none, cka or cca"),
+        (["--rule", "hbh", "--hsic-norm", "cka"], "needs --hsic-term input"),
+        (
+            ["--rule", "hbh", "--hsic-term", "input", "--hsic-norm", "cka", "--estimator", "unbiased"],
+            "needs --estimator approx or biased",
+        ),
+    ],
+)
 def test_cli_bad_values_get_one_clear_line(args, message):
     result = _pysnn("train", "--no-progress", *args)
     assert result.returncode != 0
@@ -126,8 +143,9 @@ def test_cli_bad_values_get_one_clear_line(args, message):
 
 
 def test_cli_train_writes_metrics(tmp_path):
-    result = _pysnn("train", "--no-progress", "--subset", "200", "--epochs", "1", "--hidden", "64",
-                    "--out", str(tmp_path / "run"))
+    result = _pysnn(
+        "train", "--no-progress", "--subset", "200", "--epochs", "1", "--hidden", "64", "--out", str(tmp_path / "run")
+    )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["hidden"] == [64]

@@ -1,4 +1,5 @@
 """The fused LIF op against the pure-PyTorch reference (docs/neuron.md)."""
+
 import itertools
 import math
 
@@ -19,8 +20,8 @@ def crowded_input(shape, dtype, device, threshold=THRESHOLD):
     plus some exactly on it (which must fire: H(0) = 1)."""
     x = torch.rand(shape, dtype=torch.float64) * threshold * 0.9
     x = x + 1e-7 * torch.randn(shape, dtype=torch.float64)
-    x.view(-1)[:: 7] = threshold * (1 - DECAY)  # settles at the threshold
-    x[0].view(-1)[:: 5] = threshold  # fires at t = 0 exactly on the threshold
+    x.view(-1)[::7] = threshold * (1 - DECAY)  # settles at the threshold
+    x[0].view(-1)[::5] = threshold  # fires at t = 0 exactly on the threshold
     return x.to(dtype=dtype, device=device)
 
 
@@ -49,8 +50,9 @@ def test_membrane_and_state_equal_the_reference_bit_for_bit(device, dtype):
     x = torch.randn(12, 5000, dtype=dtype, device=device)
     u0 = torch.randn(5000, dtype=dtype, device=device)
     spikes, membrane, state = pysnn.ops.lif(x, DECAY, THRESHOLD, u0=u0, return_membrane=True, return_state=True)
-    ref_spikes, ref_membrane, ref_state = reference.lif(x, DECAY, THRESHOLD, u0=u0, return_membrane=True,
-                                                        return_state=True)
+    ref_spikes, ref_membrane, ref_state = reference.lif(
+        x, DECAY, THRESHOLD, u0=u0, return_membrane=True, return_state=True
+    )
     assert torch.equal(spikes, ref_spikes)
     assert torch.equal(membrane, ref_membrane)
     assert torch.equal(state, ref_state)
@@ -81,8 +83,9 @@ def test_non_contiguous_input_matches_contiguous(device):
     x = crowded_input((20, 8, 10), torch.float32, device)
     strided = x.transpose(1, 2)
     assert not strided.is_contiguous()
-    torch.testing.assert_close(pysnn.ops.lif(strided, DECAY, THRESHOLD),
-                               pysnn.ops.lif(strided.contiguous(), DECAY, THRESHOLD), rtol=0, atol=0)
+    torch.testing.assert_close(
+        pysnn.ops.lif(strided, DECAY, THRESHOLD), pysnn.ops.lif(strided.contiguous(), DECAY, THRESHOLD), rtol=0, atol=0
+    )
 
 
 def test_empty_batch_returns_empty(device):
@@ -174,8 +177,9 @@ def test_gradcheck_temporal_chain(device, grad_mode):
     x, u0 = _away_from_threshold((5, 3), device, alpha)
 
     def run(x, u0):
-        return pysnn.ops.lif(x, DECAY, THRESHOLD, surrogate="rectangular", alpha=alpha,
-                             grad_mode=grad_mode, u0=u0, return_state=True)
+        return pysnn.ops.lif(
+            x, DECAY, THRESHOLD, surrogate="rectangular", alpha=alpha, grad_mode=grad_mode, u0=u0, return_state=True
+        )
 
     assert torch.autograd.gradcheck(run, (x, u0))
 
@@ -185,8 +189,16 @@ def _opcheck_samples(device):
     u0 = torch.rand(4, 5, device=device)
     for surrogate, grad_mode in [("sigmoid", "bptt"), ("atan", "detach_reset"), ("rectangular", "time_local")]:
         yield (x.clone().requires_grad_(), DECAY, THRESHOLD, surrogate, 4.0, grad_mode, None, True)
-        yield (x.clone().requires_grad_(), DECAY, THRESHOLD, surrogate, 4.0, grad_mode,
-               u0.clone().requires_grad_(), True)
+        yield (
+            x.clone().requires_grad_(),
+            DECAY,
+            THRESHOLD,
+            surrogate,
+            4.0,
+            grad_mode,
+            u0.clone().requires_grad_(),
+            True,
+        )
     yield (x.double(), 0.5, 1.0, "exponential", 3.0, "bptt", None, False)
     yield (x.to(torch.bfloat16), 0.5, 0.5, "sigmoid", 3.0, "bptt", None, False)
 
@@ -200,8 +212,10 @@ def test_opcheck_lif_backward(device):
     membrane = torch.randn(5, 3, 2, device=device, dtype=torch.float64)
     grad = torch.randn_like(membrane)
     for grad_membrane, grad_state in [(None, None), (torch.randn_like(membrane), torch.randn_like(membrane[0]))]:
-        torch.library.opcheck(torch.ops.pysnn.lif_backward.default,
-                              (grad, grad_membrane, grad_state, membrane, 0.8, 0.45, "atan", 2.0, "bptt"))
+        torch.library.opcheck(
+            torch.ops.pysnn.lif_backward.default,
+            (grad, grad_membrane, grad_state, membrane, 0.8, 0.45, "atan", 2.0, "bptt"),
+        )
 
 
 def test_torch_compile_fullgraph(device):
@@ -234,6 +248,7 @@ def test_module_has_explicit_state(device):
 
 # ---- bad input: one clear error naming the argument, from every entry point ----
 
+
 def _ones(*shape, **kw):
     return torch.ones(*shape, **kw)
 
@@ -260,8 +275,9 @@ BAD_INPUTS = [
 
 
 def _call_with(impl, overrides):
-    args = dict(x=lambda: _ones(4, 3), decay=0.5, threshold=1.0, alpha=4.0, surrogate="sigmoid",
-                grad_mode="bptt", u0=None)
+    args = dict(
+        x=lambda: _ones(4, 3), decay=0.5, threshold=1.0, alpha=4.0, surrogate="sigmoid", grad_mode="bptt", u0=None
+    )
     args.update(overrides)
     make = lambda v: v() if callable(v) else v  # noqa: E731
     x, u0 = make(args.pop("x")), make(args.pop("u0"))
@@ -274,6 +290,7 @@ def _fake(impl):
             x = mode.from_tensor(x)
             u0 = None if u0 is None or u0.device.type == "meta" else mode.from_tensor(u0)
             return impl(x, *args, u0=u0, **kwargs)
+
     return run
 
 
@@ -294,7 +311,9 @@ def test_bad_backward_arguments():
     with pytest.raises(ValueError, match="grad_state must have shape"):
         torch.ops.pysnn.lif_backward(torch.randn(5, 3), None, torch.randn(5), membrane, 0.5, 1.0, "atan", 2.0, "bptt")
     with pytest.raises(TypeError, match="grad_membrane must have the dtype"):
-        torch.ops.pysnn.lif_backward(torch.randn(5, 3), membrane.double(), None, membrane, 0.5, 1.0, "atan", 2.0, "bptt")
+        torch.ops.pysnn.lif_backward(
+            torch.randn(5, 3), membrane.double(), None, membrane, 0.5, 1.0, "atan", 2.0, "bptt"
+        )
 
 
 def test_module_rejects_bad_options():
@@ -306,21 +325,25 @@ def test_module_rejects_bad_options():
 
 # ---- the backward that recomputes the membrane (no saved membrane) ----
 
+
 def test_opcheck_lif_backward_input(device):
     x = torch.randn(5, 3, 2, device=device, dtype=torch.float64)
     grad = torch.randn_like(x)
     for grad_state, u0 in [(None, None), (torch.randn_like(x[0]), torch.randn_like(x[0]))]:
-        torch.library.opcheck(torch.ops.pysnn.lif_backward_input.default,
-                              (grad, grad_state, x, u0, 0.8, 0.45, "atan", 2.0, "bptt"))
+        torch.library.opcheck(
+            torch.ops.pysnn.lif_backward_input.default, (grad, grad_state, x, u0, 0.8, 0.45, "atan", 2.0, "bptt")
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_recomputed_membrane_gives_the_saved_membrane_gradients_bit_for_bit(device, dtype):
     for surrogate, grad_mode in itertools.product(SURROGATES, GRAD_MODES):
         x = crowded_input((7, 3, 300), dtype, device)
-        u0, grad, grad_state = (torch.randn(3, 300, device=device, dtype=dtype),
-                                torch.randn(7, 3, 300, device=device, dtype=dtype),
-                                torch.randn(3, 300, device=device, dtype=dtype))
+        u0, grad, grad_state = (
+            torch.randn(3, 300, device=device, dtype=dtype),
+            torch.randn(7, 3, 300, device=device, dtype=dtype),
+            torch.randn(3, 300, device=device, dtype=dtype),
+        )
         options = (DECAY, THRESHOLD, surrogate, 4.0, grad_mode)
         _, membrane, _ = torch.ops.pysnn.lif_forward(x, DECAY, THRESHOLD, surrogate, 4.0, grad_mode, u0, True)
         saved = torch.ops.pysnn.lif_backward(grad, None, grad_state, membrane, *options)
@@ -340,6 +363,7 @@ def test_direct_coding_input_is_never_materialised(device):
     def pack(t):
         saved_bytes.append(t.untyped_storage().nbytes())
         return t
+
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         spikes = pysnn.ops.lif(view, DECAY, THRESHOLD)
     assert max(saved_bytes) == row.numel() * 8

@@ -1,4 +1,5 @@
 """Model shapes and one training step of every rule on the spiking MLP and VGG8."""
+
 import pytest
 import torch
 
@@ -26,14 +27,22 @@ def test_mlp_presets():
     assert deep(torch.rand(3, 1, 28, 28)).shape == (3, 10)
 
 
-@pytest.mark.parametrize("rule,extra", [("hll", {}), ("hll", {"loss": "pred-sim-contrast", "update": "online"}),
-                                        ("hll", {"loss": "pred-recon"}), ("hll", {"loss": "sim-recon"}),
-                                        ("hbh", {}), ("hbh", {"kernel": "cosine"}), ("bptt", {})])
+@pytest.mark.parametrize(
+    "rule,extra",
+    [
+        ("hll", {}),
+        ("hll", {"loss": "pred-sim-contrast", "update": "online"}),
+        ("hll", {"loss": "pred-recon"}),
+        ("hll", {"loss": "sim-recon"}),
+        ("hbh", {}),
+        ("hbh", {"kernel": "cosine"}),
+        ("bptt", {}),
+    ],
+)
 def test_vgg8_training_step_changes_every_layer(rule, extra):
     torch.manual_seed(0)
     config = TrainConfig(rule=rule, model="vgg8", width_mult=0.125, timesteps=3, threshold=0.3, lr=1e-2, **extra)
-    model = models.build("vgg8", (1, 28, 28), 10, width_mult=0.125, timesteps=3,
-                         neuron=NeuronConfig(threshold=0.3))
+    model = models.build("vgg8", (1, 28, 28), 10, width_mult=0.125, timesteps=3, neuron=NeuronConfig(threshold=0.3))
     trainer = make_trainer(model, config, 10, (1, 28, 28))
     before = [p.detach().clone() for p in model.parameters()]
     trainer.train()
@@ -82,8 +91,9 @@ def test_direct_coding_runs_the_first_layer_once_with_the_same_result(kind, batc
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("rule,extra", [("hll", {}), ("hbh", {}), ("hbh", {"hsic_term": "input", "hsic_norm": "cka"}),
-                                        ("bptt", {})])
+@pytest.mark.parametrize(
+    "rule,extra", [("hll", {}), ("hbh", {}), ("hbh", {"hsic_term": "input", "hsic_norm": "cka"}), ("bptt", {})]
+)
 def test_cnn_shapes_and_every_rule_updates_every_layer(rule, extra):
     torch.manual_seed(0)
     config = TrainConfig(rule=rule, model="cnn", timesteps=3, threshold=0.3, lr=1e-2, **extra)

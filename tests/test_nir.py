@@ -1,6 +1,7 @@
 """NIR export and import: pysnn → NIR file → pysnn, an independent NIR
 interpreter (nirtorch) running the exported graph, graphs written by
 another framework (SpikingJelly), and bad input."""
+
 import subprocess
 import sys
 
@@ -69,6 +70,7 @@ def test_exact_graph_uses_only_standard_nodes():
 # ---- an independent NIR interpreter: nirtorch, with the node semantics written
 # from NIR's definitions (forward Euler for LI, v > threshold), not from pysnn.
 
+
 class _LeakyIntegrator(torch.nn.Module):
     def __init__(self, node, dt):
         super().__init__()
@@ -111,10 +113,14 @@ def _run_with_nirtorch(graph, images, timesteps):
     """Logits of `graph` run by nirtorch's interpreter for `timesteps` steps of direct coding."""
     nirtorch = pytest.importorskip("nirtorch")
     dt = float(graph.metadata["dt"])
-    node_map = {nir.LI: lambda n: _LeakyIntegrator(n, dt), nir.Threshold: _Threshold, nir.Scale: _Scale,
-                nir.Affine: _affine,
-                # NIR's dims exclude the batch; nirtorch's default map passes start_dim to torch as is
-                nir.Flatten: lambda n: torch.nn.Flatten(n.start_dim + 1, n.end_dim)}
+    node_map = {
+        nir.LI: lambda n: _LeakyIntegrator(n, dt),
+        nir.Threshold: _Threshold,
+        nir.Scale: _Scale,
+        nir.Affine: _affine,
+        # NIR's dims exclude the batch; nirtorch's default map passes start_dim to torch as is
+        nir.Flatten: lambda n: torch.nn.Flatten(n.start_dim + 1, n.end_dim),
+    }
     interpreter = nirtorch.nir_to_torch(graph, node_map, dtype=torch.float64)
     shape = tuple(int(s) for s in graph.nodes["input"].input_type["input"])
     images = images.reshape(len(images), *shape)
@@ -132,8 +138,9 @@ def test_nirtorch_runs_the_exported_graph_identically(kind, shape, tmp_path):
     graph = read(write(to_nir(model, shape), tmp_path / "net.nir"))
     images = torch.rand(16, *shape, dtype=torch.float64) * 2
     with torch.no_grad():
-        torch.testing.assert_close(_run_with_nirtorch(graph, images, model.timesteps), model(images),
-                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            _run_with_nirtorch(graph, images, model.timesteps), model(images), rtol=0, atol=1e-12
+        )
 
 
 def test_graph_from_spikingjelly_loads_with_the_soft_reset_opt_in():
@@ -142,8 +149,11 @@ def test_graph_from_spikingjelly_loads_with_the_soft_reset_opt_in():
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        layer.Linear(20, 30), neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=0.7, v_reset=0.0),
-        layer.Linear(30, 5), neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=0.7, v_reset=0.0))
+        layer.Linear(20, 30),
+        neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=0.7, v_reset=0.0),
+        layer.Linear(30, 5),
+        neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=0.7, v_reset=0.0),
+    )
     functional.set_step_mode(net, "m")
     x = torch.rand(1, 64, 20) * 3
     graph = sj.export_to_nir(net, x)
@@ -160,18 +170,23 @@ def test_graph_from_spikingjelly_loads_with_the_soft_reset_opt_in():
 
 # ---- bad input
 
+
 def test_unrepresentable_nodes_are_named():
-    graph = nir.NIRGraph.from_list(nir.Input(input_type=np.array([4])),
-                                   nir.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)),
-                                   nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3),
-                                               v_leak=np.zeros(3), v_threshold=np.ones(3)),
-                                   nir.Output(output_type=np.array([3])))
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([4])),
+        nir.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)),
+        nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)),
+        nir.Output(output_type=np.array([3])),
+    )
     with pytest.raises(NIRError, match=r"node '.*' \(CubaLIF\) cannot be represented"):
         from_nir(graph, timesteps=2)
     lif = nir.LIF(tau=np.array([1e-3, 2e-3]), r=np.ones(2) * 10, v_leak=np.zeros(2), v_threshold=np.ones(2))
-    graph = nir.NIRGraph.from_list(nir.Input(input_type=np.array([4])),
-                                   nir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2)), lif,
-                                   nir.Output(output_type=np.array([2])))
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([4])),
+        nir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2)),
+        lif,
+        nir.Output(output_type=np.array([2])),
+    )
     with pytest.raises(NIRError, match="tau differs between neurons"):
         from_nir(graph, timesteps=2, lif_reset="soft")
 
@@ -203,14 +218,28 @@ def test_foreign_version_and_malformed_files(tmp_path):
 
 
 def _pysnn(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pysnn", *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "pysnn", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_trained_run_exports_and_runs_identically(tmp_path):
     run_dir = tmp_path / "run"
-    result = _pysnn("train", "--no-progress", "--rule", "hll", "--subset", "400", "--epochs", "2",
-                    "--hidden", "64", "--timesteps", "4", "--batch-norm", "--out", str(run_dir))
+    result = _pysnn(
+        "train",
+        "--no-progress",
+        "--rule",
+        "hll",
+        "--subset",
+        "400",
+        "--epochs",
+        "2",
+        "--hidden",
+        "64",
+        "--timesteps",
+        "4",
+        "--batch-norm",
+        "--out",
+        str(run_dir),
+    )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "model.nir"
     result = _pysnn("export", str(run_dir), "--nir", str(out))
@@ -231,8 +260,7 @@ def test_trained_run_exports_and_runs_identically(tmp_path):
     spikes_back, logits_back = _layer_outputs(exact.eval(), images.double())
     assert all(torch.equal(a, b) for a, b in zip(spikes, spikes_back))
     torch.testing.assert_close(logits_back, logits, rtol=0, atol=1e-12)
-    torch.testing.assert_close(_run_with_nirtorch(graph, images.double(), model.timesteps), logits,
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(_run_with_nirtorch(graph, images.double(), model.timesteps), logits, rtol=0, atol=1e-12)
 
 
 def test_export_errors_are_one_line_and_write_nothing(tmp_path):

@@ -2,6 +2,7 @@
 installed (`pip install --no-deps spikingjelly loguru`): SpikingJelly 2.0's
 multi-step LIFNode with decay_input=False, v_reset=None is the same neuron
 (soft reset inside the decay, decay = 1 − 1/τ)."""
+
 import pytest
 import torch
 
@@ -17,8 +18,14 @@ def test_spikes_and_gradients_match_spikingjelly(decay, threshold):
     x = (torch.rand(12, 8, 300, dtype=torch.float64) * 1.5 * threshold).requires_grad_()
     x_peer = x.detach().clone().requires_grad_()
     grad = torch.randn(12, 8, 300, dtype=torch.float64)
-    node = neuron.LIFNode(tau=1.0 / (1.0 - decay), decay_input=False, v_reset=None, v_threshold=threshold,
-                          surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m")
+    node = neuron.LIFNode(
+        tau=1.0 / (1.0 - decay),
+        decay_input=False,
+        v_reset=None,
+        v_threshold=threshold,
+        surrogate_function=surrogate.Sigmoid(alpha=4.0),
+        step_mode="m",
+    )
     peer = node(x_peer)
     ours = pysnn.ops.lif(x, decay, threshold, surrogate="sigmoid", alpha=4.0, grad_mode="bptt")
     assert torch.equal(ours, peer)

@@ -1,4 +1,5 @@
 """pysnn eval, plot and presets on a small trained run."""
+
 import json
 import subprocess
 import sys
@@ -16,8 +17,23 @@ def _pysnn(*args):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
-    result = _pysnn("train", "--no-progress", "--rule", "hbh", "--subset", "300", "--epochs", "2",
-                    "--hidden", "64", "64", "--timesteps", "4", "--out", str(out))
+    result = _pysnn(
+        "train",
+        "--no-progress",
+        "--rule",
+        "hbh",
+        "--subset",
+        "300",
+        "--epochs",
+        "2",
+        "--hidden",
+        "64",
+        "64",
+        "--timesteps",
+        "4",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     return out
 
@@ -34,8 +50,7 @@ def test_run_writes_plots_and_probes(run_dir):
 
 def test_eval_reports_noise_drops_and_activity(run_dir, tmp_path):
     out = tmp_path / "eval.json"
-    result = _pysnn("eval", str(run_dir), "--noise", "gaussian:0.4", "--noise", "salt-pepper:0.2",
-                    "--json", str(out))
+    result = _pysnn("eval", str(run_dir), "--noise", "gaussian:0.4", "--noise", "salt-pepper:0.2", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "drop" in result.stdout and "µJ per sample" in result.stdout
     report = json.loads(out.read_text())
@@ -62,8 +77,22 @@ def test_presets_listed_and_overridable(tmp_path):
     listing = _pysnn("presets")
     assert listing.returncode == 0 and "thesis-hll-fashion-vgg8" in listing.stdout and "92.11" in listing.stdout
     out = tmp_path / "preset"
-    result = _pysnn("train", "--preset", "thesis-hll-mnist-mlp", "--dataset", "digits", "--epochs", "1",
-                    "--subset", "100", "--hidden", "32", "--no-progress", "--out", str(out))
+    result = _pysnn(
+        "train",
+        "--preset",
+        "thesis-hll-mnist-mlp",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--subset",
+        "100",
+        "--hidden",
+        "32",
+        "--no-progress",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "metrics.json").read_text())["config"]
     assert config["lr"] == 5e-4 and config["threshold"] == 1.0 and config["dropout"] == 0.1  # from the preset
@@ -101,12 +130,15 @@ def test_compare_writes_one_table_and_one_png_beside_the_runs(run_dir):
     assert "gaussian noise" in (folder / "noise-comparison.txt").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["compare", "--noise-sweep", "gaussian:0.1"], "required"),  # no runs
-    (["eval", "RUN", "--noise-sweep", "gaussian:0,x"], "is not a number"),
-    (["eval", "RUN", "--noise-sweep", "salt-pepper:0,1.5"], "out of range"),
-    (["eval", "RUN", "--noise-sweep", "blur:1"], "--noise-sweep must be"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "--noise-sweep", "gaussian:0.1"], "required"),  # no runs
+        (["eval", "RUN", "--noise-sweep", "gaussian:0,x"], "is not a number"),
+        (["eval", "RUN", "--noise-sweep", "salt-pepper:0,1.5"], "out of range"),
+        (["eval", "RUN", "--noise-sweep", "blur:1"], "--noise-sweep must be"),
+    ],
+)
 def test_bad_sweeps_are_one_line_and_write_nothing(run_dir, tmp_path, args, message):
     args = [str(run_dir) if a == "RUN" else a for a in args]
     result = _pysnn(*args, "--json", str(tmp_path / "out.json")) if args[0] == "eval" else _pysnn(*args)
@@ -116,8 +148,25 @@ def test_bad_sweeps_are_one_line_and_write_nothing(run_dir, tmp_path, args, mess
 
 def test_beta_sweep_trains_each_beta_and_the_baselines_and_writes_two_pngs(tmp_path):
     out = tmp_path / "sweep"
-    result = _pysnn("sweep", "--beta", "2", "8", "--subset", "200", "--epochs", "1", "--hidden", "32",
-                    "--timesteps", "3", "--no-progress", "--noise-sweep", "gaussian:0,0.4", "--out", str(out))
+    result = _pysnn(
+        "sweep",
+        "--beta",
+        "2",
+        "8",
+        "--subset",
+        "200",
+        "--epochs",
+        "1",
+        "--hidden",
+        "32",
+        "--timesteps",
+        "3",
+        "--no-progress",
+        "--noise-sweep",
+        "gaussian:0,0.4",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     table = json.loads((out / "sweep.json").read_text())
     assert set(table) == {"beta-2", "beta-8", "bptt", "hbh-self"}
@@ -132,6 +181,7 @@ def test_beta_sweep_trains_each_beta_and_the_baselines_and_writes_two_pngs(tmp_p
 
 def test_lif_benchmark_reports_time_against_both_floors():
     from pysnn.bench import lif as lif_bench
+
     # large enough that the columns' rounding to 1 µs stays far below the 5 % compared,
     # small enough (2 MB per array) that the compute floor's slice is the whole layer
     rows = lif_bench.run(steps=(2,), neurons=250_000, rounds=1, compiled=False)

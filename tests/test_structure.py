@@ -15,8 +15,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "pysnn"
 
 # Modules that run a command: the library below them must not import them.
-ENTRY_POINTS = {"pysnn.train", "pysnn.cli", "pysnn.__main__", "pysnn.sweep", "pysnn.evaluate", "pysnn.compare",
-                "pysnn.export"}
+ENTRY_POINTS = {
+    "pysnn.train",
+    "pysnn.cli",
+    "pysnn.__main__",
+    "pysnn.sweep",
+    "pysnn.evaluate",
+    "pysnn.compare",
+    "pysnn.export",
+}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -66,7 +73,7 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 cycle = visit(nxt)
                 if cycle:
@@ -90,8 +97,13 @@ def test_no_import_cycle_in_the_package():
 
 def test_library_modules_do_not_import_entry_points():
     graph = import_graph(PACKAGE)
-    offenders = sorted(f"{module} imports {target}" for module, targets in graph.items()
-                       if module not in ENTRY_POINTS for target in targets if target in ENTRY_POINTS)
+    offenders = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module not in ENTRY_POINTS
+        for target in targets
+        if target in ENTRY_POINTS
+    )
     assert not offenders, "; ".join(offenders)
 
 

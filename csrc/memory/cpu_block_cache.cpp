@@ -53,9 +53,7 @@ class CpuBlockCache final : public c10::Allocator {
 
   c10::DeleterFnPtr raw_deleter() const override { return &give_back; }
 
-  void copy_data(void* dest, const void* src, std::size_t count) const override {
-    default_copy_data(dest, src, count);
-  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
 
   // Held blocks beyond the new limit (all of them at 0) go back at once.
   void set_limit(size_t limit) {
@@ -65,7 +63,8 @@ class CpuBlockCache final : public c10::Allocator {
       limit_ = limit;
       evict_until(limit_, released);
     }
-    for (void* ptr : released) c10::free_cpu(ptr);
+    for (void* ptr : released)
+      c10::free_cpu(ptr);
   }
 
   void install() {
@@ -137,7 +136,8 @@ class CpuBlockCache final : public c10::Allocator {
         cache.cached_ += size;
       }
     }
-    for (void* block : released) c10::free_cpu(block);
+    for (void* block : released)
+      c10::free_cpu(block);
   }
 
   std::mutex mutex_;
@@ -145,7 +145,7 @@ class CpuBlockCache final : public c10::Allocator {
   bool installed_ = false;
   Held held_;
   std::unordered_map<size_t, std::vector<Held::iterator>> free_;  // size -> its held blocks
-  std::unordered_map<void*, size_t> sizes_;                        // every large block handed out or held
+  std::unordered_map<void*, size_t> sizes_;                       // every large block handed out or held
   size_t cached_ = 0;
   size_t limit_ = 0;
   int64_t hits_ = 0;

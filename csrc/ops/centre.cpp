@@ -20,8 +20,9 @@ void check_centre(const at::Tensor& d, const at::Tensor& row_sums, const at::Ten
 }
 
 at::Tensor centre(const at::Tensor& d, Estimator estimator, c10::string_view estimator_name) {
-  static const auto op = internal_op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                c10::string_view)>("pysnn::_centre");
+  static const auto op =
+      internal_op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view)>(
+          "pysnn::_centre");
   at::Tensor rows = d.sum(1);
   if (estimator == Estimator::kUnbiased) rows = rows - d.diagonal();
   const at::Tensor total = rows.sum();
@@ -31,6 +32,4 @@ at::Tensor centre(const at::Tensor& d, Estimator estimator, c10::string_view est
 }  // namespace hsic
 }  // namespace pysnn
 
-TORCH_LIBRARY_FRAGMENT(pysnn, m) {
-  m.def("_centre(Tensor d, Tensor row_sums, Tensor total, str estimator) -> Tensor");
-}
+TORCH_LIBRARY_FRAGMENT(pysnn, m) { m.def("_centre(Tensor d, Tensor row_sums, Tensor total, str estimator) -> Tensor"); }

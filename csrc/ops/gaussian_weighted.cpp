@@ -21,9 +21,8 @@ void check_gaussian_weighted(const at::Tensor& gram, const at::Tensor& modulator
 
 std::tuple<at::Tensor, at::Tensor> gaussian_weighted(const at::Tensor& gram, const at::Tensor& modulator,
                                                      double scale) {
-  static const auto op =
-      internal_op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double)>(
-          "pysnn::_gaussian_weighted");
+  static const auto op = internal_op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double)>(
+      "pysnn::_gaussian_weighted");
   return op.call(gram, modulator, scale);
 }
 

@@ -15,8 +15,8 @@ namespace hsic {
 at::Tensor hsic(const at::Tensor& k_, const at::Tensor& l_, c10::string_view estimator_name) {
   const int64_t m = check_square("hsic", k_, "k");
   check_same("hsic", l_, "l", k_, "k");
-  TORCH_CHECK_VALUE(l_.sizes() == k_.sizes(), "hsic: k and l must have the same shape, got ",
-                    k_.sizes(), " and ", l_.sizes());
+  TORCH_CHECK_VALUE(l_.sizes() == k_.sizes(), "hsic: k and l must have the same shape, got ", k_.sizes(), " and ",
+                    l_.sizes());
   const Estimator estimator = parse_estimator(estimator_name);
   check_estimator_size(estimator, m);
   const at::Tensor k = to_compute(k_).contiguous();
@@ -33,15 +33,14 @@ at::Tensor hsic(const at::Tensor& k_, const at::Tensor& l_, c10::string_view est
       const at::Tensor dk = k.diagonal(), dl = l.diagonal();
       const at::Tensor rk = row_k - dk, rl = row_l - dl;
       const at::Tensor trace = row_kl.sum() - at::dot(dk, dl);
-      return (trace + rk.sum() * rl.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * at::dot(rk, rl)) /
-             (n * (n - 3));
+      return (trace + rk.sum() * rl.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * at::dot(rk, rl)) / (n * (n - 3));
     }
   }
 }
 
 // Gradient on symmetric matrices: dHSIC/dK = C(L), dHSIC/dL = C(K).
-std::tuple<at::Tensor, at::Tensor> hsic_backward(const at::Tensor& grad, const at::Tensor& k,
-                                                 const at::Tensor& l, c10::string_view estimator_name) {
+std::tuple<at::Tensor, at::Tensor> hsic_backward(const at::Tensor& grad, const at::Tensor& k, const at::Tensor& l,
+                                                 c10::string_view estimator_name) {
   const Estimator estimator = parse_estimator(estimator_name);
   const at::Tensor g = to_compute(grad);
   return {(centre(to_compute(l).contiguous(), estimator, estimator_name) * g).to(k.scalar_type()),

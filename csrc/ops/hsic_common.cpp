@@ -22,16 +22,18 @@ KernelKind parse_kernel_kind(c10::string_view name) {
   if (name == "cosine") return KernelKind::kCosine;
   if (name == "sigmoid") return KernelKind::kSigmoid;
   if (name == "linear") return KernelKind::kLinear;
-  TORCH_CHECK_VALUE(false, "kernel_matrix: kind must be one of 'gaussian', 'laplacian', 'cosine', "
-                    "'sigmoid', 'linear', got '", std::string(name), "'");
+  TORCH_CHECK_VALUE(false,
+                    "kernel_matrix: kind must be one of 'gaussian', 'laplacian', 'cosine', "
+                    "'sigmoid', 'linear', got '",
+                    std::string(name), "'");
 }
 
 Estimator parse_estimator(c10::string_view name) {
   if (name == "approx") return Estimator::kApprox;
   if (name == "biased") return Estimator::kBiased;
   if (name == "unbiased") return Estimator::kUnbiased;
-  TORCH_CHECK_VALUE(false, "hsic: estimator must be one of 'approx', 'biased', 'unbiased', got '",
-                    std::string(name), "'");
+  TORCH_CHECK_VALUE(false, "hsic: estimator must be one of 'approx', 'biased', 'unbiased', got '", std::string(name),
+                    "'");
 }
 
 // An [m, m] float32/float64 matrix on `device`.
@@ -43,27 +45,26 @@ void check_square_on(const at::Tensor& t, const char* op, const char* name, c10:
 }
 
 void check_same_device(const at::Tensor& t, const at::Tensor& first, const char* op, const char* name) {
-  TORCH_CHECK(t.device() == first.device(), op, ": ", name, " must be on ", first.device(), " like the first input, got ",
-              t.device());
+  TORCH_CHECK(t.device() == first.device(), op, ": ", name, " must be on ", first.device(),
+              " like the first input, got ", t.device());
 }
 
 void check_floating(const char* op, const at::Tensor& t, const char* name) {
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": ", name,
-                   " must be a floating-point tensor, got ", t.scalar_type());
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": ", name, " must be a floating-point tensor, got ",
+                   t.scalar_type());
 }
 
-void check_same(const char* op, const at::Tensor& t, const char* name, const at::Tensor& ref,
-                const char* ref_name) {
+void check_same(const char* op, const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
   check_floating(op, t, name);
-  TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ", ref_name,
-              " is on ", ref.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ",
-                   t.scalar_type(), " but ", ref_name, " has ", ref.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ", ref_name, " is on ",
+              ref.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(), " but ",
+                   ref_name, " has ", ref.scalar_type());
 }
 
 void check_batch(const char* op, const at::Tensor& t, const char* name, int64_t dim, int64_t m) {
-  TORCH_CHECK_VALUE(t.dim() > dim && t.size(dim) == m, op, ": ", name, " must have batch size ", m,
-                    " in dim ", dim, ", got shape ", t.sizes());
+  TORCH_CHECK_VALUE(t.dim() > dim && t.size(dim) == m, op, ": ", name, " must have batch size ", m, " in dim ", dim,
+                    ", got shape ", t.sizes());
 }
 
 int64_t check_square(const char* op, const at::Tensor& k, const char* name) {
@@ -75,8 +76,7 @@ int64_t check_square(const char* op, const at::Tensor& k, const char* name) {
 }
 
 void check_sigma(const char* op, double sigma) {
-  TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma > 0.0, op, ": sigma must be finite and > 0, got ",
-                    sigma);
+  TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma > 0.0, op, ": sigma must be finite and > 0, got ", sigma);
 }
 
 void check_finite(const char* op, double value, const char* name) {
@@ -86,8 +86,7 @@ void check_finite(const char* op, double value, const char* name) {
 bool scale_by_dim(const char* op, c10::string_view scaling) {
   if (scaling == "none") return false;
   if (scaling == "dim") return true;
-  TORCH_CHECK_VALUE(false, op, ": sigma_scaling must be 'none' or 'dim', got '",
-                    std::string(scaling), "'");
+  TORCH_CHECK_VALUE(false, op, ": sigma_scaling must be 'none' or 'dim', got '", std::string(scaling), "'");
 }
 
 void check_estimator_size(Estimator estimator, int64_t m) {
@@ -97,26 +96,23 @@ void check_estimator_size(Estimator estimator, int64_t m) {
 
 void check_modulator(const char* op, const at::Tensor& modulator, const at::Tensor& z, const char* z_name) {
   check_floating(op, modulator, "modulator");
-  TORCH_CHECK(modulator.device() == z.device(), op, ": modulator is on ", modulator.device(), " but ",
-              z_name, " is on ", z.device());
+  TORCH_CHECK(modulator.device() == z.device(), op, ": modulator is on ", modulator.device(), " but ", z_name,
+              " is on ", z.device());
   TORCH_CHECK_VALUE(modulator.dim() == 2 && modulator.size(0) == modulator.size(1), op,
                     ": modulator must be a square [m, m] matrix, got shape ", modulator.sizes());
-  TORCH_CHECK_VALUE(modulator.size(0) == z.size(0), op, ": modulator is for batch size ",
-                    modulator.size(0), " but ", z_name, " has batch size ", z.size(0));
+  TORCH_CHECK_VALUE(modulator.size(0) == z.size(0), op, ": modulator is for batch size ", modulator.size(0), " but ",
+                    z_name, " has batch size ", z.size(0));
 }
 
 // ---- helpers
 
-at::Tensor to_compute(const at::Tensor& t) {
-  return at::isReducedFloatingType(t.scalar_type()) ? t.to(at::kFloat) : t;
-}
+at::Tensor to_compute(const at::Tensor& t) { return at::isReducedFloatingType(t.scalar_type()) ? t.to(at::kFloat) : t; }
 
 at::Tensor rows_of(const at::Tensor& z) { return to_compute(z).reshape({z.size(0), -1}).contiguous(); }
 
 double kernel_scale(KernelKind kind, double sigma, bool by_dim, int64_t d) {
   const double dim = by_dim ? static_cast<double>(d) : 1.0;
-  return kind == KernelKind::kLaplacian ? 1.0 / (sigma * std::sqrt(dim))
-                                        : 1.0 / (2.0 * sigma * sigma * dim);
+  return kind == KernelKind::kLaplacian ? 1.0 / (sigma * std::sqrt(dim)) : 1.0 / (2.0 * sigma * sigma * dim);
 }
 
 namespace {

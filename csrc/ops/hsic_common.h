@@ -77,8 +77,7 @@ c10::TypedOperatorHandle<Signature> internal_op(const char* name) {
 // ---- the internal kernels through the dispatcher
 
 at::Tensor kernel_from_gram(const at::Tensor& gram, c10::string_view kind, double a, double b);
-std::tuple<at::Tensor, at::Tensor> gaussian_weighted(const at::Tensor& gram, const at::Tensor& modulator,
-                                                     double scale);
+std::tuple<at::Tensor, at::Tensor> gaussian_weighted(const at::Tensor& gram, const at::Tensor& modulator, double scale);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments(const at::Tensor& k, const at::Tensor& l);
 // C(D): the matrix with HSIC = Σ C(K) ∘ L (hsic_math.h, centred_entry).
 at::Tensor centre(const at::Tensor& d, Estimator estimator, c10::string_view estimator_name);

@@ -12,11 +12,11 @@
 namespace pysnn {
 namespace hsic {
 
-std::tuple<at::Tensor, at::Tensor> hsic_loss(const at::Tensor& z, const at::Tensor& modulator,
-                                             double sigma, c10::string_view sigma_scaling) {
+std::tuple<at::Tensor, at::Tensor> hsic_loss(const at::Tensor& z, const at::Tensor& modulator, double sigma,
+                                             c10::string_view sigma_scaling) {
   check_floating("hsic_loss", z, "z");
-  TORCH_CHECK_VALUE(z.dim() >= 1 && z.size(0) >= 2,
-                    "hsic_loss: HSIC needs at least 2 samples; z has shape ", z.sizes());
+  TORCH_CHECK_VALUE(z.dim() >= 1 && z.size(0) >= 2, "hsic_loss: HSIC needs at least 2 samples; z has shape ",
+                    z.sizes());
   check_modulator("hsic_loss", modulator, z, "z");
   check_sigma("hsic_loss", sigma);
   const bool by_dim = scale_by_dim("hsic_loss", sigma_scaling);
@@ -30,11 +30,10 @@ std::tuple<at::Tensor, at::Tensor> hsic_loss(const at::Tensor& z, const at::Tens
 // dL/dZ = −(2/σ²)(diag(S·1) − S) Z with S the symmetric part of A = M ∘ Kz.
 // The scalar factors and the diagonal go into the small [m, m] matrix, so
 // the [m, d] work is one GEMM.
-at::Tensor hsic_loss_backward(const at::Tensor& grad, const at::Tensor& z, const at::Tensor& weighted,
-                              double sigma, c10::string_view sigma_scaling) {
+at::Tensor hsic_loss_backward(const at::Tensor& grad, const at::Tensor& z, const at::Tensor& weighted, double sigma,
+                              c10::string_view sigma_scaling) {
   const at::Tensor rows = rows_of(z);
-  const double a = kernel_scale(KernelKind::kGaussian, sigma, scale_by_dim("hsic_loss", sigma_scaling),
-                                rows.size(1));
+  const double a = kernel_scale(KernelKind::kGaussian, sigma, scale_by_dim("hsic_loss", sigma_scaling), rows.size(1));
   const at::Tensor s = (weighted + weighted.t()) * (to_compute(grad) * (-2 * a));
   return small_by_wide(laplacian(s), rows).reshape(z.sizes()).to(z.scalar_type());
 }

@@ -43,10 +43,8 @@ PYSNN_HOST_DEVICE T kernel_value(T norm_i, T norm_j, T gram_ij, bool diagonal, T
 
 // One term of L = Σ M ∘ Kz for the gaussian kernel: M_ij · exp(−scale · d²_ij).
 template <typename T>
-PYSNN_HOST_DEVICE T gaussian_weighted_entry(T modulator_ij, T norm_i, T norm_j, T gram_ij,
-                                            bool diagonal, T scale) {
-  return diagonal ? modulator_ij
-                  : modulator_ij * math::exp(-scale * squared_distance(norm_i, norm_j, gram_ij, false));
+PYSNN_HOST_DEVICE T gaussian_weighted_entry(T modulator_ij, T norm_i, T norm_j, T gram_ij, bool diagonal, T scale) {
+  return diagonal ? modulator_ij : modulator_ij * math::exp(-scale * squared_distance(norm_i, norm_j, gram_ij, false));
 }
 
 // Entry (i, j) of the matrix C(D) with HSIC = Σ C(K) ∘ L for symmetric D:
@@ -63,8 +61,7 @@ PYSNN_HOST_DEVICE T centred_entry(T d_ij, T row_i, T row_j, T total, bool diagon
     return (d_ij - (row_i + row_j) / m + total / (m * m)) / (m * m);
   } else {
     if (diagonal) return T(0);
-    return (d_ij + total / ((m - T(1)) * (m - T(2))) - (row_i + row_j) / (m - T(2))) /
-           (m * (m - T(3)));
+    return (d_ij + total / ((m - T(1)) * (m - T(2))) - (row_i + row_j) / (m - T(2))) / (m * (m - T(3)));
   }
 }
 

@@ -12,12 +12,13 @@
 namespace pysnn {
 namespace hsic {
 
-at::Tensor hsic_modulator(const at::Tensor& kx, const at::Tensor& ky, double beta,
-                          c10::string_view estimator_name) {
+at::Tensor hsic_modulator(const at::Tensor& kx, const at::Tensor& ky, double beta, c10::string_view estimator_name) {
   const int64_t m = check_square("hsic_modulator", kx, "kx");
   check_same("hsic_modulator", ky, "ky", kx, "kx");
-  TORCH_CHECK_VALUE(ky.sizes() == kx.sizes(), "hsic_modulator: kx and ky must both be [m, m] with the "
-                    "same batch size, got ", kx.sizes(), " and ", ky.sizes());
+  TORCH_CHECK_VALUE(ky.sizes() == kx.sizes(),
+                    "hsic_modulator: kx and ky must both be [m, m] with the "
+                    "same batch size, got ",
+                    kx.sizes(), " and ", ky.sizes());
   check_finite("hsic_modulator", beta, "beta");
   const Estimator estimator = parse_estimator(estimator_name);
   check_estimator_size(estimator, m);
@@ -28,10 +29,6 @@ at::Tensor hsic_modulator(const at::Tensor& kx, const at::Tensor& ky, double bet
 }  // namespace hsic
 }  // namespace pysnn
 
-TORCH_LIBRARY_FRAGMENT(pysnn, m) {
-  m.def("hsic_modulator(Tensor kx, Tensor ky, float beta, str estimator) -> Tensor");
-}
+TORCH_LIBRARY_FRAGMENT(pysnn, m) { m.def("hsic_modulator(Tensor kx, Tensor ky, float beta, str estimator) -> Tensor"); }
 
-TORCH_LIBRARY_IMPL(pysnn, CompositeExplicitAutograd, m) {
-  m.impl("hsic_modulator", &pysnn::hsic::hsic_modulator);
-}
+TORCH_LIBRARY_IMPL(pysnn, CompositeExplicitAutograd, m) { m.impl("hsic_modulator", &pysnn::hsic::hsic_modulator); }

@@ -10,8 +10,8 @@
 #include <ATen/ops/linalg_inv.h>
 #include <ATen/ops/mm.h>
 #include <c10/util/Exception.h>
-#include <string>
 #include <torch/library.h>
+#include <string>
 
 namespace pysnn {
 namespace hsic {
@@ -25,8 +25,8 @@ int64_t check_normalised_args(const char* op, const at::Tensor& kx, const at::Te
   check_same(op, ky, "ky", kx, "kx");
   check_same(op, kz, "kz", kx, "kx");
   TORCH_CHECK_VALUE(ky.sizes() == kx.sizes() && kz.sizes() == kx.sizes(), op,
-                    ": kx, ky and kz must all be [m, m] with the same m, got ", kx.sizes(), ", ", ky.sizes(),
-                    " and ", kz.sizes());
+                    ": kx, ky and kz must all be [m, m] with the same m, got ", kx.sizes(), ", ", ky.sizes(), " and ",
+                    kz.sizes());
   check_finite(op, beta, "beta");
   return m;
 }
@@ -48,7 +48,9 @@ at::Tensor hsic_modulator_cka(const at::Tensor& kx, const at::Tensor& ky, const 
                     std::string(estimator_name), "'");
   constexpr double kSilent = 1e-8;  // ‖C(Kz)‖ below this: a silent layer
   // centre() returns C(K)/m²: the unit matrices do not see the factor, ‖C(Kz)‖ does.
-  const auto centred = [&](const at::Tensor& k) { return centre(to_compute(k).contiguous(), estimator, estimator_name); };
+  const auto centred = [&](const at::Tensor& k) {
+    return centre(to_compute(k).contiguous(), estimator, estimator_name);
+  };
   const auto unit = [](const at::Tensor& c) { return c / c.norm().clamp_min(1e-30); };
   const at::Tensor z_centred = centred(kz);
   const at::Tensor x_hat = unit(centred(kx)), y_hat = unit(centred(ky)), z_hat = unit(z_centred);

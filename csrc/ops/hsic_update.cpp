@@ -21,8 +21,7 @@ void check_three_factor(const char* op, const at::Tensor& post_grad, const at::T
                         const at::Tensor& modulator) {
   check_floating(op, post_grad, "post_grad");
   check_same(op, rates, "rates", post_grad, "post_grad");
-  TORCH_CHECK_VALUE(post_grad.dim() == 3, op, ": post_grad must be [T, m, n_out], got shape ",
-                    post_grad.sizes());
+  TORCH_CHECK_VALUE(post_grad.dim() == 3, op, ": post_grad must be [T, m, n_out], got shape ", post_grad.sizes());
   TORCH_CHECK_VALUE(post_grad.size(0) >= 1, op, ": post_grad has T = 0 time steps");
   TORCH_CHECK_VALUE(rates.dim() == 2, op, ": rates must be [m, n_out], got shape ", rates.sizes());
   TORCH_CHECK_VALUE(rates.size(0) >= 2, op, ": HSIC needs at least 2 samples, got m = ", rates.size(0));
@@ -33,8 +32,8 @@ void check_three_factor(const char* op, const at::Tensor& post_grad, const at::T
 }
 
 // G = dL/drates by the closed form, and the loss.
-std::tuple<at::Tensor, at::Tensor> rates_gradient(const at::Tensor& rates, const at::Tensor& modulator,
-                                                  double sigma, c10::string_view sigma_scaling) {
+std::tuple<at::Tensor, at::Tensor> rates_gradient(const at::Tensor& rates, const at::Tensor& modulator, double sigma,
+                                                  c10::string_view sigma_scaling) {
   auto [loss, weighted] = hsic_loss(rates, modulator, sigma, sigma_scaling);
   return {hsic_loss_backward(at::ones({}, loss.options()), rates, weighted, sigma, sigma_scaling), loss};
 }
@@ -85,10 +84,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hsic_update(const at::Tensor& pre
 }  // namespace pysnn
 
 TORCH_LIBRARY_FRAGMENT(pysnn, m) {
-  m.def("hsic_post_signal(Tensor post_grad, Tensor rates, Tensor modulator, float sigma, "
-        "str sigma_scaling) -> (Tensor delta, Tensor loss)");
-  m.def("hsic_update(Tensor pre, Tensor post_grad, Tensor rates, Tensor modulator, float sigma, "
-        "str sigma_scaling) -> (Tensor grad_weight, Tensor grad_bias, Tensor loss)");
+  m.def(
+      "hsic_post_signal(Tensor post_grad, Tensor rates, Tensor modulator, float sigma, "
+      "str sigma_scaling) -> (Tensor delta, Tensor loss)");
+  m.def(
+      "hsic_update(Tensor pre, Tensor post_grad, Tensor rates, Tensor modulator, float sigma, "
+      "str sigma_scaling) -> (Tensor grad_weight, Tensor grad_bias, Tensor loss)");
 }
 
 TORCH_LIBRARY_IMPL(pysnn, CompositeExplicitAutograd, m) {

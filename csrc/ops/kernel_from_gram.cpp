@@ -15,14 +15,12 @@ void check_kernel_from_gram(const at::Tensor& gram, c10::DeviceType device) {
 }
 
 at::Tensor kernel_from_gram(const at::Tensor& gram, c10::string_view kind, double a, double b) {
-  static const auto op = internal_op<at::Tensor(const at::Tensor&, c10::string_view, double, double)>(
-      "pysnn::_kernel_from_gram");
+  static const auto op =
+      internal_op<at::Tensor(const at::Tensor&, c10::string_view, double, double)>("pysnn::_kernel_from_gram");
   return op.call(gram, kind, a, b);
 }
 
 }  // namespace hsic
 }  // namespace pysnn
 
-TORCH_LIBRARY_FRAGMENT(pysnn, m) {
-  m.def("_kernel_from_gram(Tensor gram, str kind, float a, float b) -> Tensor");
-}
+TORCH_LIBRARY_FRAGMENT(pysnn, m) { m.def("_kernel_from_gram(Tensor gram, str kind, float a, float b) -> Tensor"); }

@@ -16,11 +16,11 @@
 namespace pysnn {
 namespace hsic {
 
-at::Tensor kernel_matrix(const at::Tensor& z, c10::string_view kind_name, double sigma,
-                         c10::string_view sigma_scaling, double c1, double c0) {
+at::Tensor kernel_matrix(const at::Tensor& z, c10::string_view kind_name, double sigma, c10::string_view sigma_scaling,
+                         double c1, double c0) {
   check_floating("kernel_matrix", z, "z");
-  TORCH_CHECK_VALUE(z.dim() >= 1 && z.size(0) >= 2,
-                    "kernel_matrix: z must be [m, ...] with m >= 2 samples, got shape ", z.sizes());
+  TORCH_CHECK_VALUE(z.dim() >= 1 && z.size(0) >= 2, "kernel_matrix: z must be [m, ...] with m >= 2 samples, got shape ",
+                    z.sizes());
   const KernelKind kind = parse_kernel_kind(kind_name);
   check_sigma("kernel_matrix", sigma);
   check_finite("kernel_matrix", c1, "c1");
@@ -34,8 +34,8 @@ at::Tensor kernel_matrix(const at::Tensor& z, c10::string_view kind_name, double
 }
 
 at::Tensor kernel_matrix_backward(const at::Tensor& grad, const at::Tensor& z, const at::Tensor& k,
-                                  c10::string_view kind_name, double sigma,
-                                  c10::string_view sigma_scaling, double c1, double c0) {
+                                  c10::string_view kind_name, double sigma, c10::string_view sigma_scaling, double c1,
+                                  double c0) {
   const KernelKind kind = parse_kernel_kind(kind_name);
   const at::Tensor rows = rows_of(z);
   const at::Tensor g = to_compute(grad);
@@ -90,8 +90,9 @@ at::Tensor kernel_matrix_backward(const at::Tensor& grad, const at::Tensor& z, c
 
 TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   m.def("kernel_matrix(Tensor z, str kind, float sigma, str sigma_scaling, float c1, float c0) -> Tensor");
-  m.def("kernel_matrix_backward(Tensor grad, Tensor z, Tensor k, str kind, float sigma, "
-        "str sigma_scaling, float c1, float c0) -> Tensor");
+  m.def(
+      "kernel_matrix_backward(Tensor grad, Tensor z, Tensor k, str kind, float sigma, "
+      "str sigma_scaling, float c1, float c0) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(pysnn, CompositeExplicitAutograd, m) {

@@ -22,45 +22,46 @@ Surrogate parse_surrogate(c10::string_view name) {
   if (name == "atan") return Surrogate::kAtan;
   if (name == "exponential") return Surrogate::kExponential;
   if (name == "rectangular") return Surrogate::kRectangular;
-  TORCH_CHECK_VALUE(false, "lif: surrogate must be one of 'sigmoid', 'atan', 'exponential', "
-                    "'rectangular', got '", std::string(name), "'");
+  TORCH_CHECK_VALUE(false,
+                    "lif: surrogate must be one of 'sigmoid', 'atan', 'exponential', "
+                    "'rectangular', got '",
+                    std::string(name), "'");
 }
 
 GradMode parse_grad_mode(c10::string_view name) {
   if (name == "bptt") return GradMode::kBptt;
   if (name == "detach_reset") return GradMode::kDetachReset;
   if (name == "time_local") return GradMode::kTimeLocal;
-  TORCH_CHECK_VALUE(false, "lif: grad_mode must be one of 'bptt', 'detach_reset', "
-                    "'time_local', got '", std::string(name), "'");
+  TORCH_CHECK_VALUE(false,
+                    "lif: grad_mode must be one of 'bptt', 'detach_reset', "
+                    "'time_local', got '",
+                    std::string(name), "'");
 }
 
 Options check_options(double decay, double threshold, c10::string_view surrogate, double alpha,
                       c10::string_view grad_mode) {
-  TORCH_CHECK_VALUE(std::isfinite(decay) && decay >= 0.0 && decay <= 1.0,
-                    "lif: decay must be in [0, 1], got ", decay);
-  TORCH_CHECK_VALUE(std::isfinite(threshold) && threshold > 0.0,
-                    "lif: threshold must be finite and > 0, got ", threshold);
-  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha > 0.0,
-                    "lif: alpha must be finite and > 0, got ", alpha);
+  TORCH_CHECK_VALUE(std::isfinite(decay) && decay >= 0.0 && decay <= 1.0, "lif: decay must be in [0, 1], got ", decay);
+  TORCH_CHECK_VALUE(std::isfinite(threshold) && threshold > 0.0, "lif: threshold must be finite and > 0, got ",
+                    threshold);
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha > 0.0, "lif: alpha must be finite and > 0, got ", alpha);
   return Options{decay, threshold, alpha, parse_surrogate(surrogate), parse_grad_mode(grad_mode)};
 }
 
 void check_time_first(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()),
-                   "lif: ", name, " must be a floating-point tensor, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() >= 2, "lif: ", name,
-                    " must be time-first [T, ...] with at least 2 dims, got shape ", t.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), "lif: ", name, " must be a floating-point tensor, got ",
+                   t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() >= 2, "lif: ", name, " must be time-first [T, ...] with at least 2 dims, got shape ",
+                    t.sizes());
   TORCH_CHECK_VALUE(t.size(0) > 0, "lif: ", name, " has T = 0 time steps");
 }
 
-void check_like(const at::Tensor& t, const at::Tensor& ref, c10::IntArrayRef shape,
-                const char* name, const char* ref_name) {
-  TORCH_CHECK_VALUE(t.sizes() == shape, "lif: ", name, " must have shape ", shape, ", got ",
-                    t.sizes());
-  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), "lif: ", name, " must have the dtype of ",
-                   ref_name, " (", ref.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK(t.device() == ref.device(), "lif: ", name, " must be on the device of ", ref_name,
-              " (", ref.device(), "), got ", t.device());
+void check_like(const at::Tensor& t, const at::Tensor& ref, c10::IntArrayRef shape, const char* name,
+                const char* ref_name) {
+  TORCH_CHECK_VALUE(t.sizes() == shape, "lif: ", name, " must have shape ", shape, ", got ", t.sizes());
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), "lif: ", name, " must have the dtype of ", ref_name, " (",
+                   ref.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK(t.device() == ref.device(), "lif: ", name, " must be on the device of ", ref_name, " (", ref.device(),
+              "), got ", t.device());
 }
 
 void check_device(const char* op, c10::DeviceType device, const at::Tensor& t, const char* name) {
@@ -70,8 +71,8 @@ void check_device(const char* op, c10::DeviceType device, const at::Tensor& t, c
 
 }  // namespace
 
-Options check_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, double decay,
-                           double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode,
+Options check_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, double decay, double threshold,
+                           c10::string_view surrogate, double alpha, c10::string_view grad_mode,
                            const c10::optional<at::Tensor>& u0) {
   check_time_first(x, "x");
   check_device(op, device, x, "x");
@@ -80,16 +81,14 @@ Options check_forward_args(const char* op, c10::DeviceType device, const at::Ten
 }
 
 Options check_backward_args(const char* op, c10::DeviceType device, const at::Tensor& grad_spikes,
-                            const c10::optional<at::Tensor>& grad_membrane,
-                            const c10::optional<at::Tensor>& grad_state, const at::Tensor& membrane, double decay,
-                            double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
+                            const c10::optional<at::Tensor>& grad_membrane, const c10::optional<at::Tensor>& grad_state,
+                            const at::Tensor& membrane, double decay, double threshold, c10::string_view surrogate,
+                            double alpha, c10::string_view grad_mode) {
   check_time_first(membrane, "membrane");
   check_device(op, device, membrane, "membrane");
   check_like(grad_spikes, membrane, membrane.sizes(), "grad_spikes", "membrane");
-  if (grad_membrane.has_value())
-    check_like(*grad_membrane, membrane, membrane.sizes(), "grad_membrane", "membrane");
-  if (grad_state.has_value())
-    check_like(*grad_state, membrane, membrane.sizes().slice(1), "grad_state", "membrane");
+  if (grad_membrane.has_value()) check_like(*grad_membrane, membrane, membrane.sizes(), "grad_membrane", "membrane");
+  if (grad_state.has_value()) check_like(*grad_state, membrane, membrane.sizes().slice(1), "grad_state", "membrane");
   return check_options(decay, threshold, surrogate, alpha, grad_mode);
 }
 

@@ -23,14 +23,14 @@ struct Options {
 // Validate the arguments of `lif_forward` / `lif_backward` /
 // `lif_backward_input` for a kernel on `device` and parse the option strings.
 // Errors name the offending argument; `op` names the kernel.
-Options check_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, double decay,
-                           double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode,
+Options check_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, double decay, double threshold,
+                           c10::string_view surrogate, double alpha, c10::string_view grad_mode,
                            const c10::optional<at::Tensor>& u0);
 
 Options check_backward_args(const char* op, c10::DeviceType device, const at::Tensor& grad_spikes,
-                            const c10::optional<at::Tensor>& grad_membrane,
-                            const c10::optional<at::Tensor>& grad_state, const at::Tensor& membrane, double decay,
-                            double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode);
+                            const c10::optional<at::Tensor>& grad_membrane, const c10::optional<at::Tensor>& grad_state,
+                            const at::Tensor& membrane, double decay, double threshold, c10::string_view surrogate,
+                            double alpha, c10::string_view grad_mode);
 
 // `lif_backward_input`: the backward that recomputes the membrane from x
 // instead of reading a saved one.
@@ -83,8 +83,7 @@ TimeRows time_rows(const at::Tensor& x);
 // Calls f(std::integral_constant<Surrogate, kind>{}) for the runtime `kind`.
 template <typename F>
 void dispatch_surrogate(Surrogate kind, F&& f) {
-  dispatch_value<Surrogate::kSigmoid, Surrogate::kAtan, Surrogate::kExponential, Surrogate::kRectangular>(
-      kind, f);
+  dispatch_value<Surrogate::kSigmoid, Surrogate::kAtan, Surrogate::kExponential, Surrogate::kRectangular>(kind, f);
 }
 
 // Calls f(std::integral_constant<GradMode, mode>{}) for the runtime `mode`.

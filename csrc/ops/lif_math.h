@@ -102,8 +102,7 @@ PYSNN_HOST_DEVICE opmath_t surrogate_from_stash(scalar_t stashed, opmath_t thres
 //   detach_reset  ds = g_s                       (reset path dropped)
 //   time_local    as bptt within the step, but nothing crosses to t-1
 template <GradMode mode, typename T>
-PYSNN_HOST_DEVICE T backward_step(T grad_spike, T grad_membrane, T surrogate, T& carry,
-                                  T decay, T threshold) {
+PYSNN_HOST_DEVICE T backward_step(T grad_spike, T grad_membrane, T surrogate, T& carry, T decay, T threshold) {
   const T grad_s = mode == GradMode::kDetachReset ? grad_spike : grad_spike - threshold * carry;
   const T grad_u = grad_s * surrogate + carry + grad_membrane;
   carry = mode == GradMode::kTimeLocal ? T(0) : decay * grad_u;

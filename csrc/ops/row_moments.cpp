@@ -19,8 +19,9 @@ void check_row_moments(const at::Tensor& k, const at::Tensor& l, c10::DeviceType
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> row_moments(const at::Tensor& k, const at::Tensor& l) {
-  static const auto op = internal_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-      const at::Tensor&, const at::Tensor&)>("pysnn::_row_moments");
+  static const auto op =
+      internal_op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>(
+          "pysnn::_row_moments");
   return op.call(k, l);
 }
 

@@ -16,10 +16,10 @@ void check_spike_mm(const at::Tensor& a, const at::Tensor& spikes, c10::DeviceTy
   check_same_device(spikes, a, "_spike_mm", "spikes");
   TORCH_CHECK(a.dim() == 2 && spikes.dim() == 2 && a.size(0) == spikes.size(0),
               "_spike_mm: a [K, N] and spikes [K, C] must share K, got ", a.sizes(), " and ", spikes.sizes());
-  TORCH_CHECK(a.scalar_type() == spikes.scalar_type() &&
-                  (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble),
-              "_spike_mm: a and spikes must both be float32 or both float64, got ", a.scalar_type(), " and ",
-              spikes.scalar_type());
+  TORCH_CHECK(
+      a.scalar_type() == spikes.scalar_type() && (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble),
+      "_spike_mm: a and spikes must both be float32 or both float64, got ", a.scalar_type(), " and ",
+      spikes.scalar_type());
 }
 
 at::Tensor spike_mm(const at::Tensor& a, const at::Tensor& spikes) {
@@ -30,6 +30,4 @@ at::Tensor spike_mm(const at::Tensor& a, const at::Tensor& spikes) {
 }  // namespace hsic
 }  // namespace pysnn
 
-TORCH_LIBRARY_FRAGMENT(pysnn, m) {
-  m.def("_spike_mm(Tensor a, Tensor spikes) -> Tensor");
-}
+TORCH_LIBRARY_FRAGMENT(pysnn, m) { m.def("_spike_mm(Tensor a, Tensor spikes) -> Tensor"); }

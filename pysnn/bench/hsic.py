@@ -1,6 +1,7 @@
 """HSIC benchmark: fused `hsic_loss` forward+backward and `hsic_update`
 against the autograd reference (eager and torch.compile), float32, with
 peak memory, measured side by side in one run."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def loss_case(impl: str, m: int, d: int, device: str = "cpu"):
     def run():
         z.grad = None
         fn(z, modulator, sigma_scaling="dim").backward()
+
     return run
 
 
@@ -50,9 +52,15 @@ def update_case(impl: str, m: int, d: int, device: str = "cpu"):
 CASES = {"hsic_loss fwd+bwd": loss_case, "hsic_update": update_case}
 
 
-def run(sizes: Sequence[int] = (64, 256, 1024), dims: Sequence[int] = (1024, 16384), device: str = "cpu",
-        rounds: int = 5, compiled: bool = True, measure_memory: bool = True,
-        on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
+def run(
+    sizes: Sequence[int] = (64, 256, 1024),
+    dims: Sequence[int] = (1024, 16384),
+    device: str = "cpu",
+    rounds: int = 5,
+    compiled: bool = True,
+    measure_memory: bool = True,
+    on_row: Callable[[dict], None] = lambda row: None,
+) -> list[dict]:
     dev = torch.device(device)
     impls = ["fused", "eager"] + (["compiled"] if compiled else [])
     rows = []
@@ -68,8 +76,11 @@ def run(sizes: Sequence[int] = (64, 256, 1024), dims: Sequence[int] = (1024, 163
                     row["compiled/fused"] = round(times["compiled"] / times["fused"], 2)
                 if measure_memory:
                     for impl in ("fused", "eager"):
-                        peak = (memory.cuda_peak(fns[impl], dev) if dev.type == "cuda" else
-                                memory.cpu_peak(f"{__name__}:{factory.__name__}", impl=impl, m=m, d=d))
+                        peak = (
+                            memory.cuda_peak(fns[impl], dev)
+                            if dev.type == "cuda"
+                            else memory.cpu_peak(f"{__name__}:{factory.__name__}", impl=impl, m=m, d=d)
+                        )
                         row[f"{impl}_peak_MB"] = round(peak / 2**20, 1)
                 rows.append(row)
                 on_row(row)
@@ -87,10 +98,27 @@ def main(argv=None) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
-    rows = run(args.sizes, args.dims, args.device, args.rounds, not args.no_compile, not args.no_memory,
-               on_row=JsonRows(args.json))
-    columns = ["op", "m", "d", "fused_ms", "eager_ms", "compiled_ms", "eager/fused", "compiled/fused",
-               "fused_peak_MB", "eager_peak_MB"]
+    rows = run(
+        args.sizes,
+        args.dims,
+        args.device,
+        args.rounds,
+        not args.no_compile,
+        not args.no_memory,
+        on_row=JsonRows(args.json),
+    )
+    columns = [
+        "op",
+        "m",
+        "d",
+        "fused_ms",
+        "eager_ms",
+        "compiled_ms",
+        "eager/fused",
+        "compiled/fused",
+        "fused_peak_MB",
+        "eager_peak_MB",
+    ]
     print("\n" + format_table(rows, [c for c in columns if any(c in r for r in rows)]))
 
 

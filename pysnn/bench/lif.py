@@ -11,6 +11,7 @@ stays in cache, scaled to the full layer: what the op costs if memory were
 free), and the share of the fused op's time that goes to page faults (the
 faults one call takes, at the measured cost of a fault). `--cpu-memory`
 chooses what is kept for reuse (pysnn.cpu_memory)."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,7 @@ except ImportError:  # pragma: no cover
 
 import torch
 
-from .. import ops, reference
-from .. import cpu_memory
+from .. import cpu_memory, ops, reference
 from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 
 DECAY, THRESHOLD = 0.75, 0.6
@@ -50,9 +50,16 @@ def spikingjelly_lif():
         return None
 
     def run(x, decay, threshold):
-        node = neuron.LIFNode(tau=1.0 / (1.0 - decay), decay_input=False, v_reset=None, v_threshold=threshold,
-                              surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m")
+        node = neuron.LIFNode(
+            tau=1.0 / (1.0 - decay),
+            decay_input=False,
+            v_reset=None,
+            v_threshold=threshold,
+            surrogate_function=surrogate.Sigmoid(alpha=4.0),
+            step_mode="m",
+        )
         return node(x)
+
     return run
 
 
@@ -68,13 +75,15 @@ def snntorch_lif():
         return None
 
     def run(x, decay, threshold):
-        node = snntorch.Leaky(beta=decay, threshold=threshold, spike_grad=surrogate.sigmoid(slope=4.0),
-                              reset_mechanism="subtract")
+        node = snntorch.Leaky(
+            beta=decay, threshold=threshold, spike_grad=surrogate.sigmoid(slope=4.0), reset_mechanism="subtract"
+        )
         mem, spikes = node.init_leaky(), []
         for t in range(x.shape[0]):
             spike, mem = node(x[t], mem)
             spikes.append(spike)
         return torch.stack(spikes)
+
     return run
 
 
@@ -85,6 +94,7 @@ def _forward(fn, x):
     def run():
         with torch.no_grad():
             fn(x, DECAY, THRESHOLD)
+
     return run
 
 
@@ -92,12 +102,20 @@ def _forward_backward(fn, x, grad):
     def run():
         fn(x, DECAY, THRESHOLD).backward(grad)
         x.grad = None  # each candidate pays for freeing its own gradient, not the one before it
+
     return run
 
 
-def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str = "cpu",
-        dtype: torch.dtype = torch.float32, rounds: int = 7, compiled: bool = True, peers: bool = False,
-        on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
+def run(
+    steps: Sequence[int] = (4, 10, 32),
+    neurons: int = 1 << 20,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    rounds: int = 7,
+    compiled: bool = True,
+    peers: bool = False,
+    on_row: Callable[[dict], None] = lambda row: None,
+) -> list[dict]:
     dev = torch.device(device)
     impls: Dict[str, Callable] = {"fused": ops.lif, "saved": _saved_membrane, "eager": reference.lif}
     if compiled:
@@ -113,8 +131,10 @@ def run(steps: Sequence[int] = (4, 10, 32), neurons: int = 1 << 20, device: str 
         copy_gbps, fault_s = copy_bandwidth(x), page_fault_seconds(x)
         exp_s = surrogate_compute_seconds(x, copy_gbps)
         for mode in ("forward", "forward+backward"):
-            fns = {name: (_forward(fn, x) if mode == "forward" else _forward_backward(fn, x, grad))
-                   for name, fn in impls.items()}
+            fns = {
+                name: (_forward(fn, x) if mode == "forward" else _forward_backward(fn, x, grad))
+                for name, fn in impls.items()
+            }
             times = compare(fns, dev, rounds=rounds)
             row = {"T": T, "neurons": neurons, "mode": mode, "device": device, "dtype": str(dtype)}
             row.update({f"{name}_ms": round(1e3 * t, 3) for name, t in times.items()})
@@ -186,6 +206,7 @@ def compute_floor_seconds(x: torch.Tensor, mode: str) -> float:
     def forward_backward():
         forward()
         torch.ops.pysnn.lif_backward_input(grad, None, xs, None, *options)
+
     seconds = compare({"slice": forward if mode == "forward" else forward_backward}, x.device)["slice"]
     return seconds * neurons / width
 
@@ -212,6 +233,7 @@ def page_fault_seconds(x: torch.Tensor) -> Optional[float]:
 
     def fresh():
         torch.empty_like(src).copy_(src)
+
     times = compare({"fresh": fresh, "reused": lambda: reused.copy_(src)}, x.device)
     faults = page_faults(fresh)
     return max(0.0, times["fresh"] - times["reused"]) / faults if faults else None
@@ -224,22 +246,53 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
-    parser.add_argument("--peers", action="store_true",
-                        help="add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
-                             "and snnTorch's Leaky (`pip install --no-deps spikingjelly loguru snntorch`)")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
+        "and snnTorch's Leaky (`pip install --no-deps spikingjelly loguru snntorch`)",
+    )
     add_cpu_memory_argument(parser)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     cpu_memory.apply(args.cpu_memory)
-    rows = run(args.steps, args.neurons, args.device, rounds=args.rounds, compiled=not args.no_compile,
-               peers=args.peers, on_row=JsonRows(args.json))
+    rows = run(
+        args.steps,
+        args.neurons,
+        args.device,
+        rounds=args.rounds,
+        compiled=not args.no_compile,
+        peers=args.peers,
+        on_row=JsonRows(args.json),
+    )
     for name in PEERS:
         if args.peers and f"{name}_ms" not in rows[0]:
             print(f"--peers: {name} is not installed (pip install --no-deps {name}); no {name} column")
-    columns = ["T", "mode", "fused_ms", "saved_ms", "eager_ms", "compiled_ms", "spikingjelly_ms", "snntorch_ms",
-               "floor_ms", "saved/fused", "eager/fused", "compiled/fused", "spikingjelly/fused", "snntorch/fused",
-               "fused/floor", "floor_exp_ms", "fused/floor_exp", "compute_ms", "fused/max(floor,compute)",
-               "fused_GBps", "copy_GBps", "fused_faults", "alloc_share"]
+    columns = [
+        "T",
+        "mode",
+        "fused_ms",
+        "saved_ms",
+        "eager_ms",
+        "compiled_ms",
+        "spikingjelly_ms",
+        "snntorch_ms",
+        "floor_ms",
+        "saved/fused",
+        "eager/fused",
+        "compiled/fused",
+        "spikingjelly/fused",
+        "snntorch/fused",
+        "fused/floor",
+        "floor_exp_ms",
+        "fused/floor_exp",
+        "compute_ms",
+        "fused/max(floor,compute)",
+        "fused_GBps",
+        "copy_GBps",
+        "fused_faults",
+        "alloc_share",
+    ]
     print(format_table(rows, [c for c in columns if any(c in r for r in rows)]))
 
 

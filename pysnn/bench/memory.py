@@ -2,6 +2,7 @@
 CPU: the rise of the resident-set high-water mark in a fresh subprocess that
 builds the inputs and runs the call once (large tensors are mmapped and
 returned on free, so the high-water mark follows the live tensors)."""
+
 from __future__ import annotations
 
 import importlib
@@ -44,8 +45,13 @@ def cpu_peak(factory: str, **kwargs) -> int:
     # A fixed mmap threshold (glibc raises it after each large free otherwise)
     # and no heap trimming delay, so every large tensor is mapped and unmapped.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    out = subprocess.run([sys.executable, "-m", __name__, factory, json.dumps(kwargs)],
-                         check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", __name__, factory, json.dumps(kwargs)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 

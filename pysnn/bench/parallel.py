@@ -12,6 +12,7 @@
    where wall-clock speed-ups of real stages sharing the cores would not.
 On a machine with one GPU per stage, train with `torchrun --parallel layer`
 and compare epoch times instead (README, "Scaling out")."""
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ class SleepTrainer:
     def __init__(self, profile: dict, timesteps: int, batch: int, scale: float) -> None:
         self.profile, self.scale = profile, scale
         gen = torch.Generator().manual_seed(0)
-        self.outputs = [(torch.rand(timesteps, batch, *shape, generator=gen) < 0.2).float()
-                        for shape in profile["shapes"][1:]]
+        self.outputs = [
+            (torch.rand(timesteps, batch, *shape, generator=gen) < 0.2).float() for shape in profile["shapes"][1:]
+        ]
         self.optimizer_blocks, self.schedulers, self.finished = [], [], []
 
     def train(self, mode: bool = True) -> None:
@@ -92,55 +94,88 @@ class SleepTrainer:
 
 def _sleep_worker(rank, world, rdzv, profile, split, batches, depth, timesteps, batch, scale, out):
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world,
-                                         timeout=datetime.timedelta(seconds=120))
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120)
+    )
     trainer = SleepTrainer(profile, timesteps, batch, scale)
     images = torch.zeros(batch, *profile["shapes"][0])
     labels = torch.zeros(batch, dtype=torch.int64)
     n_blocks = len(profile["block_s"])
     run = SimpleNamespace(
-        config=SimpleNamespace(epochs=1, pipeline_depth=depth, timesteps=timesteps), first_epoch=1,
-        trainer=trainer, device=torch.device("cpu"), log=lambda message: None, is_main=rank == 0,
+        config=SimpleNamespace(epochs=1, pipeline_depth=depth, timesteps=timesteps),
+        first_epoch=1,
+        trainer=trainer,
+        device=torch.device("cpu"),
+        log=lambda message: None,
+        is_main=rank == 0,
         dist=DistContext(rank, world, torch.device("cpu"), datetime.timedelta(seconds=120)),
-        model=SimpleNamespace(encode=lambda x: x, blocks=[SimpleNamespace(output_scale=1.0)] * n_blocks,
-                              parameters=lambda: iter([torch.zeros(1)]), state_dict=dict,
-                              load_state_dict=lambda state: None),
-        batches=lambda: ((images, labels) for _ in range(batches)), batches_per_epoch=batches,
-        progress=lambda iterable, epoch, total: iterable, finish_epoch=lambda *args, **kwargs: None)
+        model=SimpleNamespace(
+            encode=lambda x: x,
+            blocks=[SimpleNamespace(output_scale=1.0)] * n_blocks,
+            parameters=lambda: iter([torch.zeros(1)]),
+            state_dict=dict,
+            load_state_dict=lambda state: None,
+        ),
+        batches=lambda: ((images, labels) for _ in range(batches)),
+        batches_per_epoch=batches,
+        progress=lambda iterable, epoch, total: iterable,
+        finish_epoch=lambda *args, **kwargs: None,
+    )
     run_stage(Stage(run, split, shapes=[tuple(s) for s in profile["shapes"]]))
     if rank == world - 1:
         Path(out).write_text(json.dumps(trainer.finished))
     destroy_process_group()
 
 
-def sleep_check(profile: dict, split: Sequence[int], batches: int, depth: int, timesteps: int, batch: int,
-                scale: float) -> float:
+def sleep_check(
+    profile: dict, split: Sequence[int], batches: int, depth: int, timesteps: int, batch: int, scale: float
+) -> float:
     """Seconds per batch of the real pipeline in steady state (after the fill)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "finished.json"
         torch.multiprocessing.start_processes(
-            _sleep_worker, args=(len(split), f"{tmp}/rdzv", profile, list(split), batches, depth, timesteps,
-                                 batch, scale, str(out)),
-            nprocs=len(split), start_method="spawn")
+            _sleep_worker,
+            args=(len(split), f"{tmp}/rdzv", profile, list(split), batches, depth, timesteps, batch, scale, str(out)),
+            nprocs=len(split),
+            start_method="spawn",
+        )
         finished = json.loads(out.read_text())
     skip = len(split)  # the pipeline fills during the first S batches
     return (finished[-1] - finished[skip]) / (len(finished) - 1 - skip)
 
 
-def run(model: str = "mlp", rule: str = "hll", hidden: Sequence[int] = (1024, 1024, 1024), batch: int = 64,
-        timesteps: int = 10, stages: Sequence[int] = (2, 3, 4), device: str = "cpu", repeats: int = 3,
-        check: bool = True, batches: int = 40, depth: int = 2, min_stage_s: float = 0.01, on_row=lambda row: None):
-    config = TrainConfig(rule=rule, model=model, hidden=list(hidden), batch_size=batch, timesteps=timesteps,
-                         device=device)
+def run(
+    model: str = "mlp",
+    rule: str = "hll",
+    hidden: Sequence[int] = (1024, 1024, 1024),
+    batch: int = 64,
+    timesteps: int = 10,
+    stages: Sequence[int] = (2, 3, 4),
+    device: str = "cpu",
+    repeats: int = 3,
+    check: bool = True,
+    batches: int = 40,
+    depth: int = 2,
+    min_stage_s: float = 0.01,
+    on_row=lambda row: None,
+):
+    config = TrainConfig(
+        rule=rule, model=model, hidden=list(hidden), batch_size=batch, timesteps=timesteps, device=device
+    )
     shape = SHAPES[model]
     images = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(batch) % 10
     profile = profile_step(config, shape, 10, images, labels, torch.device(device), repeats)
     t_seq = sequential_time(profile)
-    print(f"{model} ({'-'.join(map(str, hidden)) if model == 'mlp' else 'VGG8'}), {rule}, batch {batch}, "
-          f"T {timesteps}, {device}: one step {1e3 * t_seq:.1f} ms")
-    print("  per block (ms):", ", ".join(f"{1e3 * t:.1f}" for t in profile["block_s"]),
-          f"| encoder+context {1e3 * profile['context_s']:.1f} | head {1e3 * profile['head_s']:.1f}")
+    print(
+        f"{model} ({'-'.join(map(str, hidden)) if model == 'mlp' else 'VGG8'}), {rule}, batch {batch}, "
+        f"T {timesteps}, {device}: one step {1e3 * t_seq:.1f} ms"
+    )
+    print(
+        "  per block (ms):",
+        ", ".join(f"{1e3 * t:.1f}" for t in profile["block_s"]),
+        f"| encoder+context {1e3 * profile['context_s']:.1f} | head {1e3 * profile['head_s']:.1f}",
+    )
     print("  message per boundary (kB):", ", ".join(f"{b / 1e3:.0f}" for b in profile["message_bytes"]))
     rows = []
     for count in stages:
@@ -152,8 +187,14 @@ def run(model: str = "mlp", rule: str = "hll", hidden: Sequence[int] = (1024, 10
         split = balanced_split(times, count)
         per_stage = stage_times(profile, split)
         predicted = t_seq / max(per_stage)
-        row = {"model": model, "rule": rule, "stages": count, "split": ",".join(map(str, split)),
-               "stage_ms": "/".join(f"{1e3 * t:.1f}" for t in per_stage), "predicted": round(predicted, 2)}
+        row = {
+            "model": model,
+            "rule": rule,
+            "stages": count,
+            "split": ",".join(map(str, split)),
+            "stage_ms": "/".join(f"{1e3 * t:.1f}" for t in per_stage),
+            "predicted": round(predicted, 2),
+        }
         if check:
             # Short stages are scaled up so sleeps are long enough to time.
             scale = max(1.0, min_stage_s / min(per_stage))
@@ -168,7 +209,9 @@ def run(model: str = "mlp", rule: str = "hll", hidden: Sequence[int] = (1024, 10
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="pysnn bench parallel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pysnn bench parallel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn", "vgg8"])
     parser.add_argument("--rule", default="hll", choices=["hll", "hbh"])
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 1024, 1024])
@@ -179,15 +222,32 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per block (after one warm-up)")
     parser.add_argument("--batches", type=int, default=40, help="batches through the sleep-check pipeline")
     parser.add_argument("--pipeline-depth", type=int, default=2)
-    parser.add_argument("--min-stage-ms", type=float, default=10.0,
-                        help="sleep check: scale the sleeps so the shortest stage takes at least this")
+    parser.add_argument(
+        "--min-stage-ms",
+        type=float,
+        default=10.0,
+        help="sleep check: scale the sleeps so the shortest stage takes at least this",
+    )
     parser.add_argument("--no-check", action="store_true", help="prediction only, no sleep check")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     if any(s < 2 for s in args.stages):
         parser.error("--stages must be >= 2")
-    run(args.model, args.rule, args.hidden, args.batch, args.timesteps, args.stages, args.device, args.repeats,
-        not args.no_check, args.batches, args.pipeline_depth, args.min_stage_ms / 1e3, JsonRows(args.json))
+    run(
+        args.model,
+        args.rule,
+        args.hidden,
+        args.batch,
+        args.timesteps,
+        args.stages,
+        args.device,
+        args.repeats,
+        not args.no_check,
+        args.batches,
+        args.pipeline_depth,
+        args.min_stage_ms / 1e3,
+        JsonRows(args.json),
+    )
 
 
 if __name__ == "__main__":

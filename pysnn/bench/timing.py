@@ -1,5 +1,6 @@
 """Side-by-side timing: candidates run interleaved, round after round, so a
 noisy machine slows them alike and the ratios stay meaningful."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def compare(candidates: Dict[str, Callable[[], object]], device: torch.device,
-            rounds: int = 7, warmup: int = 2, min_sample_s: float = 0.01) -> Dict[str, float]:
+def compare(
+    candidates: Dict[str, Callable[[], object]],
+    device: torch.device,
+    rounds: int = 7,
+    warmup: int = 2,
+    min_sample_s: float = 0.01,
+) -> Dict[str, float]:
     """Median seconds per call of each candidate, measured interleaved. A
     sample repeats a fast candidate until it lasts about `min_sample_s`, so
     sub-millisecond calls are not lost in the timer's and the scheduler's noise."""
@@ -47,10 +53,14 @@ def compare(candidates: Dict[str, Callable[[], object]], device: torch.device,
 
 def add_cpu_memory_argument(parser) -> None:
     """--cpu-memory; the benchmark applies it (`cpu_memory.apply`) before measuring anything."""
-    parser.add_argument("--cpu-memory", default="ops", choices=CPU_MEMORY_MODES,
-                        help="as after `import pysnn` (ops, the default: pysnn's ops reuse their freed large "
-                             "outputs, PyTorch's allocator is left as it is), with pysnn train's cache of every "
-                             "freed large block (keep), or nothing kept (release)")
+    parser.add_argument(
+        "--cpu-memory",
+        default="ops",
+        choices=CPU_MEMORY_MODES,
+        help="as after `import pysnn` (ops, the default: pysnn's ops reuse their freed large "
+        "outputs, PyTorch's allocator is left as it is), with pysnn train's cache of every "
+        "freed large block (keep), or nothing kept (release)",
+    )
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -3,6 +3,7 @@ global batch. BPTT goes through DistributedDataParallel; the local rules call
 their blocks directly (DDP's hooks would never fire, and HBH's fused update
 writes .grad by hand), so each layer's gradients are all-reduced by
 `LayerAllReduce`, overlapped with the next layer's compute."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -67,7 +68,7 @@ class GlobalBatch:
 
     def set_sizes(self, sizes: List[int]) -> None:
         self.sizes = sizes
-        self.offset = sum(sizes[:self.context.rank])
+        self.offset = sum(sizes[: self.context.rank])
         self.sample_scale = sizes[self.context.rank] / sum(sizes)
         self._last = (None, None)
 
@@ -94,7 +95,7 @@ class GlobalBatch:
         return torch.cat([part[:n] for part, n in zip(parts, self.sizes)])
 
     def local_rows(self, t: torch.Tensor) -> torch.Tensor:
-        return t[self.offset:self.offset + self.sizes[self.context.rank]]
+        return t[self.offset : self.offset + self.sizes[self.context.rank]]
 
 
 class DataParallel:
@@ -124,7 +125,7 @@ class DataParallel:
         of the global batch's mean loss (no sample is padded or repeated)."""
         c = self.context
         sizes = [len(labels) * (r + 1) // c.world - len(labels) * r // c.world for r in range(c.world)]
-        share, start = sizes[c.rank], sum(sizes[:c.rank])
+        share, start = sizes[c.rank], sum(sizes[: c.rank])
         if self.global_batch is not None:  # each rank's gradient is its part of the global loss's
             self.global_batch.set_sizes(sizes)
             self.trainer.sync.share = 1.0
@@ -132,7 +133,7 @@ class DataParallel:
             self.trainer.sync.share = share / len(labels)
         else:  # DDP averages over ranks: scale the local mean so the average is the global mean
             self.trainer.loss_scale = share * c.world / len(labels)
-        return images[start:start + share], labels[start:start + share]
+        return images[start : start + share], labels[start : start + share]
 
     def end_epoch(self) -> None:
         """BatchNorm running statistics averaged over ranks."""
@@ -143,8 +144,11 @@ class DataParallel:
                     buffer.div_(self.context.world)
 
     def dropout_states(self) -> dict:
-        return {index: block.dropout.get_extra_state() for index, block in enumerate(self.model.blocks)
-                if block.dropout is not None}
+        return {
+            index: block.dropout.get_extra_state()
+            for index, block in enumerate(self.model.blocks)
+            if block.dropout is not None
+        }
 
     def restore_dropout_states(self, states: dict) -> None:
         for index, state in states.items():

@@ -10,6 +10,7 @@ input, the m×m modulator. At most `--pipeline-depth` sends per link are
 unfinished. Layer l+1 sees batch i from layer l's weights before layer l's
 update on batch i, exactly as in one process, so this FIFO pipeline is the
 single-process trainer, bit for bit: same spikes, same updates."""
+
 from __future__ import annotations
 
 import time
@@ -101,17 +102,25 @@ def measure_block_times(run, repeats: int = 3) -> List[float]:
     per-batch context counted with the first block and the head with the last
     (what each stage will do)."""
     images = run.dataset.train.take(slice(0, run.config.batch_size))
-    labels = run.dataset.train.labels[:run.config.batch_size]
-    profile = profile_step(run.config, run.dataset.image_shape, run.dataset.classes, images, labels,
-                           run.device, repeats)
+    labels = run.dataset.train.labels[: run.config.batch_size]
+    profile = profile_step(
+        run.config, run.dataset.image_shape, run.dataset.classes, images, labels, run.device, repeats
+    )
     times = list(profile["block_s"])
     times[0] += profile["context_s"]
     times[-1] += profile["head_s"]
     return times
 
 
-def profile_step(config, image_shape, classes: int, images: torch.Tensor, labels: torch.Tensor,
-                 device: torch.device, repeats: int = 3) -> dict:
+def profile_step(
+    config,
+    image_shape,
+    classes: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+    repeats: int = 3,
+) -> dict:
     """Seconds of each part of one training step on one device (synchronised
     timers, after one warm-up step): the encoder and per-batch context, every
     block's layer_step, the head; and per block boundary, the message bytes
@@ -127,8 +136,7 @@ def profile_step(config, image_shape, classes: int, images: torch.Tensor, labels
         trainer.train()
         images, labels = images.to(device), labels.to(device)
         n = len(model.blocks)
-        sums = {"context_s": 0.0, "head_s": 0.0, "block_s": [0.0] * n, "pack_s": [0.0] * n,
-                "unpack_s": [0.0] * n}
+        sums = {"context_s": 0.0, "head_s": 0.0, "block_s": [0.0] * n, "pack_s": [0.0] * n, "unpack_s": [0.0] * n}
         for repeat in range(repeats + 1):
             weight = 1.0 if repeat else 0.0  # the first round warms up
             t = _timed(device, lambda: (trainer.batch_context(images, labels), model.encode(images)))
@@ -148,8 +156,10 @@ def profile_step(config, image_shape, classes: int, images: torch.Tensor, labels
         out = {k: ([x / repeats for x in v] if isinstance(v, list) else v / repeats) for k, v in sums.items()}
         batch = len(labels)
         modulator_bytes = 4 * batch * batch if trainer.batch_context(images, labels) is not None else 0
-        out["message_bytes"] = [HEADER_SIZE * 8 + config.timesteps * batch * _numel(shape) + 8 * batch
-                                + modulator_bytes for shape in shapes[1:-1]]
+        out["message_bytes"] = [
+            HEADER_SIZE * 8 + config.timesteps * batch * _numel(shape) + 8 * batch + modulator_bytes
+            for shape in shapes[1:-1]
+        ]
         out["shapes"] = shapes
         return out
 
@@ -228,8 +238,10 @@ class Stage:
         batch, first = int(head[3]), self.bounds[self.rank]
         spikes_bytes, label_bytes, modulator_bytes = self.payload_sizes(batch, bool(head[4]))
         spikes = payload[:spikes_bytes].view(self.run.config.timesteps, batch, *self.shapes[first])
-        labels = payload[spikes_bytes:spikes_bytes + label_bytes].view(torch.int64)
-        context = payload[spikes_bytes + label_bytes:].view(torch.float32).view(batch, batch) if modulator_bytes else None
+        labels = payload[spikes_bytes : spikes_bytes + label_bytes].view(torch.int64)
+        context = (
+            payload[spikes_bytes + label_bytes :].view(torch.float32).view(batch, batch) if modulator_bytes else None
+        )
         device = self.run.device
         h = spikes.to(device=device, dtype=self.dtype) * self.run.model.blocks[first - 1].output_scale
         return h, labels.to(device), None if context is None else context.to(device)
@@ -245,19 +257,23 @@ def train_layer_parallel(run) -> None:
     if context.world < 2:
         raise ValueError("--parallel layer needs at least 2 processes (torchrun --nproc_per_node=S)")
     if context.world > blocks:
-        raise ValueError(f"--parallel layer: {context.world} stages for a network of {blocks} blocks; "
-                         f"use at most {blocks} processes")
+        raise ValueError(
+            f"--parallel layer: {context.world} stages for a network of {blocks} blocks; use at most {blocks} processes"
+        )
     split = run.config.stages_split
     if split is None:
-        split = context.broadcast(balanced_split(measure_block_times(run), context.world)
-                                  if context.is_main else None)
+        split = context.broadcast(balanced_split(measure_block_times(run), context.world) if context.is_main else None)
     if len(split) != context.world or sum(split) != blocks:
-        raise ValueError(f"--stages-split {','.join(map(str, split))} must give {context.world} stages "
-                         f"covering the network's {blocks} blocks")
+        raise ValueError(
+            f"--stages-split {','.join(map(str, split))} must give {context.world} stages "
+            f"covering the network's {blocks} blocks"
+        )
     stage = Stage(run, split)
-    run.log(f"layer parallel: {context.world} stages of {', '.join(map(str, split))} blocks "
-            f"(blocks {', '.join(f'{stage.bounds[s]}-{stage.bounds[s + 1] - 1}' for s in range(context.world))}"
-            f"; the last stage trains the head)")
+    run.log(
+        f"layer parallel: {context.world} stages of {', '.join(map(str, split))} blocks "
+        f"(blocks {', '.join(f'{stage.bounds[s]}-{stage.bounds[s + 1] - 1}' for s in range(context.world))}"
+        f"; the last stage trains the head)"
+    )
     run_stage(stage)
 
 
@@ -302,8 +318,9 @@ def _follow(stage: Stage) -> None:
                 stage.next.drain()
             return
         if kind == BATCH:
-            payload = stage.prev.post(torch.empty(sum(stage.payload_sizes(int(message[3]), bool(message[4]))),
-                                                  dtype=torch.uint8))
+            payload = stage.prev.post(
+                torch.empty(sum(stage.payload_sizes(int(message[3]), bool(message[4]))), dtype=torch.uint8)
+            )
         next_header = stage.prev.post(torch.empty(HEADER_SIZE, dtype=torch.int64))
         if kind == EPOCH_END:
             stage.pass_on(message)
@@ -336,17 +353,25 @@ def _end_epoch(stage: Stage, epoch: int, stats: List[float], start: float) -> No
         if stage.owner(block) == stage.rank:
             scheduler.step()
     seconds = time.perf_counter() - start
-    mine = {"model": run.model.state_dict(), "trainer": run.trainer.state_dict(), "stats": stats,
-            "seconds": seconds}
+    mine = {"model": run.model.state_dict(), "trainer": run.trainer.state_dict(), "stats": stats, "seconds": seconds}
     states = run.dist.gather(mine)
     if not run.dist.is_main:
         return
     run.model.load_state_dict(_merge_model(stage, [s["model"] for s in states]))
     run.trainer.load_state_dict(_merge_trainer(stage, [s["trainer"] for s in states]))
     loss_sum, correct, seen = states[-1]["stats"]
-    run.finish_epoch(epoch, loss_sum, correct, seen, max(s["seconds"] for s in states),
-                     extra={"world_size": run.dist.world, "parallel": "layer",
-                            "stages_split": [stage.bounds[s + 1] - stage.bounds[s] for s in range(stage.stages)]})
+    run.finish_epoch(
+        epoch,
+        loss_sum,
+        correct,
+        seen,
+        max(s["seconds"] for s in states),
+        extra={
+            "world_size": run.dist.world,
+            "parallel": "layer",
+            "stages_split": [stage.bounds[s + 1] - stage.bounds[s] for s in range(stage.stages)],
+        },
+    )
 
 
 def _block_of(key: str) -> Optional[int]:
@@ -367,6 +392,8 @@ def _merge_model(stage: Stage, states: List[dict]) -> dict:
 
 def _merge_trainer(stage: Stage, states: List[dict]) -> dict:
     owners = [stage.owner(block) for block in stage.run.trainer.optimizer_blocks]
-    return {"aux": {key: states[stage.owner(_block_of(key))]["aux"][key] for key in states[0]["aux"]},
-            "optimizers": [states[o]["optimizers"][j] for j, o in enumerate(owners)],
-            "schedulers": [states[o]["schedulers"][j] for j, o in enumerate(owners)]}
+    return {
+        "aux": {key: states[stage.owner(_block_of(key))]["aux"][key] for key in states[0]["aux"]},
+        "optimizers": [states[o]["optimizers"][j] for j, o in enumerate(owners)],
+        "schedulers": [states[o]["schedulers"][j] for j, o in enumerate(owners)],
+    }

@@ -1,5 +1,6 @@
 """The process group of a distributed run: who this process is, its device,
 and the timeout every collective and point-to-point call observes."""
+
 from __future__ import annotations
 
 import atexit
@@ -102,8 +103,7 @@ def guarded(fn, *args, **kwargs):
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     first = text[0] if text else type(error).__name__
-    return (f"distributed peer failed or timed out ({first[:300]}); "
-            "the other processes stop too (see --dist-timeout)")
+    return f"distributed peer failed or timed out ({first[:300]}); the other processes stop too (see --dist-timeout)"
 
 
 def setup(config) -> Optional[DistContext]:
@@ -116,9 +116,11 @@ def setup(config) -> Optional[DistContext]:
     owns_group = not dist.is_initialized()
     if owns_group:
         if "WORLD_SIZE" not in os.environ:
-            raise ValueError(f"--parallel {config.parallel} runs under torchrun, e.g. "
-                             f"`torchrun --standalone --nproc_per_node=2 -m pysnn train --parallel "
-                             f"{config.parallel} ...`")
+            raise ValueError(
+                f"--parallel {config.parallel} runs under torchrun, e.g. "
+                f"`torchrun --standalone --nproc_per_node=2 -m pysnn train --parallel "
+                f"{config.parallel} ...`"
+            )
         backend = "nccl" if config.device.startswith("cuda") else "gloo"
         dist.init_process_group(backend, timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()

@@ -1,4 +1,5 @@
 """Learning rules: SNN-HLL, SNN-HBH and the global BPTT baseline."""
+
 from .bptt import BPTTTrainer
 from .hbh import HBHTrainer
 from .hll import HLLTrainer

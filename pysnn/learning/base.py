@@ -1,5 +1,6 @@
 """What every trainer shares: its optimisers and schedules, the output
 layer's own cross-entropy for the local rules, and state for checkpoints."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -49,9 +50,11 @@ class Trainer:
         self.aux.train(mode)
 
     def state_dict(self) -> dict:
-        return {"aux": self.aux.state_dict(),
-                "optimizers": [o.state_dict() for o in self.optimizers],
-                "schedulers": [s.state_dict() for s in self.schedulers]}
+        return {
+            "aux": self.aux.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.aux.load_state_dict(state["aux"])
@@ -117,14 +120,16 @@ class LocalTrainer(Trainer):
         (sent between layer-parallel stages), or None."""
         return None
 
-    def update_layer(self, index: int, inputs: torch.Tensor, labels: torch.Tensor,
-                     context: Optional[torch.Tensor]) -> torch.Tensor:
+    def update_layer(
+        self, index: int, inputs: torch.Tensor, labels: torch.Tensor, context: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         """Sets the gradients of block `index` (and its auxiliary modules) from
         its detached input; returns the block's output spikes, detached."""
         raise NotImplementedError
 
-    def layer_step(self, index: int, h: torch.Tensor, labels: torch.Tensor,
-                   context: Optional[torch.Tensor]) -> torch.Tensor:
+    def layer_step(
+        self, index: int, h: torch.Tensor, labels: torch.Tensor, context: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         optimizer = self.layer_optimizers[index]
         optimizer.zero_grad(set_to_none=True)
         out = self.update_layer(index, h.detach(), labels, context)

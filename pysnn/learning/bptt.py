@@ -1,5 +1,6 @@
 """Global surrogate-gradient BPTT (docs/learning-rules.md): one cross-entropy, gradients
 through every layer and every step."""
+
 from __future__ import annotations
 
 from torch.nn import functional as F

@@ -8,6 +8,7 @@ modulator per batch for every layer): L = HSIC(·, Z) − β·HSIC(Z, Y).
 Linear layers take the fused `hsic_update`; other layers (conv, batch norm)
 feed the post-synaptic signal δ to their own weight gradient. The output
 layer learns from its own cross-entropy."""
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,9 @@ class HBHTrainer(LocalTrainer):
     def __init__(self, model, config, classes, input_shape):
         super().__init__(model, config, classes)
         self.ops = get_backend(config.backend)
-        self.layer_optimizers = [self.add_optimizer(block.parameters(), block=index)
-                                 for index, block in enumerate(model.blocks)]
+        self.layer_optimizers = [
+            self.add_optimizer(block.parameters(), block=index) for index, block in enumerate(model.blocks)
+        ]
         self._label_kernel: tuple = (None, None)  # (labels, their kernel), built once per batch
 
     def batch_context(self, images, labels):
@@ -45,8 +47,9 @@ class HBHTrainer(LocalTrainer):
         if c.hsic_term != "input":
             return None
         with torch.no_grad():
-            kx = self.ops.kernel_matrix(self.batch.gather(images.flatten(1)), kind="gaussian", sigma=c.sigma,
-                                        sigma_scaling=c.sigma_scaling)
+            kx = self.ops.kernel_matrix(
+                self.batch.gather(images.flatten(1)), kind="gaussian", sigma=c.sigma, sigma_scaling=c.sigma_scaling
+            )
             if c.hsic_norm != "none":
                 return kx
             ky = self.label_kernel(self.batch.gather(labels))
@@ -63,8 +66,9 @@ class HBHTrainer(LocalTrainer):
         kz = self.ops.kernel_matrix(rates.flatten(1), kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
         ky = self.label_kernel(labels).to(kz.dtype)
         if c.hsic_norm != "none":
-            return self.ops.hsic_modulator(shared.to(kz.dtype), ky, beta=c.beta, estimator=c.estimator,
-                                           normalize=c.hsic_norm, kz=kz)
+            return self.ops.hsic_modulator(
+                shared.to(kz.dtype), ky, beta=c.beta, estimator=c.estimator, normalize=c.hsic_norm, kz=kz
+            )
         return self.ops.hsic_modulator(2 * kz, ky, beta=c.beta, estimator=c.estimator)
 
     def label_kernel(self, labels: torch.Tensor) -> torch.Tensor:
@@ -82,8 +86,13 @@ class HBHTrainer(LocalTrainer):
             post_grad = block.surrogate_grad_(membrane)
             rates = spikes.mean(0)
             grad_w, grad_b, loss = self.ops.hsic_update(
-                inputs.flatten(2), post_grad, rates, self.modulator(rates, labels, shared),
-                sigma=c.sigma, sigma_scaling=c.sigma_scaling)
+                inputs.flatten(2),
+                post_grad,
+                rates,
+                self.modulator(rates, labels, shared),
+                sigma=c.sigma,
+                sigma_scaling=c.sigma_scaling,
+            )
         block.layer.weight.grad = grad_w.to(block.layer.weight.dtype)
         if block.layer.bias is not None:
             block.layer.bias.grad = grad_b.to(block.layer.bias.dtype)
@@ -103,8 +112,9 @@ class HBHTrainer(LocalTrainer):
                 rates, labels = self.batch.gather(rates), self.batch.gather(labels)
             modulator = self.modulator(rates, labels, shared)
         if c.kernel == "gaussian" and not self.batch.is_global:
-            delta, _ = self.ops.hsic_post_signal(post_grad, rates, modulator, sigma=c.sigma,
-                                                 sigma_scaling=c.sigma_scaling)
+            delta, _ = self.ops.hsic_post_signal(
+                post_grad, rates, modulator, sigma=c.sigma, sigma_scaling=c.sigma_scaling
+            )
         else:  # ∂L/∂rates through the kernel; with global kernels, this rank's rows of it
             z = rates.clone().requires_grad_()
             kz = self.ops.kernel_matrix(z, kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
@@ -116,7 +126,6 @@ class HBHTrainer(LocalTrainer):
 
     def update_layer(self, index, inputs, labels, context):
         block = self.model.blocks[index]
-        fused = (block.is_linear and block.norm is None and self.config.kernel == "gaussian"
-                 and not self.batch.is_global)
+        fused = block.is_linear and block.norm is None and self.config.kernel == "gaussian" and not self.batch.is_global
         update = self._fused_linear_update if fused else self._signal_update
         return block.emit(update(block, inputs, labels, context))

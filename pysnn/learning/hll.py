@@ -1,6 +1,7 @@
 """SNN-HLL (docs/learning-rules.md): every hidden layer learns from its own hybrid local
 loss with its own optimiser; its input is detached, so no gradient crosses
 layers; the output layer learns from its own cross-entropy."""
+
 from __future__ import annotations
 
 from .base import LocalTrainer
@@ -18,7 +19,8 @@ class HLLTrainer(LocalTrainer):
             objective = LayerObjective(config.loss, out_shape, shape, classes, config.dim_in_decoder)
             self.aux.append(objective)
             self.layer_optimizers.append(
-                self.add_optimizer(list(block.parameters()) + list(objective.parameters()), block=index))
+                self.add_optimizer(list(block.parameters()) + list(objective.parameters()), block=index)
+            )
             shape = out_shape
 
     def update_layer(self, index, inputs, labels, context):

@@ -1,5 +1,6 @@
 """SNN-HLL's layer-local losses (docs/learning-rules.md, thesis 3-3..3-16) and the
 auxiliary modules they train with each hidden layer."""
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,9 @@ def decoder_pool_size(channels: int, size: int, dim_in_decoder: int) -> int:
 class LayerObjective(nn.Module):
     """The auxiliary modules and weighted loss of one hidden layer."""
 
-    def __init__(self, loss: str, output_shape: Tuple[int, ...], input_shape: Tuple[int, ...],
-                 classes: int, dim_in_decoder: int) -> None:
+    def __init__(
+        self, loss: str, output_shape: Tuple[int, ...], input_shape: Tuple[int, ...], classes: int, dim_in_decoder: int
+    ) -> None:
         super().__init__()
         if loss not in LOSS_WEIGHTS:
             raise ValueError(f"--loss must be one of {', '.join(LOSS_WEIGHTS)}, got '{loss}'")
@@ -74,17 +76,23 @@ class LayerObjective(nn.Module):
             features = int(math.prod(output_shape))
             if conv:
                 self.pool_size = decoder_pool_size(output_shape[0], output_shape[1], dim_in_decoder)
-                features = output_shape[0] * self.pool_size ** 2
+                features = output_shape[0] * self.pool_size**2
             self.classifier = nn.Linear(features, classes)
             nn.init.zeros_(self.classifier.weight)
             nn.init.zeros_(self.classifier.bias)
         if "sim" in self.weights:
-            self.embedding = (nn.Conv2d(output_shape[0], output_shape[0], 3, padding=1, bias=False) if conv
-                              else nn.Linear(output_shape[0], output_shape[0], bias=False))
+            self.embedding = (
+                nn.Conv2d(output_shape[0], output_shape[0], 3, padding=1, bias=False)
+                if conv
+                else nn.Linear(output_shape[0], output_shape[0], bias=False)
+            )
         if "recon" in self.weights:
             self.input_shape = input_shape
-            self.decoder = (nn.Conv2d(output_shape[0], input_shape[0], 3, padding=1) if conv
-                            else nn.Linear(int(math.prod(output_shape)), int(math.prod(input_shape))))
+            self.decoder = (
+                nn.Conv2d(output_shape[0], input_shape[0], 3, padding=1)
+                if conv
+                else nn.Linear(int(math.prod(output_shape)), int(math.prod(input_shape)))
+            )
 
     def _pred(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.pool_size is not None:
@@ -97,8 +105,9 @@ class LayerObjective(nn.Module):
             return F.mse_loss(self.decoder(rates), input_rates)
         return F.mse_loss(self.decoder(rates.flatten(1)), input_rates.flatten(1))
 
-    def forward(self, spikes: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor,
-                update: str, batch=None) -> torch.Tensor:
+    def forward(
+        self, spikes: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, update: str, batch=None
+    ) -> torch.Tensor:
         """The layer's loss from its output spikes [T, B, ...] and input [T, B, ...].
 
         update="final": every term on the rates; "online": `pred` is the mean of

@@ -1,4 +1,5 @@
 """Optimisers and the step-decay schedule shared by every trainer."""
+
 from __future__ import annotations
 
 from typing import Iterable, List

@@ -10,6 +10,7 @@ the convention snnTorch and SpikingJelly use, with dt = 1e-4 s unless the
 graph's metadata says otherwise. Reading back, λ = 1 − dt/τ and the input
 scale R·dt/τ is folded into the weights of the layer feeding the neurons.
 """
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -49,8 +50,10 @@ def to_discrete(node_name: str, tau: np.ndarray, r: np.ndarray, dt: float) -> Tu
     tau_value = uniform(node_name, "tau", tau)
     r_value = uniform(node_name, "r", r)
     if not tau_value >= dt:
-        raise NIRError(f"node '{node_name}': tau = {tau_value:g} is below dt = {dt:g}; with forward Euler "
-                       f"the decay 1 - dt/tau would be negative (pass the dt the graph was made with)")
+        raise NIRError(
+            f"node '{node_name}': tau = {tau_value:g} is below dt = {dt:g}; with forward Euler "
+            f"the decay 1 - dt/tau would be negative (pass the dt the graph was made with)"
+        )
     return 1.0 - dt / tau_value, r_value * dt / tau_value
 
 
@@ -60,8 +63,10 @@ def uniform(node_name: str, field: str, values) -> float:
     if array.size == 0 or not np.all(np.isfinite(array)):
         raise NIRError(f"node '{node_name}': {field} is empty or not finite")
     if not np.all(array == array[0]):
-        raise NIRError(f"node '{node_name}': {field} differs between neurons "
-                       f"({array.min():g} to {array.max():g}); pysnn layers share one value")
+        raise NIRError(
+            f"node '{node_name}': {field} differs between neurons "
+            f"({array.min():g} to {array.max():g}); pysnn layers share one value"
+        )
     return float(array[0])
 
 

@@ -1,4 +1,5 @@
 """`to_nir`: a trained SpikingNetwork as a NIR graph; `write`: to a file, atomically."""
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,11 @@ from ..nn.blocks import SpikingBlock
 from .convention import DEFAULT_DT, PRODUCER, SOFT_RESET_KEY, SOFT_RESET_VALUE, NIRError, require_nir, to_continuous
 
 NEURON_FORMS = ("exact", "lif")
-CODING = {"direct": "direct: the same input at every step",
-          "poisson": "poisson: at every step, a spike with probability equal to the input value",
-          "events": "events: the sample's event counts binned into one frame per step"}
+CODING = {
+    "direct": "direct: the same input at every step",
+    "poisson": "poisson: at every step, a spike with probability equal to the input value",
+    "events": "events: the sample's event counts binned into one frame per step",
+}
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -48,8 +51,13 @@ def _folded(block: SpikingBlock) -> Tuple[np.ndarray, np.ndarray]:
 def _pool_spec(pool: nn.Module) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     def pair(v):
         return (v, v) if isinstance(v, int) else tuple(v)
-    if not isinstance(pool, nn.MaxPool2d) or pool.ceil_mode or pair(pool.dilation) != (1, 1) \
-            or pair(pool.padding) != (0, 0):
+
+    if (
+        not isinstance(pool, nn.MaxPool2d)
+        or pool.ceil_mode
+        or pair(pool.dilation) != (1, 1)
+        or pair(pool.padding) != (0, 0)
+    ):
         raise NIRError(f"{pool} has no NIR form (only MaxPool2d without padding, dilation or ceil_mode)")
     return pair(pool.kernel_size), pair(pool.stride or pool.kernel_size)
 
@@ -68,15 +76,22 @@ class _GraphBuilder:
         self.tail = name
         return name
 
-    def neuron(self, prefix: str, shape: Tuple[int, ...], decay: float, threshold: float, dt: float,
-               form: str) -> None:
+    def neuron(self, prefix: str, shape: Tuple[int, ...], decay: float, threshold: float, dt: float, form: str) -> None:
         nir = self.nir
         tau, r = to_continuous(decay, dt)
         full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
         if form == "lif":
-            self.chain(f"{prefix}.lif", nir.LIF(tau=full(tau), r=full(r), v_leak=full(0.0),
-                                                v_threshold=full(threshold), v_reset=full(0.0),
-                                                metadata={SOFT_RESET_KEY: SOFT_RESET_VALUE}))
+            self.chain(
+                f"{prefix}.lif",
+                nir.LIF(
+                    tau=full(tau),
+                    r=full(r),
+                    v_leak=full(0.0),
+                    v_threshold=full(threshold),
+                    v_reset=full(0.0),
+                    metadata={SOFT_RESET_KEY: SOFT_RESET_VALUE},
+                ),
+            )
             return
         # Exact: a leaky integrator, a threshold, and the reset as the threshold's
         # spikes fed back (one step later) with weight −λ·v_th.
@@ -86,40 +101,54 @@ class _GraphBuilder:
         self.edges += [(spike, f"{prefix}.reset"), (f"{prefix}.reset", membrane)]
 
 
-def _add_block(graph: _GraphBuilder, prefix: str, block: SpikingBlock, shape: Tuple[int, ...], dt: float,
-               neuron: str) -> Tuple[int, ...]:
+def _add_block(
+    graph: _GraphBuilder, prefix: str, block: SpikingBlock, shape: Tuple[int, ...], dt: float, neuron: str
+) -> Tuple[int, ...]:
     """Appends one spiking block (layer, neuron, pooling) to `graph`; returns its output shape."""
     nir = graph.nir
     weight, bias = _folded(block)
     if isinstance(block.layer, nn.Linear):
         if len(shape) > 1:
-            graph.chain(f"{prefix}.flatten", nir.Flatten(input_type={"input": np.array(shape)},
-                                                         start_dim=0, end_dim=-1))
+            graph.chain(
+                f"{prefix}.flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+            )
             shape = (int(np.prod(shape)),)
         graph.chain(f"{prefix}.layer", nir.Affine(weight=weight, bias=bias))
     elif isinstance(block.layer, nn.Conv2d):
         conv = block.layer
         if conv.padding_mode != "zeros":
             raise NIRError(f"{prefix}: padding_mode '{conv.padding_mode}' has no NIR form")
-        graph.chain(f"{prefix}.layer", nir.Conv2d(
-            input_shape=tuple(shape[1:]), weight=weight, stride=conv.stride, padding=conv.padding,
-            dilation=conv.dilation, groups=conv.groups, bias=bias))
+        graph.chain(
+            f"{prefix}.layer",
+            nir.Conv2d(
+                input_shape=tuple(shape[1:]),
+                weight=weight,
+                stride=conv.stride,
+                padding=conv.padding,
+                dilation=conv.dilation,
+                groups=conv.groups,
+                bias=bias,
+            ),
+        )
     else:
         raise NIRError(f"{prefix}: {type(block.layer).__name__} has no NIR form")
     shape = _layer_output_shape(block, shape)
     graph.neuron(prefix, shape, block.neuron.decay, block.neuron.threshold, dt, neuron)
     if block.pool is not None:
         kernel, stride = _pool_spec(block.pool)
-        graph.chain(f"{prefix}.pool", nir.SumPool2d(kernel_size=np.array(kernel), stride=np.array(stride),
-                                                    padding=np.array((0, 0))))
+        graph.chain(
+            f"{prefix}.pool",
+            nir.SumPool2d(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array((0, 0))),
+        )
         shape = _pooled_shape(block, shape)
         # the maximum of binary spikes is 1 exactly when their sum exceeds 1/2
         graph.chain(f"{prefix}.pool_spike", nir.Threshold(threshold=np.full(shape, 0.5)))
     return shape
 
 
-def to_nir(model: SpikingNetwork, input_shape: Optional[Sequence[int]] = None, *, dt: float = DEFAULT_DT,
-           neuron: str = "exact"):
+def to_nir(
+    model: SpikingNetwork, input_shape: Optional[Sequence[int]] = None, *, dt: float = DEFAULT_DT, neuron: str = "exact"
+):
     """The network as a `nir.NIRGraph` (inference: batch norm folded, dropout dropped).
 
     `input_shape`: one sample's shape without batch and time, e.g. (1, 28, 28);
@@ -155,11 +184,15 @@ def to_nir(model: SpikingNetwork, input_shape: Optional[Sequence[int]] = None, *
     graph.chain("output", nir.Output(output_type={"output": np.array([weight.shape[0]])}))
     n = model.blocks[0].neuron if len(model.blocks) else None
     metadata = {
-        "producer": PRODUCER, "producer_version": __version__, "dt": float(dt),
-        "timesteps": int(model.timesteps), "encoder": model.encoder,
+        "producer": PRODUCER,
+        "producer_version": __version__,
+        "dt": float(dt),
+        "timesteps": int(model.timesteps),
+        "encoder": model.encoder,
         "readout": "logits = the output node's values averaged over the time steps",
         "neuron": "exact: LI + Threshold (fires at v > v_threshold) + reset Scale fed back one step later"
-        if neuron == "exact" else f"LIF nodes with {SOFT_RESET_KEY}={SOFT_RESET_VALUE}",
+        if neuron == "exact"
+        else f"LIF nodes with {SOFT_RESET_KEY}={SOFT_RESET_VALUE}",
     }
     if n is not None:
         metadata.update(surrogate=n.surrogate, alpha=float(n.alpha))

@@ -10,6 +10,7 @@ dynamics; meant for fine-tuning imported weights with local rules). A graph
 ending in neurons (no head) gets an identity head: the logits are then the
 output layer's firing rates.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,7 @@ from torch import nn
 from ..models import SpikingNetwork
 from ..nn.blocks import NeuronConfig, SpikingBlock
 from ..nn.encoders import ENCODERS
-from .convention import DEFAULT_DT, SOFT_RESET_KEY, SOFT_RESET_VALUE, NIRError, require_nir, text, to_discrete, \
-    uniform
+from .convention import DEFAULT_DT, SOFT_RESET_KEY, SOFT_RESET_VALUE, NIRError, require_nir, text, to_discrete, uniform
 
 LIF_RESETS = ("refuse", "soft")
 
@@ -36,12 +36,14 @@ def read(path):
         raise NIRError(f"{path}: no such file")
     try:
         from nir.serialization import read_version
+
         version = text(read_version(str(path)))
     except Exception as error:
         raise NIRError(f"{path}: not a NIR file ({type(error).__name__}: {error})") from None
     if version.split(".")[0] != nir.version.split(".")[0]:
-        raise NIRError(f"{path}: written by NIR {version}; this reader is NIR {nir.version} "
-                       f"(major versions must match)")
+        raise NIRError(
+            f"{path}: written by NIR {version}; this reader is NIR {nir.version} (major versions must match)"
+        )
     try:
         return nir.read(str(path))
     except Exception as error:
@@ -65,8 +67,10 @@ class _Chain:
     def next(self, name: str, skip: Tuple[str, ...] = ()) -> str:
         following = [n for n in self.successors[name] if n not in skip]
         if len(following) != 1:
-            raise NIRError(f"node '{name}' ({type(self.node(name)).__name__}) feeds {len(following)} nodes "
-                           f"({', '.join(following) or 'none'}); pysnn networks are chains")
+            raise NIRError(
+                f"node '{name}' ({type(self.node(name)).__name__}) feeds {len(following)} nodes "
+                f"({', '.join(following) or 'none'}); pysnn networks are chains"
+            )
         return following[0]
 
 
@@ -76,27 +80,34 @@ def _neuron(nir, chain: _Chain, name: str, dt: float, lif_reset: str):
     if isinstance(node, nir.LI):
         spike = chain.next(name)
         threshold_node = chain.node(spike)
-        resets = [n for n in chain.successors[spike] if name in chain.successors[n]
-                  and isinstance(chain.node(n), nir.Scale)]
+        resets = [
+            n for n in chain.successors[spike] if name in chain.successors[n] and isinstance(chain.node(n), nir.Scale)
+        ]
         if not isinstance(threshold_node, nir.Threshold) or len(resets) != 1:
-            raise NIRError(f"node '{name}' (LI) is not followed by a Threshold whose spikes feed back through a "
-                           f"Scale node: a leaky integrator without a spike has no pysnn form")
+            raise NIRError(
+                f"node '{name}' (LI) is not followed by a Threshold whose spikes feed back through a "
+                f"Scale node: a leaky integrator without a spike has no pysnn form"
+            )
         decay, scale = to_discrete(name, node.tau, node.r, dt)
         if uniform(name, "v_leak", node.v_leak) != 0.0:
             raise NIRError(f"node '{name}': v_leak must be 0 (pysnn's membrane rests at 0)")
         threshold = uniform(spike, "threshold", threshold_node.threshold)
         reset = uniform(resets[0], "scale", chain.node(resets[0]).scale) * scale
         if not np.isclose(reset, -decay * threshold, rtol=1e-9, atol=1e-12):
-            raise NIRError(f"node '{resets[0]}': the fed-back reset weight is {reset:g} (after the input scale), "
-                           f"pysnn's soft reset needs -decay*threshold = {-decay * threshold:g}")
+            raise NIRError(
+                f"node '{resets[0]}': the fed-back reset weight is {reset:g} (after the input scale), "
+                f"pysnn's soft reset needs -decay*threshold = {-decay * threshold:g}"
+            )
         chain.successors[spike] = [n for n in chain.successors[spike] if n != resets[0]]
         return decay, threshold, scale, spike
     if isinstance(node, nir.LIF):
         soft = text(node.metadata.get(SOFT_RESET_KEY, "")) == SOFT_RESET_VALUE
         if not soft and lif_reset != "soft":
-            raise NIRError(f"node '{name}' (LIF) resets to v_reset (a hard reset); pysnn's neuron subtracts the "
-                           f"threshold. Pass lif_reset='soft' to load it as pysnn's neuron "
-                           f"anyway (different dynamics, for fine-tuning)")
+            raise NIRError(
+                f"node '{name}' (LIF) resets to v_reset (a hard reset); pysnn's neuron subtracts the "
+                f"threshold. Pass lif_reset='soft' to load it as pysnn's neuron "
+                f"anyway (different dynamics, for fine-tuning)"
+            )
         decay, scale = to_discrete(name, node.tau, node.r, dt)
         if uniform(name, "v_leak", node.v_leak) != 0.0:
             raise NIRError(f"node '{name}': v_leak must be 0 (pysnn's membrane rests at 0)")
@@ -107,11 +118,14 @@ def _neuron(nir, chain: _Chain, name: str, dt: float, lif_reset: str):
 def _layer(nir, name: str, node, shape: Tuple[int, ...], dtype: torch.dtype) -> Tuple[nn.Module, Tuple[int, ...]]:
     def tensor(a):
         return torch.as_tensor(np.asarray(a), dtype=dtype)
+
     if isinstance(node, (nir.Affine, nir.Linear)):
         weight = tensor(node.weight)
         if weight.dim() != 2 or weight.shape[1] != int(np.prod(shape)):
-            raise NIRError(f"node '{name}': weight of shape {list(weight.shape)} does not take the "
-                           f"{int(np.prod(shape))} inputs it receives")
+            raise NIRError(
+                f"node '{name}': weight of shape {list(weight.shape)} does not take the "
+                f"{int(np.prod(shape))} inputs it receives"
+            )
         layer = nn.Linear(weight.shape[1], weight.shape[0], dtype=dtype)
         layer.weight.data.copy_(weight)
         bias = getattr(node, "bias", None)
@@ -120,20 +134,31 @@ def _layer(nir, name: str, node, shape: Tuple[int, ...], dtype: torch.dtype) -> 
     if isinstance(node, nir.Conv2d):
         weight = tensor(node.weight)
         if len(shape) != 3 or weight.shape[1] * node.groups != shape[0]:
-            raise NIRError(f"node '{name}': a Conv2d with {weight.shape[1] * node.groups} input channels "
-                           f"receives shape {list(shape)}")
+            raise NIRError(
+                f"node '{name}': a Conv2d with {weight.shape[1] * node.groups} input channels "
+                f"receives shape {list(shape)}"
+            )
         if isinstance(node.padding, str):
             raise NIRError(f"node '{name}': padding '{node.padding}' (only numeric padding is supported)")
-        layer = nn.Conv2d(shape[0], weight.shape[0], tuple(weight.shape[2:]), stride=_pair(node.stride),
-                          padding=_pair(node.padding), dilation=_pair(node.dilation), groups=int(node.groups),
-                          dtype=dtype)
+        layer = nn.Conv2d(
+            shape[0],
+            weight.shape[0],
+            tuple(weight.shape[2:]),
+            stride=_pair(node.stride),
+            padding=_pair(node.padding),
+            dilation=_pair(node.dilation),
+            groups=int(node.groups),
+            dtype=dtype,
+        )
         layer.weight.data.copy_(weight)
         layer.bias.data.copy_(tensor(node.bias))
         with torch.no_grad():
             out = layer(torch.zeros(1, *shape, dtype=dtype)).shape[1:]
         return layer, tuple(out)
-    raise NIRError(f"node '{name}' ({type(node).__name__}) cannot be represented in a pysnn network "
-                   f"(supported: Affine, Linear, Conv2d, LI+Threshold, LIF, SumPool2d+Threshold, Flatten)")
+    raise NIRError(
+        f"node '{name}' ({type(node).__name__}) cannot be represented in a pysnn network "
+        f"(supported: Affine, Linear, Conv2d, LI+Threshold, LIF, SumPool2d+Threshold, Flatten)"
+    )
 
 
 def _pair(value) -> Tuple[int, int]:
@@ -141,8 +166,15 @@ def _pair(value) -> Tuple[int, int]:
     return (int(array[0]),) * 2 if array.size == 1 else (int(array[0]), int(array[1]))
 
 
-def from_nir(graph, *, timesteps: Optional[int] = None, dt: Optional[float] = None, lif_reset: str = "refuse",
-             dtype: torch.dtype = torch.float32, backend: str = "fused") -> SpikingNetwork:
+def from_nir(
+    graph,
+    *,
+    timesteps: Optional[int] = None,
+    dt: Optional[float] = None,
+    lif_reset: str = "refuse",
+    dtype: torch.dtype = torch.float32,
+    backend: str = "fused",
+) -> SpikingNetwork:
     """A SpikingNetwork computing what `graph` does; NIRError naming the node otherwise.
 
     `timesteps` and `dt` default to the graph's metadata (pysnn's exports
@@ -179,11 +211,15 @@ def from_nir(graph, *, timesteps: Optional[int] = None, dt: Optional[float] = No
             if not blocks or pending is not None or blocks[-1].pool is not None:
                 raise NIRError(f"node '{name}' (SumPool2d) must follow a layer's spikes")
             spike = chain.next(name)
-            if not isinstance(chain.node(spike), nir.Threshold) or \
-                    not 0.0 <= uniform(spike, "threshold", chain.node(spike).threshold) < 1.0 or \
-                    np.any(np.asarray(node.padding) != 0):
-                raise NIRError(f"node '{name}' (SumPool2d) is not followed by a Threshold in [0, 1) or is padded: "
-                               f"only max pooling of spikes (sum pooling, then spike if any) has a pysnn form")
+            if (
+                not isinstance(chain.node(spike), nir.Threshold)
+                or not 0.0 <= uniform(spike, "threshold", chain.node(spike).threshold) < 1.0
+                or np.any(np.asarray(node.padding) != 0)
+            ):
+                raise NIRError(
+                    f"node '{name}' (SumPool2d) is not followed by a Threshold in [0, 1) or is padded: "
+                    f"only max pooling of spikes (sum pooling, then spike if any) has a pysnn form"
+                )
             blocks[-1].pool = nn.MaxPool2d(_pair(node.kernel_size), stride=_pair(node.stride))
             with torch.no_grad():
                 shape = tuple(blocks[-1].pool(torch.zeros(1, *shape)).shape[1:])
@@ -193,8 +229,10 @@ def from_nir(graph, *, timesteps: Optional[int] = None, dt: Optional[float] = No
             if neuron is None:
                 layer, next_shape = _layer(nir, name, node, shape, dtype)  # refuses unknown node types
                 if pending is not None:
-                    raise NIRError(f"node '{pending[1]}' is followed by layer '{name}' ({type(node).__name__}) "
-                                   f"with no neuron between them")
+                    raise NIRError(
+                        f"node '{pending[1]}' is followed by layer '{name}' ({type(node).__name__}) "
+                        f"with no neuron between them"
+                    )
                 pending, shape = (layer, name), next_shape
             else:
                 if pending is None:
@@ -204,8 +242,9 @@ def from_nir(graph, *, timesteps: Optional[int] = None, dt: Optional[float] = No
                 with torch.no_grad():  # NIR's input scale R·dt/τ, folded into the weights
                     layer.weight.mul_(scale)
                     layer.bias.mul_(scale)
-                config = NeuronConfig(decay=decay, threshold=threshold, surrogate=surrogate, alpha=alpha,
-                                      backend=backend)
+                config = NeuronConfig(
+                    decay=decay, threshold=threshold, surrogate=surrogate, alpha=alpha, backend=backend
+                )
                 blocks.append(SpikingBlock(layer, config))
                 pending = None
         name = chain.next(name)

@@ -1,6 +1,7 @@
 """Spiking blocks: layer → optional BatchNorm → LIF → optional pooling and
 dropout, over time-first tensors [T, B, ...] (stateless layers run on
 [T·B, ...])."""
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,16 @@ class SpikingBlock(nn.Module):
     """One spiking layer. Trainers use its stages separately:
     `integrate` (synaptic input x[t]), `fire` (LIF), `emit` (pool, dropout)."""
 
-    def __init__(self, layer: nn.Module, neuron: NeuronConfig, *, norm: Optional[nn.Module] = None,
-                 pool: Optional[nn.Module] = None, dropout: float = 0.0, dropout_seed: int = 0) -> None:
+    def __init__(
+        self,
+        layer: nn.Module,
+        neuron: NeuronConfig,
+        *,
+        norm: Optional[nn.Module] = None,
+        pool: Optional[nn.Module] = None,
+        dropout: float = 0.0,
+        dropout_seed: int = 0,
+    ) -> None:
         super().__init__()
         self.layer, self.norm, self.pool = layer, norm, pool
         self.dropout = SeededDropout(dropout, dropout_seed) if dropout > 0 else None
@@ -63,15 +72,22 @@ class SpikingBlock(nn.Module):
             return self.layer(h.flatten(2))
         return fold(self.layer, h)
 
-    def fire(self, x: torch.Tensor, grad_mode: Optional[str] = None,
-             return_membrane: bool = False):
+    def fire(self, x: torch.Tensor, grad_mode: Optional[str] = None, return_membrane: bool = False):
         n = self.neuron
-        return self._lif(x, n.decay, n.threshold, surrogate=n.surrogate, alpha=n.alpha,
-                         grad_mode=grad_mode or n.grad_mode, return_membrane=return_membrane)
+        return self._lif(
+            x,
+            n.decay,
+            n.threshold,
+            surrogate=n.surrogate,
+            alpha=n.alpha,
+            grad_mode=grad_mode or n.grad_mode,
+            return_membrane=return_membrane,
+        )
 
     def surrogate_grad_(self, membrane: torch.Tensor) -> torch.Tensor:
         """σ'(u[t]) of this layer's neurons, computed in (and overwriting) `membrane`."""
         from ..reference.lif import surrogate_grad_
+
         return surrogate_grad_(membrane.sub_(self.neuron.threshold), self.neuron.surrogate, self.neuron.alpha)
 
     def pooled(self, spikes: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Dropout with a random stream of its own per layer."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,5 @@
 """Input encoders: an image batch [B, ...] (or event frames [B, T, ...]) to a time-first input [T, B, ...]."""
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,9 @@ def poisson(images: torch.Tensor, timesteps: int, generator: torch.Generator | N
 def events(frames: torch.Tensor, timesteps: int) -> torch.Tensor:
     """Event data, already spikes: frames [B, T, ...] (one bin per step) to [T, B, ...]."""
     if frames.dim() < 3 or frames.shape[1] != timesteps:
-        raise ValueError(f"events encoder: expected frames [B, {timesteps}, ...] (one per time step), "
-                         f"got shape {list(frames.shape)}")
+        raise ValueError(
+            f"events encoder: expected frames [B, {timesteps}, ...] (one per time step), got shape {list(frames.shape)}"
+        )
     return frames.transpose(0, 1).float()
 
 

@@ -1,11 +1,26 @@
 """Fused ops backed by `torch.ops.pysnn.*` (compiled C++/CUDA kernels)."""
+
 from .._extension import load as _load
 
 _load()
 
 from .hsic import (  # noqa: E402
-    hsic, hsic_loss, hsic_modulator, hsic_post_signal, hsic_update, kernel_matrix)
+    hsic,
+    hsic_loss,
+    hsic_modulator,
+    hsic_post_signal,
+    hsic_update,
+    kernel_matrix,
+)
 from .lif import lif, surrogate_grad  # noqa: E402
 
-__all__ = ["hsic", "hsic_loss", "hsic_modulator", "hsic_post_signal", "hsic_update",
-           "kernel_matrix", "lif", "surrogate_grad"]
+__all__ = [
+    "hsic",
+    "hsic_loss",
+    "hsic_modulator",
+    "hsic_post_signal",
+    "hsic_update",
+    "kernel_matrix",
+    "lif",
+    "surrogate_grad",
+]

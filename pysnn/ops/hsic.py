@@ -5,6 +5,7 @@ float32 and give float32 results. Kernel matrices are taken to be symmetric
 (as every kernel here is); gradients with respect to them are the gradients
 on symmetric matrices.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -16,8 +17,15 @@ from .. import _validation as v
 Tensor = torch.Tensor
 
 
-def kernel_matrix(z: Tensor, *, kind: str = "gaussian", sigma: float = 5.0,
-                  sigma_scaling: str = "none", c1: float = 1.0, c0: float = 0.0) -> Tensor:
+def kernel_matrix(
+    z: Tensor,
+    *,
+    kind: str = "gaussian",
+    sigma: float = 5.0,
+    sigma_scaling: str = "none",
+    c1: float = 1.0,
+    c0: float = 0.0,
+) -> Tensor:
     """The [m, m] kernel matrix of the rows of ``z`` ([m, ...], flattened per sample).
 
     Kinds: ``gaussian`` exp(−‖a_i−a_j‖²/(2σ²)), ``laplacian`` exp(−‖a_i−a_j‖/σ),
@@ -35,8 +43,15 @@ def hsic(k: Tensor, l: Tensor, *, estimator: str = "approx") -> Tensor:
     return torch.ops.pysnn.hsic(k, l, estimator)
 
 
-def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str = "approx",
-                   normalize: str = "none", kz: Optional[Tensor] = None) -> Tensor:
+def hsic_modulator(
+    kx: Tensor,
+    ky: Tensor,
+    *,
+    beta: float = 2.0,
+    estimator: str = "approx",
+    normalize: str = "none",
+    kz: Optional[Tensor] = None,
+) -> Tensor:
     """The third factor M of the three-factor rule: an [m, m] matrix whose
     product with Kz's gradient gives the layer's update.
 
@@ -69,14 +84,17 @@ def hsic_loss(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling
     (symmetrised), one GEMM; the modulator is a constant and gets no gradient.
     """
     if modulator.requires_grad and torch.is_grad_enabled():
-        raise ValueError("hsic_loss: modulator must not require grad (it is the constant third "
-                         "factor); build it under torch.no_grad() or pass modulator.detach()")
+        raise ValueError(
+            "hsic_loss: modulator must not require grad (it is the constant third "
+            "factor); build it under torch.no_grad() or pass modulator.detach()"
+        )
     loss, _ = torch.ops.pysnn.hsic_loss(z, modulator, float(sigma), sigma_scaling)
     return loss
 
 
-def hsic_post_signal(post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0,
-                     sigma_scaling: str = "none") -> Tuple[Tensor, Tensor]:
+def hsic_post_signal(
+    post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
+) -> Tuple[Tensor, Tensor]:
     """The post-synaptic learning signal δ[t] = G ⊙ post_grad[t] / T and the loss.
 
     G = ∂L/∂rates by the closed form; ``post_grad`` [T, m, n] is the surrogate
@@ -87,8 +105,9 @@ def hsic_post_signal(post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sig
     return torch.ops.pysnn.hsic_post_signal(post_grad, rates, modulator, float(sigma), sigma_scaling)
 
 
-def hsic_update(pre: Tensor, post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0,
-                sigma_scaling: str = "none") -> Tuple[Tensor, Tensor, Tensor]:
+def hsic_update(
+    pre: Tensor, post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
+) -> Tuple[Tensor, Tensor, Tensor]:
     """The fused three-factor HSIC update of a spiking linear layer.
 
     ``pre`` [T, m, n_in] presynaptic spikes (or input) per step, ``post_grad``
@@ -101,6 +120,7 @@ def hsic_update(pre: Tensor, post_grad: Tensor, rates: Tensor, modulator: Tensor
 
 
 # ---- fake kernels ----
+
 
 def _new(t: Tensor, shape) -> Tensor:
     return t.new_empty(shape, dtype=v.compute_dtype(t.dtype))
@@ -200,6 +220,7 @@ def _spike_mm_fake(a, spikes):
 
 
 # ---- autograd ----
+
 
 def _kernel_matrix_setup(ctx, inputs, output):
     z, *ctx.options = inputs

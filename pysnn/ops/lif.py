@@ -9,13 +9,14 @@ place: one buffer the size of x fewer than saving the membrane, and one pass few
 (`return_membrane=True`) it is an output anyway: it is saved, and
 `lif_backward` reads it (and takes its gradient).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple, Union
 
 import torch
 
-from .._validation import check_lif_args, check_like, check_lif_options, check_time_first
+from .._validation import check_lif_args, check_lif_options, check_like, check_time_first
 from ..reference.lif import select_outputs, surrogate_grad  # noqa: F401  (shared pure helpers)
 
 Tensor = torch.Tensor
@@ -57,7 +58,8 @@ def lif(
         ``return_membrane``, then the final state if ``return_state``.
     """
     spikes, membrane, state = torch.ops.pysnn.lif_forward(
-        x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0, return_membrane)
+        x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0, return_membrane
+    )
     return select_outputs(spikes, membrane, state, return_membrane, return_state)
 
 
@@ -69,8 +71,7 @@ def _lif_forward_fake(x, decay, threshold, surrogate, alpha, grad_mode, u0, save
 
 
 @torch.library.register_fake("pysnn::lif_backward")
-def _lif_backward_fake(grad_spikes, grad_membrane, grad_state, membrane, decay, threshold,
-                       surrogate, alpha, grad_mode):
+def _lif_backward_fake(grad_spikes, grad_membrane, grad_state, membrane, decay, threshold, surrogate, alpha, grad_mode):
     check_time_first("lif", "membrane", membrane)
     check_like("lif", "grad_spikes", grad_spikes, membrane, membrane.shape, "membrane")
     if grad_membrane is not None:
@@ -109,8 +110,7 @@ def _backward(ctx, grad_spikes, grad_membrane, grad_state):
         (membrane,) = ctx.saved_tensors
         if grad_spikes is None:
             grad_spikes = torch.zeros_like(membrane)
-        grad_x, grad_u0 = torch.ops.pysnn.lif_backward(
-            grad_spikes, grad_membrane, grad_state, membrane, *ctx.options)
+        grad_x, grad_u0 = torch.ops.pysnn.lif_backward(grad_spikes, grad_membrane, grad_state, membrane, *ctx.options)
     else:
         x, u0 = ctx.saved_tensors
         if grad_spikes is None:

@@ -1,6 +1,15 @@
 """Pure-PyTorch references of every fused op, with the same signatures."""
+
 from .hsic import hsic, hsic_loss, hsic_modulator, hsic_post_signal, hsic_update, kernel_matrix
 from .lif import lif, surrogate_grad
 
-__all__ = ["hsic", "hsic_loss", "hsic_modulator", "hsic_post_signal", "hsic_update",
-           "kernel_matrix", "lif", "surrogate_grad"]
+__all__ = [
+    "hsic",
+    "hsic_loss",
+    "hsic_modulator",
+    "hsic_post_signal",
+    "hsic_update",
+    "kernel_matrix",
+    "lif",
+    "surrogate_grad",
+]

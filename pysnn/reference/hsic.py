@@ -1,6 +1,7 @@
 """Pure-PyTorch kernel matrices and HSIC, written from the equations of
 docs/hsic.md (thesis 4-12..4-25). Test oracle, benchmark baseline and the
 `reference` backend; same signatures as `pysnn.ops`."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -22,8 +23,15 @@ def _squared_distances(a: Tensor) -> Tensor:
     return d2 * (1 - torch.eye(len(a), dtype=a.dtype, device=a.device))  # exactly 0 on the diagonal
 
 
-def kernel_matrix(z: Tensor, *, kind: str = "gaussian", sigma: float = 5.0,
-                  sigma_scaling: str = "none", c1: float = 1.0, c0: float = 0.0) -> Tensor:
+def kernel_matrix(
+    z: Tensor,
+    *,
+    kind: str = "gaussian",
+    sigma: float = 5.0,
+    sigma_scaling: str = "none",
+    c1: float = 1.0,
+    c0: float = 0.0,
+) -> Tensor:
     v.check_kernel_matrix_args(z, kind, sigma, sigma_scaling, c1, c0)
     a = _rows(z)
     d = a.shape[1] if sigma_scaling == "dim" else 1
@@ -57,13 +65,23 @@ def hsic(k: Tensor, l: Tensor, *, estimator: str = "approx") -> Tensor:
         return torch.trace(k @ h @ l @ h) / m**2
     kt, lt = k - torch.diag(torch.diag(k)), l - torch.diag(torch.diag(l))
     one = torch.ones(m, 1, dtype=k.dtype, device=k.device)
-    value = (torch.trace(kt @ lt) + (one.T @ kt @ one) * (one.T @ lt @ one) / ((m - 1) * (m - 2))
-             - 2 / (m - 2) * (one.T @ kt @ lt @ one))
+    value = (
+        torch.trace(kt @ lt)
+        + (one.T @ kt @ one) * (one.T @ lt @ one) / ((m - 1) * (m - 2))
+        - 2 / (m - 2) * (one.T @ kt @ lt @ one)
+    )
     return value.squeeze() / (m * (m - 3))
 
 
-def hsic_modulator(kx: Tensor, ky: Tensor, *, beta: float = 2.0, estimator: str = "approx",
-                   normalize: str = "none", kz: Optional[Tensor] = None) -> Tensor:
+def hsic_modulator(
+    kx: Tensor,
+    ky: Tensor,
+    *,
+    beta: float = 2.0,
+    estimator: str = "approx",
+    normalize: str = "none",
+    kz: Optional[Tensor] = None,
+) -> Tensor:
     """M with Σ M∘Kz = HSIC(Kx, Kz) − β HSIC(Kz, Ky), from the formulas of docs/hsic.md
     (approx, biased) or as the symmetric gradient of that linear map (unbiased);
     with normalize="cka", the gradient of the normalised bottleneck at `kz`."""
@@ -96,8 +114,9 @@ def normalised_hsic(k: Tensor, l: Tensor, estimator: str = "approx") -> Tensor:
     return hsic(k, l, estimator=estimator) / (hsic(k, k, estimator=estimator) * hsic(l, l, estimator=estimator)).sqrt()
 
 
-def hsic_modulator_cka(kx: Tensor, ky: Tensor, kz: Tensor, *, beta: float = 2.0, estimator: str = "approx",
-                       silent: float = 1e-8) -> Tensor:
+def hsic_modulator_cka(
+    kx: Tensor, ky: Tensor, kz: Tensor, *, beta: float = 2.0, estimator: str = "approx", silent: float = 1e-8
+) -> Tensor:
     """∂[nHSIC(X, Z) − β·nHSIC(Z, Y)]/∂Kz on symmetric Kz, by autograd through
     `normalised_hsic`; zero when C(Kz) vanishes (a silent layer)."""
     kx, ky, kz = (k.to(v.compute_dtype(k.dtype)) for k in (kx, ky, kz))
@@ -107,7 +126,7 @@ def hsic_modulator_cka(kx: Tensor, ky: Tensor, kz: Tensor, *, beta: float = 2.0,
     with torch.enable_grad():
         base = kz.detach().clone().requires_grad_()
         sym = (base + base.T) / 2
-        objective = (normalised_hsic(kx, sym, estimator) - beta * normalised_hsic(sym, ky, estimator))
+        objective = normalised_hsic(kx, sym, estimator) - beta * normalised_hsic(sym, ky, estimator)
         (grad,) = torch.autograd.grad(objective, base)
     return grad.detach()
 
@@ -120,6 +139,7 @@ def normalised_hsic_cca(k: Tensor, l: Tensor, epsilon: float = 1e-5) -> Tensor:
     def r(a):
         centred = h @ a @ h
         return centred @ torch.linalg.inv(centred + epsilon * m * torch.eye(m, dtype=a.dtype, device=a.device))
+
     return torch.trace(r(k) @ r(l))
 
 
@@ -140,8 +160,9 @@ def hsic_loss(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling
     return (modulator.to(kz.dtype) * kz).sum()
 
 
-def hsic_post_signal(post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0,
-                     sigma_scaling: str = "none") -> Tuple[Tensor, Tensor]:
+def hsic_post_signal(
+    post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
+) -> Tuple[Tensor, Tensor]:
     v.check_three_factor_args("hsic_post_signal", post_grad, rates, modulator, sigma, sigma_scaling)
     with torch.enable_grad():
         z = rates.detach().to(v.compute_dtype(rates.dtype)).requires_grad_()
@@ -151,8 +172,9 @@ def hsic_post_signal(post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sig
     return delta, loss.detach()
 
 
-def hsic_update(pre: Tensor, post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0,
-                sigma_scaling: str = "none") -> Tuple[Tensor, Tensor, Tensor]:
+def hsic_update(
+    pre: Tensor, post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
+) -> Tuple[Tensor, Tensor, Tensor]:
     v.check_three_factor_args("hsic_update", post_grad, rates, modulator, sigma, sigma_scaling, pre=pre)
     delta, loss = hsic_post_signal(post_grad, rates, modulator, sigma=sigma, sigma_scaling=sigma_scaling)
     grad_weight = torch.einsum("tmo,tmi->oi", delta, pre.to(delta.dtype))

@@ -4,6 +4,7 @@ The ground truth for the fused op's tests and the baseline of its
 benchmarks; also the `reference` backend of the trainers. Same signature and
 semantics as `pysnn.ops.lif`; gradients come from autograd through the loop.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,8 +83,9 @@ def lif(
     return select_outputs(torch.stack(spikes), membrane, v, return_membrane, return_state)
 
 
-def select_outputs(spikes: Tensor, membrane: Optional[Tensor], state: Tensor, return_membrane: bool,
-                   return_state: bool) -> Union[Tensor, Tuple[Tensor, ...]]:
+def select_outputs(
+    spikes: Tensor, membrane: Optional[Tensor], state: Tensor, return_membrane: bool, return_state: bool
+) -> Union[Tensor, Tuple[Tensor, ...]]:
     """spikes, then the membrane and the final state when asked for."""
     if not (return_membrane or return_state):
         return spikes

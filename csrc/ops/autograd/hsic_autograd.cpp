@@ -21,12 +21,12 @@ using torch::autograd::variable_list;
 
 class HsicLossFunction : public torch::autograd::Function<HsicLossFunction> {
  public:
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& z, const at::Tensor& modulator,
-                               double sigma, const std::string& sigma_scaling) {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& z, const at::Tensor& modulator, double sigma,
+                               const std::string& sigma_scaling) {
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("pysnn::hsic_loss", "")
-                               .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                         double, c10::string_view)>();
+                               .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double,
+                                                                         c10::string_view)>();
     at::AutoDispatchBelowADInplaceOrView guard;
     auto [loss, weighted] = op.call(z, modulator, sigma, sigma_scaling);
     ctx->save_for_backward({z, weighted});
@@ -39,10 +39,10 @@ class HsicLossFunction : public torch::autograd::Function<HsicLossFunction> {
   // The modulator is the constant third factor: no gradient (pysnn.ops.hsic_loss
   // refuses one that requires grad).
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("pysnn::hsic_loss_backward", "")
-                               .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
-                                                 c10::string_view)>();
+    static const auto op =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("pysnn::hsic_loss_backward", "")
+            .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double, c10::string_view)>();
     const auto saved = ctx->get_saved_variables();
     const std::string sigma_scaling = ctx->saved_data["sigma_scaling"].toStringRef();
     at::Tensor grad_z = op.call(grads[0], saved[0], saved[1], ctx->saved_data["sigma"].toDouble(), sigma_scaling);
@@ -50,8 +50,8 @@ class HsicLossFunction : public torch::autograd::Function<HsicLossFunction> {
   }
 };
 
-std::tuple<at::Tensor, at::Tensor> hsic_loss_autograd(const at::Tensor& z, const at::Tensor& modulator,
-                                                      double sigma, c10::string_view sigma_scaling) {
+std::tuple<at::Tensor, at::Tensor> hsic_loss_autograd(const at::Tensor& z, const at::Tensor& modulator, double sigma,
+                                                      c10::string_view sigma_scaling) {
   const auto outputs = HsicLossFunction::apply(z, modulator, sigma, std::string(sigma_scaling));
   return {outputs[0], outputs[1]};
 }

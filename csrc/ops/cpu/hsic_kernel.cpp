@@ -2,11 +2,11 @@
 // pass over an [m, m] matrix, parallel over rows (see csrc/ops/hsic.h).
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <tuple>
@@ -66,11 +66,14 @@ PYSNN_CPU_CLONES scalar_t row_sum(const scalar_t* row, int64_t m) {
   scalar_t partial[8] = {};
   int64_t j = 0;
   for (; j + 8 <= m; j += 8) {
-    for (int q = 0; q < 8; ++q) partial[q] += row[j + q];
+    for (int q = 0; q < 8; ++q)
+      partial[q] += row[j + q];
   }
   scalar_t sum = 0;
-  for (; j < m; ++j) sum += row[j];
-  for (int q = 0; q < 8; ++q) sum += partial[q];
+  for (; j < m; ++j)
+    sum += row[j];
+  for (int q = 0; q < 8; ++q)
+    sum += partial[q];
   return sum;
 }
 
@@ -146,7 +149,8 @@ at::Tensor centre_cpu(const at::Tensor& d_, const at::Tensor& row_sums_, const a
       at::parallel_for(0, m, kRowGrain, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           for (int64_t j = 0; j < m; ++j) {
-            o[i * m + j] = centred_entry<decltype(estimator)::value>(dp[i * m + j], rows[i], rows[j], total, i == j, size);
+            o[i * m + j] =
+                centred_entry<decltype(estimator)::value>(dp[i * m + j], rows[i], rows[j], total, i == j, size);
           }
         }
       });

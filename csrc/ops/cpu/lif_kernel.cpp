@@ -3,10 +3,10 @@
 // advances, so each time step is a contiguous, vectorisable inner loop.
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 
-#include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -33,15 +33,16 @@ constexpr int64_t kGrain = 4096;
 // x[t] is row t of x: x + t * x_step (x_step = 0: the same row at every step).
 template <typename scalar_t, bool kSaveMembrane>
 PYSNN_CPU_CLONES void forward_range(const scalar_t* x, int64_t x_step, const scalar_t* u0, scalar_t* spikes,
-                   scalar_t* membrane, scalar_t* state, int64_t T, int64_t N, int64_t begin, int64_t end,
-                   double decay_, double threshold_) {
+                                    scalar_t* membrane, scalar_t* state, int64_t T, int64_t N, int64_t begin,
+                                    int64_t end, double decay_, double threshold_) {
   using opmath_t = at::opmath_type<scalar_t>;
   const opmath_t decay = static_cast<opmath_t>(decay_);
   const opmath_t threshold = static_cast<opmath_t>(threshold_);
   opmath_t v[kBlock];
   for (int64_t first = begin; first < end; first += kBlock) {
     const int64_t len = std::min(kBlock, end - first);
-    for (int64_t i = 0; i < len; ++i) v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
+    for (int64_t i = 0; i < len; ++i)
+      v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t offset = t * N + first;
       const scalar_t* xt = x + t * x_step + first;
@@ -53,7 +54,8 @@ PYSNN_CPU_CLONES void forward_range(const scalar_t* x, int64_t x_step, const sca
         if constexpr (kSaveMembrane) membrane[offset + i] = static_cast<scalar_t>(u);
       }
     }
-    for (int64_t i = 0; i < len; ++i) state[first + i] = static_cast<scalar_t>(v[i]);
+    for (int64_t i = 0; i < len; ++i)
+      state[first + i] = static_cast<scalar_t>(v[i]);
   }
 }
 
@@ -61,9 +63,9 @@ PYSNN_CPU_CLONES void forward_range(const scalar_t* x, int64_t x_step, const sca
 // there at every step, and is swept in place.
 template <Surrogate kind, GradMode mode, typename scalar_t>
 PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t* grad_membrane,
-                    const scalar_t* grad_state, const scalar_t* membrane, scalar_t* grad_x,
-                    scalar_t* grad_u0, int64_t T, int64_t N, int64_t begin, int64_t end,
-                    const Options& opt) {
+                                     const scalar_t* grad_state, const scalar_t* membrane, scalar_t* grad_x,
+                                     scalar_t* grad_u0, int64_t T, int64_t N, int64_t begin, int64_t end,
+                                     const Options& opt) {
   using opmath_t = at::opmath_type<scalar_t>;
   const opmath_t decay = static_cast<opmath_t>(opt.decay);
   const opmath_t threshold = static_cast<opmath_t>(opt.threshold);
@@ -88,10 +90,9 @@ PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t
             sg = surrogate_grad<kind>(static_cast<opmath_t>(membrane[offset + i]) - threshold, alpha);
           }
           opmath_t gm = 0;
-          if constexpr (decltype(has_grad_membrane)::value)
-            gm = static_cast<opmath_t>(grad_membrane[offset + i]);
-          grad_x[offset + i] = static_cast<scalar_t>(backward_step<mode>(
-              static_cast<opmath_t>(grad_spikes[offset + i]), gm, sg, carry[i], decay, threshold));
+          if constexpr (decltype(has_grad_membrane)::value) gm = static_cast<opmath_t>(grad_membrane[offset + i]);
+          grad_x[offset + i] = static_cast<scalar_t>(
+              backward_step<mode>(static_cast<opmath_t>(grad_spikes[offset + i]), gm, sg, carry[i], decay, threshold));
         }
       }
     };
@@ -102,15 +103,17 @@ PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t
     } else {
       sweep(std::false_type{}, std::false_type{});
     }
-    for (int64_t i = 0; i < len; ++i) grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
+    for (int64_t i = 0; i < len; ++i)
+      grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cpu(
-    const at::Tensor& x_, double decay, double threshold, c10::string_view surrogate, double alpha,
-    c10::string_view grad_mode, const c10::optional<at::Tensor>& u0_, bool save_membrane) {
-  check_forward_args("lif_forward_cpu", c10::DeviceType::CPU, x_, decay, threshold, surrogate, alpha, grad_mode,
-                     u0_);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cpu(const at::Tensor& x_, double decay, double threshold,
+                                                               c10::string_view surrogate, double alpha,
+                                                               c10::string_view grad_mode,
+                                                               const c10::optional<at::Tensor>& u0_,
+                                                               bool save_membrane) {
+  check_forward_args("lif_forward_cpu", c10::DeviceType::CPU, x_, decay, threshold, surrogate, alpha, grad_mode, u0_);
   auto [x, x_step, u0, T, N, spikes, membrane, state] = prepare_forward(x_, u0_, save_membrane);
   if (N == 0) return {spikes, membrane, state};
 
@@ -118,23 +121,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cpu(
     const scalar_t* u0_data = optional_data<scalar_t>(u0);
     at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
       if (save_membrane) {
-        forward_range<scalar_t, true>(x.const_data_ptr<scalar_t>(), x_step, u0_data,
-                                      spikes.data_ptr<scalar_t>(), membrane.data_ptr<scalar_t>(),
-                                      state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
+        forward_range<scalar_t, true>(x.const_data_ptr<scalar_t>(), x_step, u0_data, spikes.data_ptr<scalar_t>(),
+                                      membrane.data_ptr<scalar_t>(), state.data_ptr<scalar_t>(), T, N, begin, end,
+                                      decay, threshold);
       } else {
-        forward_range<scalar_t, false>(x.const_data_ptr<scalar_t>(), x_step, u0_data,
-                                       spikes.data_ptr<scalar_t>(), nullptr,
-                                       state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
+        forward_range<scalar_t, false>(x.const_data_ptr<scalar_t>(), x_step, u0_data, spikes.data_ptr<scalar_t>(),
+                                       nullptr, state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
       }
     });
   });
   return {spikes, membrane, state};
 }
 
-std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
-    const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_membrane_,
-    const c10::optional<at::Tensor>& grad_state_, const at::Tensor& membrane_, double decay,
-    double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
+std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(const at::Tensor& grad_spikes_,
+                                                    const c10::optional<at::Tensor>& grad_membrane_,
+                                                    const c10::optional<at::Tensor>& grad_state_,
+                                                    const at::Tensor& membrane_, double decay, double threshold,
+                                                    c10::string_view surrogate, double alpha,
+                                                    c10::string_view grad_mode) {
   const Options opt = check_backward_args("lif_backward_cpu", c10::DeviceType::CPU, grad_spikes_, grad_membrane_,
                                           grad_state_, membrane_, decay, threshold, surrogate, alpha, grad_mode);
   auto [membrane, grad_spikes, grad_membrane, grad_state, T, N, grad_x, grad_u0] =
@@ -147,8 +151,8 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cpu(
         at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
           backward_range<decltype(kind)::value, decltype(mode)::value, scalar_t>(
               grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_membrane),
-              optional_data<scalar_t>(grad_state), membrane.const_data_ptr<scalar_t>(),
-              grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), T, N, begin, end, opt);
+              optional_data<scalar_t>(grad_state), membrane.const_data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(),
+              grad_u0.data_ptr<scalar_t>(), T, N, begin, end, opt);
         });
       });
     });
@@ -167,7 +171,8 @@ PYSNN_CPU_CLONES void recompute_for_sweep(const scalar_t* x, int64_t x_step, con
   const opmath_t threshold = static_cast<opmath_t>(opt.threshold);
   const opmath_t alpha = static_cast<opmath_t>(opt.alpha);
   opmath_t v[kBlock];
-  for (int64_t i = 0; i < len; ++i) v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
+  for (int64_t i = 0; i < len; ++i)
+    v[i] = u0 ? static_cast<opmath_t>(u0[first + i]) : opmath_t(0);
   for (int64_t t = 0; t < T; ++t) {
     const scalar_t* xt = x + t * x_step + first;
     scalar_t* stash = grad_x + t * N + first;
@@ -179,10 +184,11 @@ PYSNN_CPU_CLONES void recompute_for_sweep(const scalar_t* x, int64_t x_step, con
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(
-    const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_state_, const at::Tensor& x_,
-    const c10::optional<at::Tensor>& u0_, double decay, double threshold, c10::string_view surrogate,
-    double alpha, c10::string_view grad_mode) {
+std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(const at::Tensor& grad_spikes_,
+                                                          const c10::optional<at::Tensor>& grad_state_,
+                                                          const at::Tensor& x_, const c10::optional<at::Tensor>& u0_,
+                                                          double decay, double threshold, c10::string_view surrogate,
+                                                          double alpha, c10::string_view grad_mode) {
   const Options opt = check_backward_input_args("lif_backward_input_cpu", c10::DeviceType::CPU, grad_spikes_,
                                                 grad_state_, x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
   auto [x, x_step, grad_spikes, grad_state, u0, T, N, grad_x, grad_u0] =

@@ -10,11 +10,11 @@
 // Non-binary input, and fewer than eight rows, go to ATen's GEMM.
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -29,9 +29,9 @@ namespace pysnn {
 namespace hsic {
 namespace {
 
-constexpr int kBits = 8;                 // rows of a per table
-constexpr int kEntries = 1 << kBits;     // subset sums per table
-constexpr int64_t kPanelBytes = 256;     // output features per pass: 8 AVX registers
+constexpr int kBits = 8;              // rows of a per table
+constexpr int kEntries = 1 << kBits;  // subset sums per table
+constexpr int64_t kPanelBytes = 256;  // output features per pass: 8 AVX registers
 
 // 32-byte vectors (AVX registers; two SSE registers in the baseline clone),
 // through GCC vector types: -O3's unroll-and-jam turns the plain-array form
@@ -112,10 +112,12 @@ PYSNN_CPU_CLONES void gather_add(const scalar_t* tables, const uint8_t* const* p
   constexpr int64_t width = kPanel<scalar_t>, entries = kEntries * kPanel<scalar_t>;
   for (int64_t c = 0; c < columns; ++c) {
     uint8_t any = 0;
-    for (int64_t h = 0; h < kTables; ++h) any |= patterns[h][c];
+    for (int64_t h = 0; h < kTables; ++h)
+      any |= patterns[h][c];
     if (any == 0) continue;
     scalar_t* row = tile + c * width;
-    for (int64_t h = 0; h < kTables; ++h) add_rows(row, tables + h * entries + patterns[h][c] * width, row);
+    for (int64_t h = 0; h < kTables; ++h)
+      add_rows(row, tables + h * entries + patterns[h][c] * width, row);
   }
 }
 
@@ -166,7 +168,8 @@ at::Tensor spike_mm_cpu(const at::Tensor& a, const at::Tensor& spikes_) {
         // tile is outᵀ for this panel: write it back transposed.
         for (int64_t j = 0; j < n_width; ++j) {
           scalar_t* row = out_data + (n0 + j) * columns;
-          for (int64_t c = 0; c < columns; ++c) row[c] = tile[c * panel + j];
+          for (int64_t c = 0; c < columns; ++c)
+            row[c] = tile[c * panel + j];
         }
       }
     });

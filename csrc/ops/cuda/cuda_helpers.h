@@ -17,6 +17,6 @@ inline int64_t num_blocks(int64_t n) { return std::min<int64_t>((n + kThreads - 
 }  // namespace pysnn
 
 // for (i = this thread's first element; i < n; i += all threads of the grid)
-#define PYSNN_CUDA_1D_KERNEL_LOOP(i, n)                                                         \
+#define PYSNN_CUDA_1D_KERNEL_LOOP(i, n)                                                  \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)

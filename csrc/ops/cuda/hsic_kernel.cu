@@ -34,8 +34,7 @@ __global__ void kernel_from_gram_kernel(const T* __restrict__ gram, T* __restric
 
 template <typename T>
 __global__ void gaussian_weighted_kernel(const T* __restrict__ gram, const T* __restrict__ modulator,
-                                         T* __restrict__ weighted, T* __restrict__ row_sums, int64_t m,
-                                         T scale) {
+                                         T* __restrict__ weighted, T* __restrict__ row_sums, int64_t m, T scale) {
   __shared__ T shared[cuda::kThreads / cuda::kWarpSize];
   const int64_t i = blockIdx.x;
   const T norm_i = gram[i * m + i];
@@ -73,8 +72,8 @@ __global__ void row_moments_kernel(const T* __restrict__ k, const T* __restrict_
 }
 
 template <Estimator estimator, typename T>
-__global__ void centre_kernel(const T* __restrict__ d, const T* __restrict__ row_sums,
-                              const T* __restrict__ total, T* __restrict__ out, int64_t m) {
+__global__ void centre_kernel(const T* __restrict__ d, const T* __restrict__ row_sums, const T* __restrict__ total,
+                              T* __restrict__ out, int64_t m) {
   const T size = static_cast<T>(m);
   const T sum = *total;
   PYSNN_CUDA_1D_KERNEL_LOOP(idx, m * m) {

@@ -26,8 +26,7 @@ namespace {
 template <typename scalar_t, bool kSaveMembrane>
 __global__ void lif_forward_kernel(const scalar_t* __restrict__ x, int64_t x_step, const scalar_t* __restrict__ u0,
                                    scalar_t* __restrict__ spikes, scalar_t* __restrict__ membrane,
-                                   scalar_t* __restrict__ state, int64_t T, int64_t N,
-                                   at::opmath_type<scalar_t> decay,
+                                   scalar_t* __restrict__ state, int64_t T, int64_t N, at::opmath_type<scalar_t> decay,
                                    at::opmath_type<scalar_t> threshold) {
   using opmath_t = at::opmath_type<scalar_t>;
   PYSNN_CUDA_1D_KERNEL_LOOP(i, N) {
@@ -46,12 +45,10 @@ __global__ void lif_forward_kernel(const scalar_t* __restrict__ x, int64_t x_ste
 
 template <Surrogate kind, GradMode mode, typename scalar_t>
 __global__ void lif_backward_kernel(const scalar_t* __restrict__ grad_spikes,
-                                    const scalar_t* __restrict__ grad_membrane,
-                                    const scalar_t* __restrict__ grad_state,
-                                    const scalar_t* __restrict__ membrane,
-                                    scalar_t* __restrict__ grad_x, scalar_t* __restrict__ grad_u0,
-                                    int64_t T, int64_t N, at::opmath_type<scalar_t> decay,
-                                    at::opmath_type<scalar_t> threshold,
+                                    const scalar_t* __restrict__ grad_membrane, const scalar_t* __restrict__ grad_state,
+                                    const scalar_t* __restrict__ membrane, scalar_t* __restrict__ grad_x,
+                                    scalar_t* __restrict__ grad_u0, int64_t T, int64_t N,
+                                    at::opmath_type<scalar_t> decay, at::opmath_type<scalar_t> threshold,
                                     at::opmath_type<scalar_t> alpha) {
   using opmath_t = at::opmath_type<scalar_t>;
   PYSNN_CUDA_1D_KERNEL_LOOP(i, N) {
@@ -96,11 +93,12 @@ __global__ void lif_backward_input_kernel(const scalar_t* __restrict__ grad_spik
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(
-    const at::Tensor& x_, double decay, double threshold, c10::string_view surrogate, double alpha,
-    c10::string_view grad_mode, const c10::optional<at::Tensor>& u0_, bool save_membrane) {
-  check_forward_args("lif_forward_cuda", c10::DeviceType::CUDA, x_, decay, threshold, surrogate, alpha, grad_mode,
-                     u0_);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(const at::Tensor& x_, double decay, double threshold,
+                                                                c10::string_view surrogate, double alpha,
+                                                                c10::string_view grad_mode,
+                                                                const c10::optional<at::Tensor>& u0_,
+                                                                bool save_membrane) {
+  check_forward_args("lif_forward_cuda", c10::DeviceType::CUDA, x_, decay, threshold, surrogate, alpha, grad_mode, u0_);
   const c10::cuda::CUDAGuard device_guard(x_.device());
   auto [x, x_step, u0, T, N, spikes, membrane, state] = prepare_forward(x_, u0_, save_membrane);
   if (N == 0) return {spikes, membrane, state};
@@ -108,8 +106,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_forward_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const auto kernel = save_membrane ? lif_forward_kernel<scalar_t, true>
-                                      : lif_forward_kernel<scalar_t, false>;
+    const auto kernel = save_membrane ? lif_forward_kernel<scalar_t, true> : lif_forward_kernel<scalar_t, false>;
     kernel<<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), spikes.data_ptr<scalar_t>(),
         save_membrane ? membrane.data_ptr<scalar_t>() : nullptr, state.data_ptr<scalar_t>(), T, N,
@@ -119,10 +116,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_forward_cuda(
   return {spikes, membrane, state};
 }
 
-std::tuple<at::Tensor, at::Tensor> lif_backward_cuda(
-    const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_membrane_,
-    const c10::optional<at::Tensor>& grad_state_, const at::Tensor& membrane_, double decay,
-    double threshold, c10::string_view surrogate, double alpha, c10::string_view grad_mode) {
+std::tuple<at::Tensor, at::Tensor> lif_backward_cuda(const at::Tensor& grad_spikes_,
+                                                     const c10::optional<at::Tensor>& grad_membrane_,
+                                                     const c10::optional<at::Tensor>& grad_state_,
+                                                     const at::Tensor& membrane_, double decay, double threshold,
+                                                     c10::string_view surrogate, double alpha,
+                                                     c10::string_view grad_mode) {
   const Options opt = check_backward_args("lif_backward_cuda", c10::DeviceType::CUDA, grad_spikes_, grad_membrane_,
                                           grad_state_, membrane_, decay, threshold, surrogate, alpha, grad_mode);
   const c10::cuda::CUDAGuard device_guard(membrane_.device());
@@ -138,10 +137,9 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cuda(
         lif_backward_kernel<decltype(kind)::value, decltype(mode)::value, scalar_t>
             <<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
                 grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_membrane),
-                optional_data<scalar_t>(grad_state), membrane.const_data_ptr<scalar_t>(),
-                grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), T, N,
-                static_cast<opmath_t>(opt.decay), static_cast<opmath_t>(opt.threshold),
-                static_cast<opmath_t>(opt.alpha));
+                optional_data<scalar_t>(grad_state), membrane.const_data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(),
+                grad_u0.data_ptr<scalar_t>(), T, N, static_cast<opmath_t>(opt.decay),
+                static_cast<opmath_t>(opt.threshold), static_cast<opmath_t>(opt.alpha));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
@@ -149,10 +147,11 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_cuda(
   return {grad_x, grad_u0};
 }
 
-std::tuple<at::Tensor, at::Tensor> lif_backward_input_cuda(
-    const at::Tensor& grad_spikes_, const c10::optional<at::Tensor>& grad_state_, const at::Tensor& x_,
-    const c10::optional<at::Tensor>& u0_, double decay, double threshold, c10::string_view surrogate,
-    double alpha, c10::string_view grad_mode) {
+std::tuple<at::Tensor, at::Tensor> lif_backward_input_cuda(const at::Tensor& grad_spikes_,
+                                                           const c10::optional<at::Tensor>& grad_state_,
+                                                           const at::Tensor& x_, const c10::optional<at::Tensor>& u0_,
+                                                           double decay, double threshold, c10::string_view surrogate,
+                                                           double alpha, c10::string_view grad_mode) {
   const Options opt = check_backward_input_args("lif_backward_input_cuda", c10::DeviceType::CUDA, grad_spikes_,
                                                 grad_state_, x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
   const c10::cuda::CUDAGuard device_guard(x_.device());
