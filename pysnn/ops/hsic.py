@@ -17,6 +17,13 @@ from .. import _validation as v
 Tensor = torch.Tensor
 
 
+def _new(t: Tensor, shape) -> Tensor:
+    return t.new_empty(shape, dtype=v.compute_dtype(t.dtype))
+
+
+# ---- kernel_matrix ----
+
+
 def kernel_matrix(
     z: Tensor,
     *,
@@ -36,11 +43,66 @@ def kernel_matrix(
     return torch.ops.pysnn.kernel_matrix(z, kind, float(sigma), sigma_scaling, float(c1), float(c0))
 
 
+@torch.library.register_fake("pysnn::kernel_matrix")
+def _kernel_matrix_fake(z, kind, sigma, sigma_scaling, c1, c0):
+    v.check_kernel_matrix_args(z, kind, sigma, sigma_scaling, c1, c0)
+    return _new(z, (z.shape[0], z.shape[0]))
+
+
+@torch.library.register_fake("pysnn::kernel_matrix_backward")
+def _kernel_matrix_backward_fake(grad, z, k, kind, sigma, sigma_scaling, c1, c0):
+    return z.new_empty(z.shape)
+
+
+def _kernel_matrix_setup(ctx, inputs, output):
+    z, *ctx.options = inputs
+    ctx.save_for_backward(z, output)
+
+
+def _kernel_matrix_backward(ctx, grad):
+    z, k = ctx.saved_tensors
+    return (torch.ops.pysnn.kernel_matrix_backward(grad, z, k, *ctx.options),) + (None,) * 5
+
+
+torch.library.register_autograd("pysnn::kernel_matrix", _kernel_matrix_backward, setup_context=_kernel_matrix_setup)
+
+
+# ---- hsic ----
+
+
 def hsic(k: Tensor, l: Tensor, *, estimator: str = "approx") -> Tensor:
     """HSIC of two symmetric [m, m] kernel matrices. Estimators: ``approx``
     (mean(K∘L) − mean(K)·mean(L)), ``biased`` (tr(KHLH)/m²), ``unbiased``
     (Song et al. 2012, m >= 4). Differentiable."""
     return torch.ops.pysnn.hsic(k, l, estimator)
+
+
+@torch.library.register_fake("pysnn::hsic")
+def _hsic_fake(k, l, estimator):
+    v.check_hsic_args(k, l, estimator)
+    return _new(k, ())
+
+
+@torch.library.register_fake("pysnn::hsic_backward")
+def _hsic_backward_fake(grad, k, l, estimator):
+    return k.new_empty(k.shape), l.new_empty(l.shape)
+
+
+def _hsic_setup(ctx, inputs, output):
+    k, l, ctx.estimator = inputs
+    ctx.save_for_backward(k, l)
+
+
+def _hsic_backward(ctx, grad):
+    k, l = ctx.saved_tensors
+    grad_k, grad_l = torch.ops.pysnn.hsic_backward(grad, k, l, ctx.estimator)
+    return grad_k, grad_l, None
+
+
+torch.library.register_autograd("pysnn::hsic", _hsic_backward, setup_context=_hsic_setup)
+
+
+# ---- hsic_modulator ----
 
 
 def hsic_modulator(
@@ -77,77 +139,6 @@ def hsic_modulator(
     return torch.ops.pysnn.hsic_modulator_cca(kx, ky, kz, float(beta))
 
 
-def hsic_loss(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none") -> Tensor:
-    """L = Σ M ∘ Kz for the gaussian kernel on ``z`` ([m, ...]).
-
-    Its backward is the closed form ∂L/∂z = −(2/σ²)(diag(A·1) − A)z, A = M∘Kz
-    (symmetrised), one GEMM; the modulator is a constant and gets no gradient.
-    """
-    if modulator.requires_grad and torch.is_grad_enabled():
-        raise ValueError(
-            "hsic_loss: modulator must not require grad (it is the constant third "
-            "factor); build it under torch.no_grad() or pass modulator.detach()"
-        )
-    loss, _ = torch.ops.pysnn.hsic_loss(z, modulator, float(sigma), sigma_scaling)
-    return loss
-
-
-def hsic_post_signal(
-    post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
-) -> Tuple[Tensor, Tensor]:
-    """The post-synaptic learning signal δ[t] = G ⊙ post_grad[t] / T and the loss.
-
-    G = ∂L/∂rates by the closed form; ``post_grad`` [T, m, n] is the surrogate
-    derivative σ'(u[t]) of the layer, ``rates`` [m, n] its mean spikes over T.
-    Feed δ to a conv layer's weight gradient (``hsic_update`` does it for linear
-    layers). Returns ``(delta [T, m, n], loss)``.
-    """
-    return torch.ops.pysnn.hsic_post_signal(post_grad, rates, modulator, float(sigma), sigma_scaling)
-
-
-def hsic_update(
-    pre: Tensor, post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """The fused three-factor HSIC update of a spiking linear layer.
-
-    ``pre`` [T, m, n_in] presynaptic spikes (or input) per step, ``post_grad``
-    [T, m, n_out] the surrogate derivative σ'(u[t]), ``rates`` [m, n_out], the
-    ``modulator`` from `hsic_modulator`. Returns ``(grad_weight [n_out, n_in],
-    grad_bias [n_out], loss)``: what W.grad and b.grad would be after
-    ``hsic_loss(rates).backward()`` under the ``time_local`` surrogate.
-    """
-    return torch.ops.pysnn.hsic_update(pre, post_grad, rates, modulator, float(sigma), sigma_scaling)
-
-
-# ---- fake kernels ----
-
-
-def _new(t: Tensor, shape) -> Tensor:
-    return t.new_empty(shape, dtype=v.compute_dtype(t.dtype))
-
-
-@torch.library.register_fake("pysnn::kernel_matrix")
-def _kernel_matrix_fake(z, kind, sigma, sigma_scaling, c1, c0):
-    v.check_kernel_matrix_args(z, kind, sigma, sigma_scaling, c1, c0)
-    return _new(z, (z.shape[0], z.shape[0]))
-
-
-@torch.library.register_fake("pysnn::kernel_matrix_backward")
-def _kernel_matrix_backward_fake(grad, z, k, kind, sigma, sigma_scaling, c1, c0):
-    return z.new_empty(z.shape)
-
-
-@torch.library.register_fake("pysnn::hsic")
-def _hsic_fake(k, l, estimator):
-    v.check_hsic_args(k, l, estimator)
-    return _new(k, ())
-
-
-@torch.library.register_fake("pysnn::hsic_backward")
-def _hsic_backward_fake(grad, k, l, estimator):
-    return k.new_empty(k.shape), l.new_empty(l.shape)
-
-
 @torch.library.register_fake("pysnn::hsic_modulator")
 def _hsic_modulator_fake(kx, ky, beta, estimator):
     v.check_modulator_args(kx, ky, beta, estimator)
@@ -170,6 +161,24 @@ def _hsic_modulator_cca_fake(kx, ky, kz, beta):
     return _new(kx, kx.shape)
 
 
+# ---- hsic_loss (autograd in C++: csrc/ops/autograd/hsic_autograd.cpp) ----
+
+
+def hsic_loss(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none") -> Tensor:
+    """L = Σ M ∘ Kz for the gaussian kernel on ``z`` ([m, ...]).
+
+    Its backward is the closed form ∂L/∂z = −(2/σ²)(diag(A·1) − A)z, A = M∘Kz
+    (symmetrised), one GEMM; the modulator is a constant and gets no gradient.
+    """
+    if modulator.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            "hsic_loss: modulator must not require grad (it is the constant third "
+            "factor); build it under torch.no_grad() or pass modulator.detach()"
+        )
+    loss, _ = torch.ops.pysnn.hsic_loss(z, modulator, float(sigma), sigma_scaling)
+    return loss
+
+
 @torch.library.register_fake("pysnn::hsic_loss")
 def _hsic_loss_fake(z, modulator, sigma, sigma_scaling):
     v.check_hsic_loss_args(z, modulator, sigma, sigma_scaling)
@@ -181,10 +190,43 @@ def _hsic_loss_backward_fake(grad, z, weighted, sigma, sigma_scaling):
     return z.new_empty(z.shape)
 
 
+# ---- hsic_post_signal ----
+
+
+def hsic_post_signal(
+    post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
+) -> Tuple[Tensor, Tensor]:
+    """The post-synaptic learning signal δ[t] = G ⊙ post_grad[t] / T and the loss.
+
+    G = ∂L/∂rates by the closed form; ``post_grad`` [T, m, n] is the surrogate
+    derivative σ'(u[t]) of the layer, ``rates`` [m, n] its mean spikes over T.
+    Feed δ to a conv layer's weight gradient (``hsic_update`` does it for linear
+    layers). Returns ``(delta [T, m, n], loss)``.
+    """
+    return torch.ops.pysnn.hsic_post_signal(post_grad, rates, modulator, float(sigma), sigma_scaling)
+
+
 @torch.library.register_fake("pysnn::hsic_post_signal")
 def _hsic_post_signal_fake(post_grad, rates, modulator, sigma, sigma_scaling):
     v.check_three_factor_args("hsic_post_signal", post_grad, rates, modulator, sigma, sigma_scaling)
     return _new(post_grad, post_grad.shape), _new(rates, ())
+
+
+# ---- hsic_update ----
+
+
+def hsic_update(
+    pre: Tensor, post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """The fused three-factor HSIC update of a spiking linear layer.
+
+    ``pre`` [T, m, n_in] presynaptic spikes (or input) per step, ``post_grad``
+    [T, m, n_out] the surrogate derivative σ'(u[t]), ``rates`` [m, n_out], the
+    ``modulator`` from `hsic_modulator`. Returns ``(grad_weight [n_out, n_in],
+    grad_bias [n_out], loss)``: what W.grad and b.grad would be after
+    ``hsic_loss(rates).backward()`` under the ``time_local`` surrogate.
+    """
+    return torch.ops.pysnn.hsic_update(pre, post_grad, rates, modulator, float(sigma), sigma_scaling)
 
 
 @torch.library.register_fake("pysnn::hsic_update")
@@ -192,6 +234,9 @@ def _hsic_update_fake(pre, post_grad, rates, modulator, sigma, sigma_scaling):
     v.check_three_factor_args("hsic_update", post_grad, rates, modulator, sigma, sigma_scaling, pre=pre)
     n_out, n_in = post_grad.shape[2], pre.shape[2]
     return _new(pre, (n_out, n_in)), _new(pre, (n_out,)), _new(pre, ())
+
+
+# ---- internal kernels (csrc/ops/<name>.cpp): fakes only, they are not differentiated ----
 
 
 @torch.library.register_fake("pysnn::_kernel_from_gram")
@@ -217,33 +262,3 @@ def _centre_fake(d, row_sums, total, estimator):
 @torch.library.register_fake("pysnn::_spike_mm")
 def _spike_mm_fake(a, spikes):
     return a.new_empty(a.shape[1], spikes.shape[1])
-
-
-# ---- autograd ----
-
-
-def _kernel_matrix_setup(ctx, inputs, output):
-    z, *ctx.options = inputs
-    ctx.save_for_backward(z, output)
-
-
-def _kernel_matrix_backward(ctx, grad):
-    z, k = ctx.saved_tensors
-    return (torch.ops.pysnn.kernel_matrix_backward(grad, z, k, *ctx.options),) + (None,) * 5
-
-
-def _hsic_setup(ctx, inputs, output):
-    k, l, ctx.estimator = inputs
-    ctx.save_for_backward(k, l)
-
-
-def _hsic_backward(ctx, grad):
-    k, l = ctx.saved_tensors
-    grad_k, grad_l = torch.ops.pysnn.hsic_backward(grad, k, l, ctx.estimator)
-    return grad_k, grad_l, None
-
-
-torch.library.register_autograd("pysnn::kernel_matrix", _kernel_matrix_backward, setup_context=_kernel_matrix_setup)
-torch.library.register_autograd("pysnn::hsic", _hsic_backward, setup_context=_hsic_setup)
-# hsic_loss's autograd is registered in C++ (csrc/ops/autograd/hsic_autograd.cpp): per call
-# it costs a fraction of a Python autograd.Function, which was a third of the op at m = 64.
