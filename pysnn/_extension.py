@@ -84,11 +84,26 @@ def default_limit() -> int:
     return min(MAX_DEFAULT_LIMIT, total // 4) // local_processes
 
 
+MIN_TORCH = (2, 4)  # torch.library.register_fake / register_autograd
+
+
+def check_torch_version(version: str = torch.__version__) -> None:
+    """Refuses a torch older than MIN_TORCH with one line that says what to do."""
+    try:
+        found = tuple(int(part) for part in version.split("+")[0].split(".")[:2])
+    except ValueError:
+        return  # a development build: let it try
+    if found < MIN_TORCH:
+        wanted = ".".join(map(str, MIN_TORCH))
+        raise ImportError(f"pysnn needs torch >= {wanted}, found {version}; install a newer torch first")
+
+
 def load() -> str:
     """Registers the ops once; returns "aot" or "jit", the path that loaded them.
     The ops' large CPU outputs are then reused once freed (pysnn.cpu_memory)."""
     global _loaded_from
     if _loaded_from is None:
+        check_torch_version()
         _loaded_from = _load()
         torch.ops.pysnn._set_cpu_block_limit(default_limit())
     return _loaded_from
