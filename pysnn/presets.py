@@ -21,7 +21,7 @@ HLL = dict(
 # The thesis' bottleneck HSIC(X, Z) − β·HSIC(Z, Y) in its normalised (CKA) form,
 # gaussian kernels with σ = 5 on X, Z and the labels (normalisation makes the
 # label kernel's scale irrelevant), batch norm before the LIF (layer → BN →
-# dropout → HSIC). σ = 5 unscaled suits an MLP's firing rates; conv maps
+# LIF; HSIC on the spikes, before pooling and dropout). σ = 5 unscaled suits an MLP's firing rates; conv maps
 # (d ~ 1e5) need σ² scaled by d.
 HBH = dict(
     rule="hbh",
