@@ -47,7 +47,7 @@ def _bench(args: argparse.Namespace, rest: Sequence[str]) -> None:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import CPU_MEMORY_MODES, TrainConfig
+    from .config import CPU_MEMORY_MODES, UPDATES, TrainConfig
 
     d = TrainConfig()
     a = parser.add_argument
@@ -78,7 +78,20 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="HLL loss: pred, sim, contrast, recon, pred-sim (default), pred-recon, "
         "sim-recon, pred-contrast, sim-contrast, pred-sim-contrast",
     )
-    a("--update", default=d.update, choices=["final", "online"], help="HLL: losses on rates or per step")
+    a(
+        "--update",
+        default=d.update,
+        choices=list(UPDATES),
+        help="final: one update per batch from the rates; per-step-pred: the same with HLL's pred averaged "
+        "over the per-step cross-entropies; realtime: every layer and the head update at every time step "
+        "(Algorithm 3.1; hll, hbh)",
+    )
+    a(
+        "--realtime-lr",
+        default=d.realtime_lr,
+        choices=["scaled", "full"],
+        help="--update realtime: each step's learning rate is lr / T (scaled, default) or lr (full)",
+    )
     a("--kernel", default=d.kernel, help="HBH kernel on the layer: gaussian, laplacian, cosine, sigmoid, linear")
     a("--label-kernel", default=d.label_kernel, help="HBH kernel on the labels (default cosine)")
     a("--estimator", default=d.estimator, choices=["approx", "biased", "unbiased"])

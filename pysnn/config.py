@@ -14,6 +14,11 @@ PARALLEL = ("none", "data", "layer")
 CPU_MEMORY_MODES = ("keep", "ops", "release")  # pysnn/cpu_memory.py
 
 
+UPDATES = ("final", "per-step-pred", "realtime")
+# HLL terms the thesis computes once per window on the rates, not per step.
+WINDOW_TERMS = {"recon", "contrast"}
+
+
 @dataclass
 class TrainConfig:
     dataset: str = "digits"
@@ -28,7 +33,12 @@ class TrainConfig:
     rule: str = "hll"
     # HLL
     loss: str = "pred-sim"
-    update: str = "final"  # "final": losses on rates; "online": per-step losses
+    # When layers update (docs/learning-rules.md): "final" once per batch from
+    # the rates; "per-step-pred" the same, with pred averaged over the per-step
+    # cross-entropies; "realtime" at every time step (Algorithm 3.1), HLL and HBH.
+    update: str = "final"
+    # Real-time updates: each step's learning rate is lr / T ("scaled") or lr ("full").
+    realtime_lr: str = "scaled"
     dim_in_decoder: int = 1024
     # HBH
     kernel: str = "gaussian"
@@ -72,6 +82,10 @@ class TrainConfig:
     dist_timeout: float = 60.0  # seconds, for every collective and point-to-point call
     global_kernels: bool = False  # data parallel: batch-coupled objectives over the global batch
 
+    def __post_init__(self) -> None:
+        if self.update == "online":  # the name of "per-step-pred" in checkpoints written before it had one
+            self.update = "per-step-pred"
+
     def validate(self) -> None:
         """Raises ValueError with one clear line for a bad setting."""
         checks = [
@@ -87,7 +101,24 @@ class TrainConfig:
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
             (self.width_mult > 0, f"--width-mult must be > 0, got {self.width_mult}"),
             (all(h >= 1 for h in self.hidden), f"--hidden sizes must be >= 1, got {self.hidden}"),
-            (self.update in ("final", "online"), f"--update must be 'final' or 'online', got '{self.update}'"),
+            (self.update in UPDATES, f"--update must be one of {', '.join(UPDATES)}, got '{self.update}'"),
+            (
+                self.realtime_lr in ("scaled", "full"),
+                f"--realtime-lr must be scaled or full, got '{self.realtime_lr}'",
+            ),
+            (
+                self.update != "realtime" or self.rule in ("hll", "hbh"),
+                f"--update realtime is for the local rules (hll, hbh); --rule {self.rule} updates once per batch",
+            ),
+            (
+                self.update != "realtime" or self.rule != "hll" or not WINDOW_TERMS & set(self.loss.split("-")),
+                f"--update realtime trains the per-step losses pred and sim (Algorithm 3.1); --loss {self.loss} "
+                "has a window term (recon, contrast): use --update final",
+            ),
+            (
+                self.update != "realtime" or self.parallel == "none",
+                f"--update realtime runs in one process; --parallel {self.parallel} updates once per batch",
+            ),
             (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
             (self.model in ("mlp", "cnn", "vgg8"), f"--model must be mlp, cnn or vgg8, got '{self.model}'"),
             (self.hsic_term in ("input", "self"), f"--hsic-term must be input or self, got '{self.hsic_term}'"),

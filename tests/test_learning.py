@@ -20,7 +20,7 @@ QUICK = dict(subset=600, hidden=[256], epochs=10, progress=False, timesteps=6)
     "rule,extra,minimum",
     [
         ("hll", {}, 0.85),
-        ("hll", {"loss": "pred", "update": "online"}, 0.85),
+        ("hll", {"loss": "pred", "update": "per-step-pred"}, 0.85),
         ("bptt", {}, 0.85),
         ("hbh", {}, 0.85),
         ("hbh", {"hsic_term": "input"}, 0.85),

@@ -31,7 +31,7 @@ def test_mlp_presets():
     "rule,extra",
     [
         ("hll", {}),
-        ("hll", {"loss": "pred-sim-contrast", "update": "online"}),
+        ("hll", {"loss": "pred-sim-contrast", "update": "per-step-pred"}),
         ("hll", {"loss": "pred-recon"}),
         ("hll", {"loss": "sim-recon"}),
         ("hbh", {}),

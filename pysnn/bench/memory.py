@@ -40,13 +40,15 @@ def cuda_peak(fn: Callable[[], object], device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) - before
 
 
-def cpu_peak(factory: str, **kwargs) -> int:
-    """Peak extra bytes of `factory(**kwargs)()`; factory is "module:function"."""
+def cpu_peak(factory: str, warmup: bool = False, **kwargs) -> int:
+    """Peak extra bytes of `factory(**kwargs)()`; factory is "module:function".
+    With `warmup`, the call runs once first and the second call is measured
+    (a training step's steady state: optimiser state and caches exist)."""
     # A fixed mmap threshold (glibc raises it after each large free otherwise)
     # and no heap trimming delay, so every large tensor is mapped and unmapped.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     out = subprocess.run(
-        [sys.executable, "-m", __name__, factory, json.dumps(kwargs)],
+        [sys.executable, "-m", __name__, factory, json.dumps(kwargs), "warmup" if warmup else "once"],
         check=True,
         capture_output=True,
         text=True,
@@ -55,13 +57,27 @@ def cpu_peak(factory: str, **kwargs) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def _measure(factory: str, kwargs: str) -> int:
+def _reset_peak() -> None:
+    """Sets this process's VmHWM to its current RSS (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _measure(factory: str, kwargs: str, warmup: bool = False) -> int:
     module, name = factory.split(":")
     fn = getattr(importlib.import_module(module), name)(**json.loads(kwargs))
+    if warmup:
+        # Freed blocks go back to the system at once (no pysnn block cache), so
+        # the second call's high-water mark follows its live tensors.
+        from .. import cpu_memory
+
+        cpu_memory.release_freed_memory()
+        fn()
+        _reset_peak()
     baseline = max(_current_rss(), _max_rss())
     fn()
     return max(0, _max_rss() - baseline)
 
 
 if __name__ == "__main__":
-    print(_measure(sys.argv[1], sys.argv[2]))
+    print(_measure(sys.argv[1], sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "warmup"))

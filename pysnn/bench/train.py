@@ -1,6 +1,10 @@
 """End-to-end training throughput: samples per second of one rule's training
 step with `--backend fused` against `--backend reference`, and each rule's
-peak memory of one step, measured side by side in one run."""
+peak memory of one step (the second, in a fresh process per cell: the
+optimiser's state exists and is not counted), measured side by side
+in one run, for each `--update` mode of the local rules and each
+`--timesteps` T, with each row's speed and memory relative to BPTT's at the
+same T."""
 
 from __future__ import annotations
 
@@ -28,11 +32,13 @@ def step_case(
     width_mult: float = 1.0,
     hidden: Sequence[int] = (1024,),
     device: str = "cpu",
+    update: str = "final",
 ):
     """A callable running one training step of `rule` on random 28×28 images."""
     torch.manual_seed(0)
     config = TrainConfig(
         rule=rule,
+        update=update,
         model=model,
         backend=backend,
         timesteps=timesteps,
@@ -55,53 +61,68 @@ def run(
     rules: Sequence[str] = ("hll", "hbh", "bptt"),
     model: str = "mlp",
     batch: int = 64,
-    timesteps: int = 10,
+    timesteps: Sequence[int] = (10,),
     hidden: Sequence[int] = (1024,),
     width_mult: float = 1.0,
     device: str = "cpu",
     rounds: int = 5,
     measure_memory: bool = True,
+    updates: Sequence[str] = ("final",),
     on_row: Callable[[dict], None] = lambda row: None,
 ) -> list[dict]:
     dev = torch.device(device)
     rows = []
-    for rule in rules:
-        fns = {
-            b: step_case(rule, model, b, batch, timesteps, width_mult, hidden, device) for b in ("fused", "reference")
-        }
-        times = compare(fns, dev, rounds=rounds, warmup=1)
-        row = {
-            "rule": rule,
-            "model": model,
-            "batch": batch,
-            "T": timesteps,
-            "fused_samples_s": round(batch / times["fused"], 1),
-            "reference_samples_s": round(batch / times["reference"], 1),
-            "fused_speedup": round(times["reference"] / times["fused"], 2),
-        }
-        if measure_memory:
-            kwargs = dict(
-                rule=rule,
-                model=model,
-                backend="fused",
-                batch=batch,
-                timesteps=timesteps,
-                width_mult=width_mult,
-                hidden=list(hidden),
-            )
-            peak = (
-                memory.cuda_peak(fns["fused"], dev)
-                if dev.type == "cuda"
-                else memory.cpu_peak(f"{__name__}:step_case", **kwargs)
-            )
-            row["step_peak_MB"] = round(peak / 2**20, 1)
-        rows.append(row)
-        on_row(row)
-        print(format_table([row], list(row)), flush=True)
-    bptt = next((r for r in rows if r["rule"] == "bptt"), None)
-    for row in rows if bptt else []:
-        row["fused_vs_bptt"] = round(row["fused_samples_s"] / bptt["fused_samples_s"], 2)
+    for steps in timesteps:
+        for rule in rules:
+            for update in updates if rule != "bptt" else ("final",):
+                row = _measure_cell(
+                    rule, update, model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory
+                )
+                rows.append(row)
+                on_row(row)
+                print(format_table([row], list(row)), flush=True)
+    for row in rows:  # relative to BPTT at the same T, where it was measured
+        bptt = next((r for r in rows if r["rule"] == "bptt" and r["T"] == row["T"]), None)
+        if bptt is not None:
+            row["fused_vs_bptt"] = round(row["fused_samples_s"] / bptt["fused_samples_s"], 2)
+            if "step_peak_MB" in row and bptt.get("step_peak_MB"):
+                row["peak_vs_bptt"] = round(row["step_peak_MB"] / bptt["step_peak_MB"], 2)
     return rows
+
+
+def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory) -> dict:
+    fns = {
+        b: step_case(rule, model, b, batch, steps, width_mult, hidden, device, update) for b in ("fused", "reference")
+    }
+    times = compare(fns, dev, rounds=rounds, warmup=1)
+    row = {
+        "rule": rule,
+        "update": update,
+        "model": model,
+        "batch": batch,
+        "T": steps,
+        "fused_samples_s": round(batch / times["fused"], 1),
+        "reference_samples_s": round(batch / times["reference"], 1),
+        "fused_speedup": round(times["reference"] / times["fused"], 2),
+    }
+    if measure_memory:
+        kwargs = dict(
+            rule=rule,
+            model=model,
+            backend="fused",
+            batch=batch,
+            timesteps=steps,
+            width_mult=width_mult,
+            hidden=list(hidden),
+            update=update,
+        )
+        peak = (
+            memory.cuda_peak(fns["fused"], dev)
+            if dev.type == "cuda"
+            else memory.cpu_peak(f"{__name__}:step_case", warmup=True, **kwargs)
+        )
+        row["step_peak_MB"] = round(peak / 2**20, 1)
+    return row
 
 
 def main(argv=None) -> None:
@@ -109,7 +130,14 @@ def main(argv=None) -> None:
     parser.add_argument("--rules", nargs="+", default=["hll", "hbh", "bptt"])
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn", "vgg8"])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--timesteps", type=int, default=10)
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[10], help="one or more T")
+    parser.add_argument(
+        "--update",
+        nargs="+",
+        default=["final"],
+        choices=["final", "per-step-pred", "realtime"],
+        help="the local rules' update modes to measure (BPTT is always final)",
+    )
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024])
     parser.add_argument("--width-mult", type=float, default=1.0)
     parser.add_argument("--device", default="cpu")
@@ -130,10 +158,12 @@ def main(argv=None) -> None:
         args.device,
         args.rounds,
         not args.no_memory,
+        args.update,
         on_row=sink,
     )
-    sink.write()  # with the fused_vs_bptt column added at the end
-    print("\n" + format_table(rows, list(rows[0])))
+    sink.write()  # with the columns relative to BPTT added at the end
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    print("\n" + format_table(rows, columns))
 
 
 if __name__ == "__main__":

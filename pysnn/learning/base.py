@@ -30,8 +30,17 @@ class Trainer:
         self.optimizer_blocks: List[Optional[int]] = []
         self.sync = ImmediateStep()
 
+    @property
+    def step_lr(self) -> float:
+        """The learning rate of one optimiser step: config.lr, or with real-time
+        updates (T steps per batch) lr / T unless --realtime-lr full."""
+        c = self.config
+        if c.update == "realtime" and c.realtime_lr == "scaled":
+            return c.lr / c.timesteps
+        return c.lr
+
     def add_optimizer(self, params, block: Optional[int] = None) -> torch.optim.Optimizer:
-        optimizer = make_optimizer(params, self.config)
+        optimizer = make_optimizer(params, self.config, self.step_lr)
         self.optimizers.append(optimizer)
         self.schedulers.append(make_scheduler(optimizer, self.config))
         self.optimizer_blocks.append(block)
@@ -104,16 +113,34 @@ class LocalTrainer(Trainer):
     detached spikes of the last hidden layer.
 
     A rule defines `update_layer` (one layer's gradients from its detached
-    input) and, if every layer needs something of the batch beyond its input,
-    `batch_context`. `step` runs them layer after layer; a layer-parallel stage
-    worker runs `layer_step` for its own layers and `train_head` on the last
-    stage: one code path for both."""
+    input, firing through `fire`) and, if every layer needs something of the
+    batch beyond its input, `batch_context`. `step` runs them layer after
+    layer; a layer-parallel stage worker runs `layer_step` for its own layers
+    and `train_head` on the last stage: one code path for both.
+
+    With `update="realtime"` (Algorithm 3.1's real-time branch) `step` runs the
+    same code one time step at a time: every layer, then the head, updates at
+    every step from that step's signals, and the only thing carried from one
+    step to the next is each layer's membrane (`neuron_state`)."""
 
     def __init__(self, model: SpikingNetwork, config: TrainConfig, classes: int) -> None:
         super().__init__(model, config, classes)
         self._head_optimizer = self.add_optimizer(self.model.head.parameters())
         self.layer_optimizers: List[torch.optim.Optimizer] = []
         self.batch = LocalBatch()
+        # Each layer's post-reset membrane between real-time steps (None: a
+        # sequence starts from rest at every call of `fire`).
+        self.neuron_state: Optional[List[Optional[torch.Tensor]]] = None
+
+    def fire(self, index: int, x: torch.Tensor, return_membrane: bool = False):
+        """Block `index`'s LIF on x, continuing from its carried membrane in
+        real-time mode (and carrying the new one, detached)."""
+        block = self.model.blocks[index]
+        if self.neuron_state is None:
+            return block.fire(x, return_membrane=return_membrane)
+        *outputs, state = block.fire(x, return_membrane=return_membrane, u0=self.neuron_state[index], return_state=True)
+        self.neuron_state[index] = state.detach()
+        return tuple(outputs) if return_membrane else outputs[0]
 
     def batch_context(self, images: torch.Tensor, labels: torch.Tensor) -> Optional[torch.Tensor]:
         """A tensor every layer needs for this batch, built from the input
@@ -137,11 +164,34 @@ class LocalTrainer(Trainer):
         return out
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
+        if self.config.update == "realtime":
+            return self.step_realtime(images, labels)
         context = self.batch_context(images, labels)
         h = self.model.encode(images)
         for index in range(len(self.model.blocks)):
             h = self.layer_step(index, h, labels, context)
         return self.train_head(h, labels)
+
+    def step_realtime(self, images: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
+        """T updates of every layer and the head, one per time step: step t's
+        spikes go from layer l (after its update at t) to layer l + 1, and
+        nothing of steps < t is kept but the membranes. Returns the head's mean
+        per-step loss and its logits averaged over the steps."""
+        context = self.batch_context(images, labels)  # per batch, shared by every step
+        steps = self.model.encode(images)  # [T, B, ...]; direct coding: a stride-0 view, no copy
+        self.neuron_state = [None] * len(self.model.blocks)
+        loss_sum, logits_sum = 0.0, None
+        try:
+            for t in range(steps.shape[0]):
+                h = steps[t : t + 1]
+                for index in range(len(self.model.blocks)):
+                    h = self.layer_step(index, h, labels, context)
+                loss, logits = self.train_head(h, labels)
+                loss_sum += loss
+                logits_sum = logits if logits_sum is None else logits_sum + logits
+        finally:
+            self.neuron_state = None
+        return loss_sum / steps.shape[0], logits_sum / steps.shape[0]
 
     def train_head(self, h: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
         logits = self.model.readout(h.detach())

@@ -78,11 +78,11 @@ class HBHTrainer(LocalTrainer):
             self._label_kernel = (labels, kernel)
         return kernel
 
-    def _fused_linear_update(self, block, inputs, labels, shared):
+    def _fused_linear_update(self, index, block, inputs, labels, shared):
         """The fused three-factor update: no autograd graph at all."""
         c = self.config
         with torch.no_grad():
-            spikes, membrane = block.fire(block.integrate(inputs), return_membrane=True)
+            spikes, membrane = self.fire(index, block.integrate(inputs), return_membrane=True)
             post_grad = block.surrogate_grad_(membrane)
             rates = spikes.mean(0)
             grad_w, grad_b, loss = self.ops.hsic_update(
@@ -98,13 +98,13 @@ class HBHTrainer(LocalTrainer):
             block.layer.bias.grad = grad_b.to(block.layer.bias.dtype)
         return spikes
 
-    def _signal_update(self, block, inputs, labels, shared):
+    def _signal_update(self, index, block, inputs, labels, shared):
         """δ[t] = ∂L/∂x[t] under the time-local surrogate, fed to the layer's own backward.
         Buffers of the layer's full size are dropped as soon as they are used."""
         c = self.config
         x = block.integrate(inputs)
         with torch.no_grad():
-            spikes, membrane = block.fire(x.detach(), return_membrane=True)
+            spikes, membrane = self.fire(index, x.detach(), return_membrane=True)
             post_grad = block.surrogate_grad_(membrane).flatten(2)
             del membrane
             rates = spikes.mean(0).flatten(1)
@@ -128,4 +128,4 @@ class HBHTrainer(LocalTrainer):
         block = self.model.blocks[index]
         fused = block.is_linear and block.norm is None and self.config.kernel == "gaussian" and not self.batch.is_global
         update = self._fused_linear_update if fused else self._signal_update
-        return block.emit(update(block, inputs, labels, context))
+        return block.emit(update(index, block, inputs, labels, context))

@@ -25,6 +25,7 @@ class HLLTrainer(LocalTrainer):
 
     def update_layer(self, index, inputs, labels, context):
         block, objective = self.model.blocks[index], self.aux[index]
-        spikes = block.pooled(block.fire(block.integrate(inputs)))
+        spikes = block.pooled(self.fire(index, block.integrate(inputs)))
+        # In real-time mode spikes and inputs hold one step: the losses are L[t] (3-4, 3-8).
         objective(spikes, inputs, labels, self.config.update, self.batch).backward()
         return block.drop(spikes.detach())

@@ -110,7 +110,8 @@ class LayerObjective(nn.Module):
     ) -> torch.Tensor:
         """The layer's loss from its output spikes [T, B, ...] and input [T, B, ...].
 
-        update="final": every term on the rates; "online": `pred` is the mean of
+        update="final" (and "realtime", which calls it on one step at a time):
+        every term on the rates; "per-step-pred": `pred` is the mean of the
         per-step cross-entropies (the other terms use the rates either way).
         `batch` (pysnn.learning.base.LocalBatch by default) says which samples the
         pairwise terms (sim, contrast) see and how each kind of term is weighted.
@@ -122,7 +123,7 @@ class LayerObjective(nn.Module):
         total = spikes.new_zeros(())
         w = self.weights
         if "pred" in w:
-            if update == "online":
+            if update == "per-step-pred":
                 steps = spikes.flatten(0, 1)
                 pred = self._pred(steps, labels.repeat(spikes.shape[0]))
             else:

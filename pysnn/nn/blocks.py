@@ -72,7 +72,16 @@ class SpikingBlock(nn.Module):
             return self.layer(h.flatten(2))
         return fold(self.layer, h)
 
-    def fire(self, x: torch.Tensor, grad_mode: Optional[str] = None, return_membrane: bool = False):
+    def fire(
+        self,
+        x: torch.Tensor,
+        grad_mode: Optional[str] = None,
+        return_membrane: bool = False,
+        u0: Optional[torch.Tensor] = None,
+        return_state: bool = False,
+    ):
+        """The LIF over x's steps from the membrane `u0` (zeros if None); with
+        `return_state`, the post-reset membrane after the last step comes last."""
         n = self.neuron
         return self._lif(
             x,
@@ -81,7 +90,9 @@ class SpikingBlock(nn.Module):
             surrogate=n.surrogate,
             alpha=n.alpha,
             grad_mode=grad_mode or n.grad_mode,
+            u0=u0,
             return_membrane=return_membrane,
+            return_state=return_state,
         )
 
     def surrogate_grad_(self, membrane: torch.Tensor) -> torch.Tensor:
