@@ -116,8 +116,9 @@ class TrainConfig:
                 "has a window term (recon, contrast): use --update final",
             ),
             (
-                self.update != "realtime" or self.parallel == "none",
-                f"--update realtime runs in one process; --parallel {self.parallel} updates once per batch",
+                self.update != "realtime" or self.parallel != "data",
+                "--update realtime runs in one process or under --parallel layer; --parallel data updates "
+                "once per batch",
             ),
             (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
             (self.model in ("mlp", "cnn", "vgg8"), f"--model must be mlp, cnn or vgg8, got '{self.model}'"),

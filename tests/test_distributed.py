@@ -139,8 +139,11 @@ def test_layer_parallel_is_the_single_process_trainer_bit_for_bit(tmp_path):
     runs = {
         "hll": dict(rule="hll", dropout=0.2),
         "hbh-input": dict(rule="hbh", hsic_term="input", dropout=0.2),  # modulator sent between stages
-        "hbh-self": dict(rule="hbh", batch_norm=True, dropout=0.1),
-    }  # post-signal path, batch norm
+        "hbh-self": dict(rule="hbh", batch_norm=True, dropout=0.1),  # post-signal path, batch norm
+        # real-time updates: one message per time step, membranes carried by each stage
+        "hll-realtime": dict(rule="hll", dropout=0.2, update="realtime"),
+        "hbh-input-realtime": dict(rule="hbh", hsic_term="input", dropout=0.2, update="realtime"),
+    }
     jobs = [
         (name, {**BASE, **kw, "parallel": "layer", "out": str(tmp_path / f"lp-{name}")}, None)
         for name, kw in runs.items()

@@ -165,9 +165,9 @@ def test_bad_realtime_combinations_are_one_line(tmp_path, flags, message):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_realtime_refuses_a_parallel_layout():
-    with pytest.raises(ValueError, match="--update realtime runs in one process"):
-        TrainConfig(update="realtime", parallel="layer").validate()
+def test_realtime_refuses_data_parallel():
+    with pytest.raises(ValueError, match="--parallel data updates once per batch"):
+        TrainConfig(update="realtime", parallel="data").validate()
 
 
 def test_old_checkpoints_online_mode_is_per_step_pred():

@@ -4,9 +4,12 @@ updates its own layers from their local signals, at the same time.
 
 Stage 0 owns the data, the encoder and any per-batch matrix built from the
 input; the last stage owns the output head. Between stages, point-to-point
-messages: an int64 header [kind, epoch, index, batch size, has modulator],
-then the spikes as uint8, the labels and, when the rule builds one from the
-input, the m×m modulator. At most `--pipeline-depth` sends per link are
+messages: an int64 header [kind, epoch, index, batch size, has modulator,
+time step], then the spikes as uint8, the labels and, when the rule builds
+one from the input, the m×m modulator. With final-step updates a message
+carries a batch's T steps; with real-time updates (`--update realtime`) one
+step, so stage k works on (batch i, step t) as soon as stage k − 1 has sent
+it, and each stage carries its own layers' membranes from step to step. At most `--pipeline-depth` sends per link are
 unfinished. Layer l+1 sees batch i from layer l's weights before layer l's
 update on batch i, exactly as in one process, so this FIFO pipeline is the
 single-process trainer, bit for bit: same spikes, same updates."""
@@ -23,7 +26,7 @@ import torch.distributed as dist
 from .runtime import DistContext, guarded
 
 BATCH, EPOCH_END, STOP = 0, 1, 2
-HEADER_SIZE = 5
+HEADER_SIZE = 6
 
 
 class Link:
@@ -62,8 +65,10 @@ class Link:
             guarded(work.wait, self.timeout)
 
 
-def header(kind: int, epoch: int = 0, index: int = 0, batch: int = 0, has_modulator: bool = False) -> torch.Tensor:
-    return torch.tensor([kind, epoch, index, batch, int(has_modulator)], dtype=torch.int64)
+def header(
+    kind: int, epoch: int = 0, index: int = 0, batch: int = 0, has_modulator: bool = False, step: int = 0
+) -> torch.Tensor:
+    return torch.tensor([kind, epoch, index, batch, int(has_modulator), step], dtype=torch.int64)
 
 
 def balanced_split(times: Sequence[float], stages: int) -> List[int]:
@@ -209,6 +214,9 @@ class Stage:
         self.next = Link(self.rank + 1, depth, context) if not self.is_last else None
         self.shapes = shapes or block_input_shapes(run.model, run.dataset.image_shape)
         self.dtype = next(run.model.parameters()).dtype
+        self.realtime = run.config.update == "realtime"
+        # Time steps per message: all T of a batch, or one in real-time mode.
+        self.steps_per_message = 1 if self.realtime else run.config.timesteps
 
     def owner(self, block: Optional[int]) -> int:
         """The stage that trains `block` (None: the head, on the last stage)."""
@@ -223,21 +231,22 @@ class Stage:
 
     def payload_sizes(self, batch: int, has_modulator: bool) -> List[int]:
         """Bytes of the spikes, the labels and the modulator in a payload this stage receives."""
-        spikes = self.run.config.timesteps * batch * _numel(self.shapes[self.bounds[self.rank]])
+        spikes = self.steps_per_message * batch * _numel(self.shapes[self.bounds[self.rank]])
         return [spikes, 8 * batch, 4 * batch * batch if has_modulator else 0]
 
-    def send_batch(self, epoch: int, index: int, h: torch.Tensor, labels: torch.Tensor, context) -> None:
+    def send_batch(self, epoch: int, index: int, h: torch.Tensor, labels: torch.Tensor, context, step: int = 0) -> None:
         """The header, then one contiguous payload: spikes as uint8 (kept
         spikes are exactly 0 or the block's dropout scale), labels, modulator."""
         parts = [(h != 0).to(torch.uint8).flatten().cpu(), labels.cpu().view(torch.uint8)]
         if context is not None:
             parts.append(context.float().cpu().flatten().view(torch.uint8))
-        self.next.send([header(BATCH, epoch, index, len(labels), context is not None), torch.cat(parts)])
+        message = header(BATCH, epoch, index, len(labels), context is not None, step)
+        self.next.send([message, torch.cat(parts)])
 
     def unpack_batch(self, head: torch.Tensor, payload: torch.Tensor):
         batch, first = int(head[3]), self.bounds[self.rank]
         spikes_bytes, label_bytes, modulator_bytes = self.payload_sizes(batch, bool(head[4]))
-        spikes = payload[:spikes_bytes].view(self.run.config.timesteps, batch, *self.shapes[first])
+        spikes = payload[:spikes_bytes].view(self.steps_per_message, batch, *self.shapes[first])
         labels = payload[spikes_bytes : spikes_bytes + label_bytes].view(torch.int64)
         context = (
             payload[spikes_bytes + label_bytes :].view(torch.float32).view(batch, batch) if modulator_bytes else None
@@ -293,8 +302,15 @@ def _drive(stage: Stage) -> None:
         for index, (images, labels) in enumerate(run.progress(run.batches(), epoch, run.batches_per_epoch)):
             images, labels = images.to(run.device), labels.to(run.device)
             context = run.trainer.batch_context(images, labels)
-            h = stage.forward(run.model.encode(images), labels, context)
-            stage.send_batch(epoch, index, h, labels, context)
+            if stage.realtime:  # one message per time step, as LocalTrainer.step_realtime runs them
+                steps = run.model.encode(images)
+                run.trainer.neuron_state = [None] * len(run.model.blocks)
+                for t in range(steps.shape[0]):
+                    stage.send_batch(epoch, index, stage.forward(steps[t : t + 1], labels, context), labels, context, t)
+                run.trainer.neuron_state = None
+            else:
+                h = stage.forward(run.model.encode(images), labels, context)
+                stage.send_batch(epoch, index, h, labels, context)
         stage.pass_on(header(EPOCH_END, epoch))
         _end_epoch(stage, epoch, [0.0, 0.0, 0.0], start)
     stage.pass_on(header(STOP))
@@ -306,6 +322,7 @@ def _follow(stage: Stage) -> None:
     run = stage.run
     stats, start = [0.0, 0.0, 0.0], time.perf_counter()
     run.trainer.train()
+    window = _HeadWindow(run.config.timesteps if stage.realtime else 1)
     # The next header is always being received while this stage computes, so
     # a batch's messages arrive during the previous batch's work.
     next_header = stage.prev.post(torch.empty(HEADER_SIZE, dtype=torch.int64))
@@ -331,14 +348,40 @@ def _follow(stage: Stage) -> None:
         if kind != BATCH:
             raise ValueError(f"layer parallel: stage {stage.rank} got a message of unknown kind {kind}")
         h, labels, context = stage.unpack_batch(message, stage.prev.wait(payload))
+        step = int(message[5])
+        if stage.realtime and step == 0:  # a new batch: every layer starts from rest
+            run.trainer.neuron_state = [None] * len(run.model.blocks)
         h = stage.forward(h, labels, context)
         if stage.is_last:
-            loss, logits = run.trainer.train_head(h, labels)
-            stats[0] += loss * len(labels)
-            stats[1] += (logits.argmax(1) == labels).sum().item()
-            stats[2] += len(labels)
+            done = window.add(*run.trainer.train_head(h, labels))
+            if done is not None:
+                loss, logits = done
+                stats[0] += loss * len(labels)
+                stats[1] += (logits.argmax(1) == labels).sum().item()
+                stats[2] += len(labels)
         else:
-            stage.send_batch(int(message[1]), int(message[2]), h, labels, context)
+            stage.send_batch(int(message[1]), int(message[2]), h, labels, context, step)
+
+
+class _HeadWindow:
+    """The head's loss and logits over one batch's messages, summed in the
+    order LocalTrainer.step_realtime sums them (one message per batch: as is)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen, self.loss, self.logits = steps, 0, 0.0, None
+
+    def add(self, loss: float, logits: torch.Tensor):
+        """Adds one message's; returns the batch's (mean loss, mean logits) after its last."""
+        if self.steps == 1:
+            return loss, logits
+        self.loss += loss
+        self.logits = logits if self.logits is None else self.logits + logits
+        self.seen += 1
+        if self.seen < self.steps:
+            return None
+        done = (self.loss / self.steps, self.logits / self.steps)
+        self.seen, self.loss, self.logits = 0, 0.0, None
+        return done
 
 
 def _end_epoch(stage: Stage, epoch: int, stats: List[float], start: float) -> None:
