@@ -202,12 +202,16 @@ def test_balanced_split_minimises_the_slowest_stage():
         balanced_split([1, 2], 3)
 
 
-def test_sleep_check_runs_the_real_pipeline_at_the_predicted_speed():
+@pytest.mark.parametrize("messages", [1, 4])
+def test_sleep_check_runs_the_real_pipeline_at_the_predicted_speed(messages):
     # Stages that sleep 20 ms per batch: two of them should near double the
-    # throughput of one process (sleeping processes share no cores).
+    # throughput of one process (sleeping processes share no cores), whether a
+    # batch crosses a boundary as one message or, with real-time updates, as
+    # one message per time step.
     from pysnn.bench.parallel import sequential_time, sleep_check, stage_times
 
     profile = {
+        "messages_per_batch": messages,
         "context_s": 0.0,
         "head_s": 0.0,
         "block_s": [0.02, 0.02],

@@ -62,18 +62,22 @@ class SleepTrainer:
     random spikes of the real shape, for the pipeline runtime check."""
 
     def __init__(self, profile: dict, timesteps: int, batch: int, scale: float) -> None:
-        self.profile, self.scale = profile, scale
+        # One call per message: a batch's T steps, or one step in real-time mode.
+        self.messages = profile.get("messages_per_batch", 1)
+        self.profile, self.scale = profile, scale / self.messages
         gen = torch.Generator().manual_seed(0)
+        steps = timesteps // self.messages
         self.outputs = [
-            (torch.rand(timesteps, batch, *shape, generator=gen) < 0.2).float() for shape in profile["shapes"][1:]
+            (torch.rand(steps, batch, *shape, generator=gen) < 0.2).float() for shape in profile["shapes"][1:]
         ]
         self.optimizer_blocks, self.schedulers, self.finished = [], [], []
+        self.neuron_state, self._head_calls = None, 0
 
     def train(self, mode: bool = True) -> None:
         pass
 
     def batch_context(self, images, labels):
-        time.sleep(self.scale * self.profile["context_s"])
+        time.sleep(self.scale * self.messages * self.profile["context_s"])  # once per batch
         return None
 
     def layer_step(self, index, h, labels, context):
@@ -82,7 +86,9 @@ class SleepTrainer:
 
     def train_head(self, h, labels):
         time.sleep(self.scale * self.profile["head_s"])
-        self.finished.append(time.perf_counter())
+        self._head_calls += 1
+        if self._head_calls % self.messages == 0:  # the batch's last step
+            self.finished.append(time.perf_counter())
         return 0.0, torch.zeros(len(labels), 10)
 
     def state_dict(self) -> dict:
@@ -93,6 +99,7 @@ class SleepTrainer:
 
 
 def _sleep_worker(rank, world, rdzv, profile, split, batches, depth, timesteps, batch, scale, out):
+    update = "realtime" if profile.get("messages_per_batch", 1) > 1 else "final"
     torch.set_num_threads(1)
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120)
@@ -102,7 +109,7 @@ def _sleep_worker(rank, world, rdzv, profile, split, batches, depth, timesteps, 
     labels = torch.zeros(batch, dtype=torch.int64)
     n_blocks = len(profile["block_s"])
     run = SimpleNamespace(
-        config=SimpleNamespace(epochs=1, pipeline_depth=depth, timesteps=timesteps),
+        config=SimpleNamespace(epochs=1, pipeline_depth=depth, timesteps=timesteps, update=update),
         first_epoch=1,
         trainer=trainer,
         device=torch.device("cpu"),
@@ -110,7 +117,7 @@ def _sleep_worker(rank, world, rdzv, profile, split, batches, depth, timesteps, 
         is_main=rank == 0,
         dist=DistContext(rank, world, torch.device("cpu"), datetime.timedelta(seconds=120)),
         model=SimpleNamespace(
-            encode=lambda x: x,
+            encode=lambda x: x.unsqueeze(0).expand(timesteps, *x.shape),
             blocks=[SimpleNamespace(output_scale=1.0)] * n_blocks,
             parameters=lambda: iter([torch.zeros(1)]),
             state_dict=dict,
@@ -151,6 +158,7 @@ def run(
     batch: int = 64,
     timesteps: int = 10,
     stages: Sequence[int] = (2, 3, 4),
+    update: str = "final",
     device: str = "cpu",
     repeats: int = 3,
     check: bool = True,
@@ -160,7 +168,7 @@ def run(
     on_row=lambda row: None,
 ):
     config = TrainConfig(
-        rule=rule, model=model, hidden=list(hidden), batch_size=batch, timesteps=timesteps, device=device
+        rule=rule, model=model, hidden=list(hidden), batch_size=batch, timesteps=timesteps, device=device, update=update
     )
     shape = SHAPES[model]
     images = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
@@ -169,14 +177,17 @@ def run(
     t_seq = sequential_time(profile)
     print(
         f"{model} ({'-'.join(map(str, hidden)) if model == 'mlp' else 'VGG8'}), {rule}, batch {batch}, "
-        f"T {timesteps}, {device}: one step {1e3 * t_seq:.1f} ms"
+        f"T {timesteps}, {update} updates, {device}: one step {1e3 * t_seq:.1f} ms"
     )
     print(
         "  per block (ms):",
         ", ".join(f"{1e3 * t:.1f}" for t in profile["block_s"]),
         f"| encoder+context {1e3 * profile['context_s']:.1f} | head {1e3 * profile['head_s']:.1f}",
     )
-    print("  message per boundary (kB):", ", ".join(f"{b / 1e3:.0f}" for b in profile["message_bytes"]))
+    print(
+        f"  {profile['messages_per_batch']} message(s) per batch and boundary, each (kB):",
+        ", ".join(f"{b / 1e3:.1f}" for b in profile["message_bytes"]),
+    )
     rows = []
     for count in stages:
         if count > len(profile["block_s"]):
@@ -190,6 +201,7 @@ def run(
         row = {
             "model": model,
             "rule": rule,
+            "update": update,
             "stages": count,
             "split": ",".join(map(str, split)),
             "stage_ms": "/".join(f"{1e3 * t:.1f}" for t in per_stage),
@@ -218,6 +230,13 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--timesteps", type=int, default=10)
     parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument(
+        "--update",
+        nargs="+",
+        default=["final"],
+        choices=["final", "realtime"],
+        help="the pipeline's unit: a batch's T steps (final) or one time step (realtime); one table each",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per block (after one warm-up)")
     parser.add_argument("--batches", type=int, default=40, help="batches through the sleep-check pipeline")
@@ -233,21 +252,24 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if any(s < 2 for s in args.stages):
         parser.error("--stages must be >= 2")
-    run(
-        args.model,
-        args.rule,
-        args.hidden,
-        args.batch,
-        args.timesteps,
-        args.stages,
-        args.device,
-        args.repeats,
-        not args.no_check,
-        args.batches,
-        args.pipeline_depth,
-        args.min_stage_ms / 1e3,
-        JsonRows(args.json),
-    )
+    sink = JsonRows(args.json)
+    for update in args.update:
+        run(
+            args.model,
+            args.rule,
+            args.hidden,
+            args.batch,
+            args.timesteps,
+            args.stages,
+            update,
+            args.device,
+            args.repeats,
+            not args.no_check,
+            args.batches,
+            args.pipeline_depth,
+            args.min_stage_ms / 1e3,
+            sink,
+        )
 
 
 if __name__ == "__main__":

@@ -128,8 +128,10 @@ def profile_step(
 ) -> dict:
     """Seconds of each part of one training step on one device (synchronised
     timers, after one warm-up step): the encoder and per-batch context, every
-    block's layer_step, the head; and per block boundary, the message bytes
-    and the time to pack the spikes into uint8 and to unpack them. Runs on a
+    block's layer_step, the head; and per block boundary, the bytes of one
+    message and the time to pack the spikes into uint8 and to unpack them
+    (with real-time updates: one message per time step, times summed over the
+    batch's steps). Runs on a
     throw-away copy of the network: the caller's random streams are untouched."""
     from ..learning import make_trainer
     from ..models import build_model
@@ -141,30 +143,40 @@ def profile_step(
         trainer.train()
         images, labels = images.to(device), labels.to(device)
         n = len(model.blocks)
+        # Real-time updates: the pipeline sends one message per time step, and
+        # each part's time is the sum over the batch's T steps.
+        messages = config.timesteps if config.update == "realtime" else 1
         sums = {"context_s": 0.0, "head_s": 0.0, "block_s": [0.0] * n, "pack_s": [0.0] * n, "unpack_s": [0.0] * n}
         for repeat in range(repeats + 1):
             weight = 1.0 if repeat else 0.0  # the first round warms up
             t = _timed(device, lambda: (trainer.batch_context(images, labels), model.encode(images)))
             sums["context_s"] += weight * t[0]
-            context, h = t[1]
-            for index in range(n):
-                seconds, h = _timed(device, trainer.layer_step, index, h, labels, context)
-                sums["block_s"][index] += weight * seconds
-                seconds, packed = _timed(device, _pack_spikes, h)
-                sums["pack_s"][index] += weight * seconds
-                scale = model.blocks[index].output_scale
-                seconds, _ = _timed(device, _unpack_spikes, packed, device, h.dtype, scale)
-                sums["unpack_s"][index] += weight * seconds
-            seconds, _ = _timed(device, trainer.train_head, h, labels)
-            sums["head_s"] += weight * seconds
+            context, steps = t[1]
+            if messages > 1:
+                trainer.neuron_state = [None] * n
+            for step in range(messages):
+                h = steps[step : step + 1] if messages > 1 else steps
+                for index in range(n):
+                    seconds, h = _timed(device, trainer.layer_step, index, h, labels, context)
+                    sums["block_s"][index] += weight * seconds
+                    seconds, packed = _timed(device, _pack_spikes, h)
+                    sums["pack_s"][index] += weight * seconds
+                    scale = model.blocks[index].output_scale
+                    seconds, _ = _timed(device, _unpack_spikes, packed, device, h.dtype, scale)
+                    sums["unpack_s"][index] += weight * seconds
+                seconds, _ = _timed(device, trainer.train_head, h, labels)
+                sums["head_s"] += weight * seconds
+            trainer.neuron_state = None
         shapes = block_input_shapes(model, image_shape)
         out = {k: ([x / repeats for x in v] if isinstance(v, list) else v / repeats) for k, v in sums.items()}
         batch = len(labels)
         modulator_bytes = 4 * batch * batch if trainer.batch_context(images, labels) is not None else 0
+        steps_per_message = config.timesteps // messages
         out["message_bytes"] = [
-            HEADER_SIZE * 8 + config.timesteps * batch * _numel(shape) + 8 * batch + modulator_bytes
+            HEADER_SIZE * 8 + steps_per_message * batch * _numel(shape) + 8 * batch + modulator_bytes
             for shape in shapes[1:-1]
         ]
+        out["messages_per_batch"] = messages
         out["shapes"] = shapes
         return out
 
