@@ -18,6 +18,7 @@ from ..config import TrainConfig
 from ..learning import make_trainer
 from ..models import build_model
 from . import memory
+from . import peers as peers_module
 from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
@@ -54,7 +55,12 @@ def step_case(
     trainer.train()
     images = torch.rand(batch, *shape, device=device)
     labels = torch.arange(batch, device=device) % 10
-    return lambda: trainer.step(images, labels)
+
+    def step():
+        return trainer.step(images, labels)
+
+    step.net = net  # for tests: the network the step trains
+    return step
 
 
 def run(
@@ -69,6 +75,7 @@ def run(
     measure_memory: bool = True,
     updates: Sequence[str] = ("final",),
     on_row: Callable[[dict], None] = lambda row: None,
+    peers: bool = False,
 ) -> list[dict]:
     dev = torch.device(device)
     rows = []
@@ -81,8 +88,16 @@ def run(
                 rows.append(row)
                 on_row(row)
                 print(format_table([row], list(row)), flush=True)
+        for row in (
+            _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory)
+            if peers
+            else []
+        ):
+            rows.append(row)
+            on_row(row)
+            print(format_table([row], list(row)), flush=True)
     for row in rows:  # relative to BPTT at the same T, where it was measured
-        bptt = next((r for r in rows if r["rule"] == "bptt" and r["T"] == row["T"]), None)
+        bptt = next((r for r in rows if r["rule"] == "bptt" and r["impl"] == "pysnn" and r["T"] == row["T"]), None)
         if bptt is not None:
             row["fused_vs_bptt"] = round(row["fused_samples_s"] / bptt["fused_samples_s"], 2)
             if "step_peak_MB" in row and bptt.get("step_peak_MB"):
@@ -96,6 +111,7 @@ def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device,
     }
     times = compare(fns, dev, rounds=rounds, warmup=1)
     row = {
+        "impl": "pysnn",
         "rule": rule,
         "update": update,
         "model": model,
@@ -125,6 +141,46 @@ def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device,
     return row
 
 
+def _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory) -> list[dict]:
+    """pysnn's BPTT step against the same step with each installed peer's
+    neuron (pysnn.bench.peers), interleaved in one comparison."""
+    fns = {"pysnn": step_case("bptt", model, "fused", batch, steps, width_mult, hidden, device)}
+    for peer in peers_module.PEERS:
+        fn = peers_module.step_case(peer, model, batch, steps, hidden, width_mult, device)
+        if fn is not None:
+            fns[peer] = fn
+    if len(fns) == 1:
+        print("no peer installed (pip install --no-deps spikingjelly loguru snntorch)")
+        return []
+    times = compare(fns, dev, rounds=rounds, warmup=1)
+    rows = []
+    for peer in fns:
+        if peer == "pysnn":
+            continue
+        row = {
+            "impl": peer,
+            "rule": "bptt",
+            "update": "final",
+            "model": model,
+            "batch": batch,
+            "T": steps,
+            "fused_samples_s": round(batch / times[peer], 1),
+            "pysnn_speedup": round(times[peer] / times["pysnn"], 2),
+        }
+        if measure_memory:
+            kwargs = dict(
+                peer=peer, model=model, batch=batch, timesteps=steps, hidden=list(hidden), width_mult=width_mult
+            )
+            peak = (
+                memory.cuda_peak(fns[peer], dev)
+                if dev.type == "cuda"
+                else memory.cpu_peak(f"{peers_module.__name__}:step_case", warmup=True, **kwargs)
+            )
+            row["step_peak_MB"] = round(peak / 2**20, 1)
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="pysnn bench train", description=__doc__)
     parser.add_argument("--rules", nargs="+", default=["hll", "hbh", "bptt"])
@@ -143,6 +199,11 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="add the BPTT step with SpikingJelly's and snnTorch's neurons, where installed (pysnn.bench.peers)",
+    )
     add_cpu_memory_argument(parser)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
@@ -160,6 +221,7 @@ def main(argv=None) -> None:
         not args.no_memory,
         args.update,
         on_row=sink,
+        peers=args.peers,
     )
     sink.write()  # with the columns relative to BPTT added at the end
     columns = list(dict.fromkeys(key for row in rows for key in row))
