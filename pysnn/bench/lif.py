@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover
 import torch
 
 from .. import cpu_memory, ops, reference
+from . import peers as peer_library
 from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 
 DECAY, THRESHOLD = 0.75, 0.6
@@ -41,53 +42,18 @@ def _saved_membrane(x, decay, threshold):
     return ops.lif(x, decay, threshold, return_membrane=True)[0]
 
 
-def spikingjelly_lif():
-    """SpikingJelly 2.0's LIFNode configured as pysnn's neuron (soft reset inside
-    the decay, decay = 1 − 1/τ), as a function of (x, decay, threshold); None if absent."""
-    try:
-        from spikingjelly.activation_based import neuron, surrogate
-    except ImportError:
+def peer_lif(name: str):
+    """A peer's neuron (pysnn.bench.peers: SpikingJelly's LIFNode as pysnn's
+    neuron; snnTorch's Leaky stepped over T, timing only, as its reset
+    subtracts the threshold outside the decay) as a function of (x, decay,
+    threshold), a fresh neuron per call; None if the peer is not installed."""
+    if peer_library.peer_neurons(name, 1, 0.5, 1.0, SURROGATE_ALPHA) is None:
         return None
-
-    def run(x, decay, threshold):
-        node = neuron.LIFNode(
-            tau=1.0 / (1.0 - decay),
-            decay_input=False,
-            v_reset=None,
-            v_threshold=threshold,
-            surrogate_function=surrogate.Sigmoid(alpha=4.0),
-            step_mode="m",
-        )
-        return node(x)
-
-    return run
+    return lambda x, decay, threshold: peer_library.peer_neurons(name, 1, decay, threshold, SURROGATE_ALPHA)[0](x)
 
 
-def snntorch_lif():
-    """snnTorch's Leaky (reset_mechanism="subtract", sigmoid surrogate), stepped
-    over T as snnTorch users do; None if absent. Timing only: its reset
-    subtracts the threshold outside the decay, a different neuron from pysnn's
-    (u[t] = λ·u[t−1] + x[t] − v_th·s[t−1])."""
-    try:
-        import snntorch
-        from snntorch import surrogate
-    except ImportError:
-        return None
-
-    def run(x, decay, threshold):
-        node = snntorch.Leaky(
-            beta=decay, threshold=threshold, spike_grad=surrogate.sigmoid(slope=4.0), reset_mechanism="subtract"
-        )
-        mem, spikes = node.init_leaky(), []
-        for t in range(x.shape[0]):
-            spike, mem = node(x[t], mem)
-            spikes.append(spike)
-        return torch.stack(spikes)
-
-    return run
-
-
-PEERS = {"spikingjelly": spikingjelly_lif, "snntorch": snntorch_lif}
+SURROGATE_ALPHA = 4.0
+PEERS = {name: (lambda name=name: peer_lif(name)) for name in peer_library.PEERS}
 
 
 def _forward(fn, x):
