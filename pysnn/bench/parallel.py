@@ -16,6 +16,7 @@ and compare epoch times instead (README, "Scaling out")."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import tempfile
@@ -71,10 +72,17 @@ class SleepTrainer:
             (torch.rand(steps, batch, *shape, generator=gen) < 0.2).float() for shape in profile["shapes"][1:]
         ]
         self.optimizer_blocks, self.schedulers, self.finished = [], [], []
-        self.neuron_state, self._head_calls = None, 0
+        self._head_calls = 0
 
     def train(self, mode: bool = True) -> None:
         pass
+
+    def start_sequence(self) -> None:  # sleeping layers carry no membrane
+        pass
+
+    @contextlib.contextmanager
+    def sequence(self):
+        yield
 
     def batch_context(self, images, labels):
         time.sleep(self.scale * self.messages * self.profile["context_s"])  # once per batch

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
+from ..learning.base import StepMeans
 from .runtime import DistContext, guarded
 
 BATCH, EPOCH_END, STOP = 0, 1, 2
@@ -153,7 +154,7 @@ def profile_step(
             sums["context_s"] += weight * t[0]
             context, steps = t[1]
             if messages > 1:
-                trainer.neuron_state = [None] * n
+                trainer.start_sequence()
             for step in range(messages):
                 h = steps[step : step + 1] if messages > 1 else steps
                 for index in range(n):
@@ -166,7 +167,6 @@ def profile_step(
                     sums["unpack_s"][index] += weight * seconds
                 seconds, _ = _timed(device, trainer.train_head, h, labels)
                 sums["head_s"] += weight * seconds
-            trainer.neuron_state = None
         shapes = block_input_shapes(model, image_shape)
         out = {k: ([x / repeats for x in v] if isinstance(v, list) else v / repeats) for k, v in sums.items()}
         batch = len(labels)
@@ -316,10 +316,10 @@ def _drive(stage: Stage) -> None:
             context = run.trainer.batch_context(images, labels)
             if stage.realtime:  # one message per time step, as LocalTrainer.step_realtime runs them
                 steps = run.model.encode(images)
-                run.trainer.neuron_state = [None] * len(run.model.blocks)
-                for t in range(steps.shape[0]):
-                    stage.send_batch(epoch, index, stage.forward(steps[t : t + 1], labels, context), labels, context, t)
-                run.trainer.neuron_state = None
+                with run.trainer.sequence():
+                    for t in range(steps.shape[0]):
+                        h = stage.forward(steps[t : t + 1], labels, context)
+                        stage.send_batch(epoch, index, h, labels, context, t)
             else:
                 h = stage.forward(run.model.encode(images), labels, context)
                 stage.send_batch(epoch, index, h, labels, context)
@@ -334,7 +334,7 @@ def _follow(stage: Stage) -> None:
     run = stage.run
     stats, start = [0.0, 0.0, 0.0], time.perf_counter()
     run.trainer.train()
-    window = _HeadWindow(run.config.timesteps if stage.realtime else 1)
+    window = StepMeans(run.config.timesteps if stage.realtime else 1)
     # The next header is always being received while this stage computes, so
     # a batch's messages arrive during the previous batch's work.
     next_header = stage.prev.post(torch.empty(HEADER_SIZE, dtype=torch.int64))
@@ -362,7 +362,7 @@ def _follow(stage: Stage) -> None:
         h, labels, context = stage.unpack_batch(message, stage.prev.wait(payload))
         step = int(message[5])
         if stage.realtime and step == 0:  # a new batch: every layer starts from rest
-            run.trainer.neuron_state = [None] * len(run.model.blocks)
+            run.trainer.start_sequence()
         h = stage.forward(h, labels, context)
         if stage.is_last:
             done = window.add(*run.trainer.train_head(h, labels))
@@ -373,27 +373,6 @@ def _follow(stage: Stage) -> None:
                 stats[2] += len(labels)
         else:
             stage.send_batch(int(message[1]), int(message[2]), h, labels, context, step)
-
-
-class _HeadWindow:
-    """The head's loss and logits over one batch's messages, summed in the
-    order LocalTrainer.step_realtime sums them (one message per batch: as is)."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps, self.seen, self.loss, self.logits = steps, 0, 0.0, None
-
-    def add(self, loss: float, logits: torch.Tensor):
-        """Adds one message's; returns the batch's (mean loss, mean logits) after its last."""
-        if self.steps == 1:
-            return loss, logits
-        self.loss += loss
-        self.logits = logits if self.logits is None else self.logits + logits
-        self.seen += 1
-        if self.seen < self.steps:
-            return None
-        done = (self.loss / self.steps, self.logits / self.steps)
-        self.seen, self.loss, self.logits = 0, 0.0, None
-        return done
 
 
 def _end_epoch(stage: Stage, epoch: int, stats: List[float], start: float) -> None:

@@ -3,7 +3,8 @@ layer's own cross-entropy for the local rules, and state for checkpoints."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import contextlib
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -75,6 +76,29 @@ class Trainer:
             scheduler.load_state_dict(s)
 
 
+class StepMeans:
+    """The head's loss and logits over a batch's `steps` calls of `train_head`,
+    averaged after the last (with one call, returned as they are). Real-time
+    training and the layer-parallel pipeline's last stage both use it, so they
+    sum in one order."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen, self.loss, self.logits = steps, 0, 0.0, None
+
+    def add(self, loss: float, logits: torch.Tensor) -> Optional[Tuple[float, torch.Tensor]]:
+        """Adds one call's; returns the batch's (mean loss, mean logits) after its last, else None."""
+        if self.steps == 1:
+            return loss, logits
+        self.loss += loss
+        self.logits = logits if self.logits is None else self.logits + logits
+        self.seen += 1
+        if self.seen < self.steps:
+            return None
+        done = (self.loss / self.steps, self.logits / self.steps)
+        self.seen, self.loss, self.logits = 0, 0.0, None
+        return done
+
+
 class ImmediateStep:
     """How a trainer applies an optimiser step once the gradients exist: at
     once, in one process. Data-parallel training swaps in an all-reducing
@@ -132,6 +156,20 @@ class LocalTrainer(Trainer):
         # sequence starts from rest at every call of `fire`).
         self.neuron_state: Optional[List[Optional[torch.Tensor]]] = None
 
+    def start_sequence(self) -> None:
+        """Every layer at rest: the next real-time step starts a new sequence."""
+        self.neuron_state = [None] * len(self.model.blocks)
+
+    @contextlib.contextmanager
+    def sequence(self) -> Iterator[None]:
+        """Real-time steps inside carry each layer's membrane from one `fire`
+        to the next, starting at rest; outside, every call starts at rest."""
+        self.start_sequence()
+        try:
+            yield
+        finally:
+            self.neuron_state = None
+
     def fire(self, index: int, x: torch.Tensor, return_membrane: bool = False):
         """Block `index`'s LIF on x, continuing from its carried membrane in
         real-time mode (and carrying the new one, detached)."""
@@ -179,19 +217,14 @@ class LocalTrainer(Trainer):
         per-step loss and its logits averaged over the steps."""
         context = self.batch_context(images, labels)  # per batch, shared by every step
         steps = self.model.encode(images)  # [T, B, ...]; direct coding: a stride-0 view, no copy
-        self.neuron_state = [None] * len(self.model.blocks)
-        loss_sum, logits_sum = 0.0, None
-        try:
+        window = StepMeans(steps.shape[0])
+        with self.sequence():
             for t in range(steps.shape[0]):
                 h = steps[t : t + 1]
                 for index in range(len(self.model.blocks)):
                     h = self.layer_step(index, h, labels, context)
-                loss, logits = self.train_head(h, labels)
-                loss_sum += loss
-                logits_sum = logits if logits_sum is None else logits_sum + logits
-        finally:
-            self.neuron_state = None
-        return loss_sum / steps.shape[0], logits_sum / steps.shape[0]
+                done = window.add(*self.train_head(h, labels))
+        return done
 
     def train_head(self, h: torch.Tensor, labels: torch.Tensor) -> Tuple[float, torch.Tensor]:
         logits = self.model.readout(h.detach())
