@@ -40,11 +40,10 @@ def test_the_training_benchmark_compares_the_same_network(model):
     """`pysnn bench train --peers`: one BPTT step with SpikingJelly's neuron in
     place of pysnn's computes the gradients pysnn's own step does (compared
     before Adam, which would amplify rounding on near-zero gradients)."""
-    from pysnn.bench import peers
-    from pysnn.bench.train import step_case
+    from pysnn.bench.train import peer_step_case, step_case
 
     kwargs = dict(model=model, batch=8, timesteps=3, hidden=[32])
-    ours, theirs = step_case("bptt", backend="fused", **kwargs), peers.step_case("spikingjelly", **kwargs)
+    ours, theirs = step_case("bptt", backend="fused", **kwargs), peer_step_case("spikingjelly", **kwargs)
     for a, b in zip(ours.net.parameters(), theirs.net.parameters()):
         assert torch.equal(a, b)  # the same initial network
     ours(), theirs()

@@ -42,6 +42,9 @@ def _saved_membrane(x, decay, threshold):
     return ops.lif(x, decay, threshold, return_membrane=True)[0]
 
 
+SURROGATE_ALPHA = 4.0  # the peers' sigmoid slope: ops.lif's default alpha
+
+
 def peer_lif(name: str):
     """A peer's neuron (pysnn.bench.peers: SpikingJelly's LIFNode as pysnn's
     neuron; snnTorch's Leaky stepped over T, timing only, as its reset
@@ -52,7 +55,6 @@ def peer_lif(name: str):
     return lambda x, decay, threshold: peer_library.peer_neurons(name, 1, decay, threshold, SURROGATE_ALPHA)[0](x)
 
 
-SURROGATE_ALPHA = 4.0
 PEERS = {name: (lambda name=name: peer_lif(name)) for name in peer_library.PEERS}
 
 

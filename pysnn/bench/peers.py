@@ -3,18 +3,15 @@ place of pysnn's fused LIF: SpikingJelly 2.0's multi-step `LIFNode` (pysnn's
 neuron: soft reset inside the decay) and snnTorch's `Leaky` stepped over T in
 Python, as their users run them. Everything else is the same modules: the
 layers, batch norm, pooling, the first layer run once per image under direct
-coding, the readout averaged over T, Adam. What differs is the neuron alone."""
+coding, the readout averaged over T, Adam. What differs is the neuron alone.
+The benchmark's cases (networks, data) are built in pysnn.bench.train."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import torch
 from torch.nn import functional as F
-
-from ..config import TrainConfig
-from ..learning.optim import make_optimizer
-from ..models import build_model
 
 PEERS = ("spikingjelly", "snntorch")
 
@@ -71,36 +68,9 @@ def peer_neurons(peer: str, count: int, decay: float, threshold: float, alpha: f
     raise ValueError(f"unknown peer '{peer}'; choose {', '.join(PEERS)}")
 
 
-def step_case(
-    peer: str,
-    model: str = "mlp",
-    batch: int = 64,
-    timesteps: int = 10,
-    hidden: Sequence[int] = (1024,),
-    width_mult: float = 1.0,
-    device: str = "cpu",
-) -> Optional[Callable[[], None]]:
-    """One BPTT training step of `model` with `peer`'s neuron on random 28×28
-    images, as a callable; None if the peer is not installed."""
-    torch.manual_seed(0)
-    config = TrainConfig(
-        rule="bptt",
-        model=model,
-        timesteps=timesteps,
-        hidden=list(hidden),
-        width_mult=width_mult,
-        batch_size=batch,
-        device=device,
-    )
-    shape = (1, 28, 28)
-    net = build_model(config, shape, 10).to(device)
-    neurons = peer_neurons(peer, len(net.blocks), config.decay, config.threshold, config.alpha)
-    if neurons is None:
-        return None
-    optimizer = make_optimizer(net.parameters(), config)
-    net.train()
-    images = torch.rand(batch, *shape, device=device)
-    labels = torch.arange(batch, device=device) % 10
+def bptt_step(net, neurons: list, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor):
+    """One BPTT training step of pysnn network `net` with `neurons` (one per
+    block, from `peer_neurons`) in place of its fused LIF, as a callable."""
 
     def step() -> None:
         h = net.encode(images)
@@ -111,5 +81,5 @@ def step_case(
         loss.backward()
         optimizer.step()
 
-    step.net = net  # for tests: the network the step trains
+    net.train()
     return step

@@ -16,12 +16,36 @@ import torch
 from .. import cpu_memory
 from ..config import TrainConfig
 from ..learning import make_trainer
+from ..learning.optim import make_optimizer
 from ..models import build_model
 from . import memory
 from . import peers as peers_module
 from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
+
+
+def _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final"):
+    """The config and the freshly seeded network of one benchmark case."""
+    torch.manual_seed(0)
+    config = TrainConfig(
+        rule=rule,
+        update=update,
+        model=model,
+        backend=backend,
+        timesteps=timesteps,
+        hidden=list(hidden),
+        width_mult=width_mult,
+        batch_size=batch,
+        device=device,
+    )
+    return config, build_model(config, SHAPES[model], 10).to(device)
+
+
+def _random_batch(model: str, batch: int, device: str):
+    """Random 28×28 images and labels (drawn after the trainer is built: its
+    modules take their initial weights from the same seeded stream)."""
+    return torch.rand(batch, *SHAPES[model], device=device), torch.arange(batch, device=device) % 10
 
 
 def step_case(
@@ -36,31 +60,46 @@ def step_case(
     update: str = "final",
 ):
     """A callable running one training step of `rule` on random 28×28 images."""
-    torch.manual_seed(0)
-    config = TrainConfig(
-        rule=rule,
-        update=update,
-        model=model,
-        backend=backend,
-        timesteps=timesteps,
-        hidden=list(hidden),
-        width_mult=width_mult,
-        batch_size=batch,
-        device=device,
-    )
-    shape = SHAPES[model]
-    net = build_model(config, shape, 10).to(device)
-    trainer = make_trainer(net, config, 10, shape)
+    config, net = _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update)
+    trainer = make_trainer(net, config, 10, SHAPES[model])
     trainer.aux.to(device)
     trainer.train()
-    images = torch.rand(batch, *shape, device=device)
-    labels = torch.arange(batch, device=device) % 10
+    images, labels = _random_batch(model, batch, device)
 
     def step():
         return trainer.step(images, labels)
 
     step.net = net  # for tests: the network the step trains
     return step
+
+
+def peer_step_case(
+    peer: str,
+    model: str = "mlp",
+    batch: int = 64,
+    timesteps: int = 10,
+    width_mult: float = 1.0,
+    hidden: Sequence[int] = (1024,),
+    device: str = "cpu",
+):
+    """`step_case`'s BPTT step with `peer`'s neuron in place of pysnn's
+    (pysnn.bench.peers); None if the peer is not installed."""
+    config, net = _network("bptt", model, "fused", batch, timesteps, width_mult, hidden, device)
+    neurons = peers_module.peer_neurons(peer, len(net.blocks), config.decay, config.threshold, config.alpha)
+    if neurons is None:
+        return None
+    step = peers_module.bptt_step(
+        net, neurons, make_optimizer(net.parameters(), config), *_random_batch(model, batch, device)
+    )
+    step.net = net  # for tests: the network the step trains
+    return step
+
+
+def _step_peak_mb(fn, dev: torch.device, factory: str, **kwargs) -> float:
+    """The steady-state peak of a step: on CUDA in this process, on the CPU in a
+    fresh one built by `factory(**kwargs)` (pysnn.bench.memory)."""
+    peak = memory.cuda_peak(fn, dev) if dev.type == "cuda" else memory.cpu_peak(factory, warmup=True, **kwargs)
+    return round(peak / 2**20, 1)
 
 
 def run(
@@ -122,7 +161,10 @@ def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device,
         "fused_speedup": round(times["reference"] / times["fused"], 2),
     }
     if measure_memory:
-        kwargs = dict(
+        row["step_peak_MB"] = _step_peak_mb(
+            fns["fused"],
+            dev,
+            f"{__name__}:step_case",
             rule=rule,
             model=model,
             backend="fused",
@@ -132,12 +174,6 @@ def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device,
             hidden=list(hidden),
             update=update,
         )
-        peak = (
-            memory.cuda_peak(fns["fused"], dev)
-            if dev.type == "cuda"
-            else memory.cpu_peak(f"{__name__}:step_case", warmup=True, **kwargs)
-        )
-        row["step_peak_MB"] = round(peak / 2**20, 1)
     return row
 
 
@@ -146,7 +182,7 @@ def _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds,
     neuron (pysnn.bench.peers), interleaved in one comparison."""
     fns = {"pysnn": step_case("bptt", model, "fused", batch, steps, width_mult, hidden, device)}
     for peer in peers_module.PEERS:
-        fn = peers_module.step_case(peer, model, batch, steps, hidden, width_mult, device)
+        fn = peer_step_case(peer, model, batch, steps, width_mult, hidden, device)
         if fn is not None:
             fns[peer] = fn
     if len(fns) == 1:
@@ -168,15 +204,17 @@ def _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds,
             "pysnn_speedup": round(times[peer] / times["pysnn"], 2),
         }
         if measure_memory:
-            kwargs = dict(
-                peer=peer, model=model, batch=batch, timesteps=steps, hidden=list(hidden), width_mult=width_mult
+            row["step_peak_MB"] = _step_peak_mb(
+                fns[peer],
+                dev,
+                f"{__name__}:peer_step_case",
+                peer=peer,
+                model=model,
+                batch=batch,
+                timesteps=steps,
+                width_mult=width_mult,
+                hidden=list(hidden),
             )
-            peak = (
-                memory.cuda_peak(fns[peer], dev)
-                if dev.type == "cuda"
-                else memory.cpu_peak(f"{peers_module.__name__}:step_case", warmup=True, **kwargs)
-            )
-            row["step_peak_MB"] = round(peak / 2**20, 1)
         rows.append(row)
     return rows
 
