@@ -11,6 +11,9 @@ from typing import Optional
 
 import torch
 
+from . import __version__
+from .epoch import DivergedError, first_nonfinite
+
 FORMAT = "pysnn-checkpoint-1"
 FILENAME = "checkpoint.pt"
 
@@ -31,8 +34,15 @@ def save(
 ) -> Path:
     """`extra`: what a distributed run adds (its world size and layout, each
     rank's random streams); any layout resumes from any other's checkpoint."""
+    bad = first_nonfinite(model)
+    if bad is not None:  # never replace a good checkpoint with a diverged one
+        position = (extra or {}).get("position")
+        when = f"epoch {epoch}" if position is None else f"epoch {position['epoch']}, step {position['batch']}"
+        kept = "the last good checkpoint in it is kept" if (Path(run_dir) / FILENAME).is_file() else "no checkpoint"
+        raise DivergedError(f"training diverged by {when}: {bad} is non-finite. {run_dir}: {kept}; try a smaller --lr")
     payload = {
         "format": FORMAT,
+        "version": __version__,
         "epoch": epoch,
         "config": metrics["config"],
         "metrics": metrics,
@@ -45,12 +55,21 @@ def save(
     }
     path = Path(run_dir) / FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FILENAME}.")
-    with os.fdopen(fd, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FILENAME}.")
+    except OSError as error:
+        raise OSError(f"cannot write a checkpoint in {run_dir} ({error.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # a full disk: torch.save raises RuntimeError from its writer
+        os.unlink(tmp)
+        kept = "the previous checkpoint is kept" if path.is_file() else "no checkpoint was written"
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        raise OSError(f"cannot write a checkpoint in {run_dir} ({reason}); {kept}") from None
     return path
 
 
@@ -65,6 +84,17 @@ def load(run_dir: Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
     return payload
+
+
+def check_version(payload: dict, run_dir: Path) -> None:
+    """Training continues only with the pysnn that wrote the checkpoint: an
+    exact continuation needs the same kernels and defaults."""
+    written = payload.get("version", "before 0.1.0")
+    if written != __version__:
+        raise CheckpointError(
+            f"{Path(run_dir) / FILENAME} was written by pysnn {written}, this is pysnn {__version__}: "
+            "resume it with that version (pysnn eval and export still read it)"
+        )
 
 
 def restore(payload: dict, *, model, trainer, generator: torch.Generator) -> None:

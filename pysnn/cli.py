@@ -160,7 +160,26 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="data parallel: HSIC kernels, sim and contrast over the global batch (all-gathered), not the slice",
     )
-    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    a(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        metavar="N",
+        help="also checkpoint every N batches inside an epoch (default: by time only)",
+    )
+    a(
+        "--checkpoint-minutes",
+        type=float,
+        default=d.checkpoint_minutes,
+        metavar="M",
+        help=f"also checkpoint every M minutes inside an epoch (default {d.checkpoint_minutes:g}; 0: never)",
+    )
+    a(
+        "--resume",
+        metavar="RUN_DIR|auto",
+        help="continue the run in RUN_DIR from its last checkpoint; auto: continue --out's run if it has a "
+        "checkpoint, else start it (one command line for the first start and every restart)",
+    )
     a("--preset", help="start from a thesis preset (`pysnn presets`); other flags override it")
 
 

@@ -81,6 +81,10 @@ class TrainConfig:
     pipeline_depth: int = 2  # at most this many unfinished sends per link
     dist_timeout: float = 60.0  # seconds, for every collective and point-to-point call
     global_kernels: bool = False  # data parallel: batch-coupled objectives over the global batch
+    # mid-epoch checkpoints (every epoch ends with one as well): every N batches
+    # and/or every M minutes of wall clock; 0 or None: never
+    checkpoint_every: Optional[int] = None
+    checkpoint_minutes: float = 5.0
 
     def __post_init__(self) -> None:
         if self.update == "online":  # the name of "per-step-pred" in checkpoints written before it had one
@@ -166,6 +170,14 @@ class TrainConfig:
             (
                 not (self.dataset == "shd" and self.model != "mlp"),
                 f"--dataset shd is 700 channels over time, not an image: use --model mlp, not {self.model}",
+            ),
+            (
+                self.checkpoint_every is None or self.checkpoint_every >= 0,
+                f"--checkpoint-every must be >= 0 batches, got {self.checkpoint_every}",
+            ),
+            (
+                math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0,
+                f"--checkpoint-minutes must be >= 0, got {self.checkpoint_minutes}",
             ),
             (self.pipeline_depth >= 1, f"--pipeline-depth must be >= 1, got {self.pipeline_depth}"),
             (

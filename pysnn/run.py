@@ -20,6 +20,7 @@ from . import analysis, checkpoint, cpu_memory, distributed
 from . import data as datasets
 from .config import TrainConfig
 from .distributed import DistContext
+from .epoch import CheckpointSchedule, EpochState, check_finite
 from .learning import make_trainer
 from .models import SpikingNetwork, build_model
 
@@ -82,31 +83,76 @@ class Run:
     payload: Optional[dict]  # the checkpoint resumed from
     log: Callable[[str], None]
     dist: Optional[DistContext] = None
+    schedule: Optional[CheckpointSchedule] = None
+    position: Optional[dict] = None  # where in its epoch the checkpoint resumed from was taken
 
     @property
     def is_main(self) -> bool:
         return self.dist is None or self.dist.is_main
 
-    def batches(self):
-        """The epoch's global batches (augmented), the same on every rank."""
-        for images, labels in datasets.batches(
-            self.dataset.train, self.config.batch_size, shuffle=True, generator=self.generator
-        ):
+    def start_epoch(self, epoch: int) -> EpochState:
+        """The epoch's state: from the checkpoint's position when the run
+        resumes inside this epoch, else fresh (before the epoch's shuffle)."""
+        if self.position is not None and self.position["epoch"] == epoch:
+            state, self.position = EpochState.from_dict(self.position), None
+            return state
+        return EpochState(epoch, self.generator.get_state())
+
+    def batches(self, state: EpochState):
+        """The epoch's global batches from `state.batch` on (augmented), the
+        same on every rank: the shuffle is redrawn from the epoch's starting
+        generator state, then the generator continues from where it was."""
+        split, size = self.dataset.train, self.config.batch_size
+        current = self.generator.get_state()
+        self.generator.set_state(state.order_rng)
+        order = torch.randperm(len(split), generator=self.generator)
+        if state.batch:
+            self.generator.set_state(current)
+        for start in range(state.batch * size, len(split), size):
+            index = order[start : start + size]
+            images = split.take(index)
             if self.augment:
                 images = datasets.augment_cifar(images, self.generator)
-            yield images, labels
+            yield images, split.labels[index]
 
-    def progress(self, iterable, epoch: int, total: int):
+    def progress(self, iterable, epoch: int, total: int, initial: int = 0):
         from tqdm import tqdm
 
         return tqdm(
             iterable,
             total=total,
+            initial=initial,
             desc=f"epoch {epoch}/{self.config.epochs}",
             disable=not (self.config.progress and self.is_main),
             leave=False,
             dynamic_ncols=True,
         )
+
+    def checkpoint_due(self, state: EpochState) -> bool:
+        """Whether to checkpoint after `state.batch` batches; every rank of a
+        distributed run gets rank 0's answer (the clocks differ)."""
+        if state.batch >= self.batches_per_epoch:
+            return False  # the epoch's own checkpoint follows
+        due = self.schedule.due(state.batch)
+        if self.config.parallel == "data" and self.schedule.timed:
+            due = self.dist.agree(due)  # (layer parallel: stage 0 alone decides and tells the others)
+        return due
+
+    def save_position(self, state: EpochState, extra: Optional[dict] = None) -> None:
+        """Rank 0: a mid-epoch checkpoint, after `state.batch` batches."""
+        checkpoint.save(
+            self.out,
+            model=self.model,
+            trainer=self.trainer,
+            epoch=state.epoch - 1,
+            metrics=self.metrics,
+            generator=self.generator,
+            extra={**(extra or {}), "position": state.to_dict()},
+        )
+        self.schedule.saved()
+
+    def check_finite(self, loss: float, state: EpochState) -> None:
+        check_finite(loss, self.model, state, self.out)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -138,6 +184,7 @@ class Run:
             extra=extra,
         )
         write_json_atomic(self.out / "metrics.json", self.metrics)
+        self.schedule.saved()
         self.log(
             f"epoch {epoch:3d}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
             f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  {seconds:.1f}s"
@@ -162,11 +209,15 @@ class Run:
 
 def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run:
     """Loads the data and builds the model and trainer of `config`, or of the
-    run in `resume` (continued from its checkpoint); joins the process group
-    of a distributed run (rank 0 alone logs and writes)."""
+    run in `resume` (continued from its checkpoint, at an epoch boundary or
+    inside an epoch; "auto": config.out's run if it has a checkpoint); joins
+    the process group of a distributed run (rank 0 alone logs and writes)."""
     payload = None
+    if resume == "auto":
+        resume = _auto_resume(config, log)
     if resume is not None:
         payload = checkpoint.load(Path(resume))
+        checkpoint.check_version(payload, Path(resume))
         overrides = {k: getattr(config, k) for k in RUNTIME_FIELDS}
         config = TrainConfig(**{**payload["config"], **overrides, "out": str(resume)})
     config.validate()
@@ -174,7 +225,9 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     if context is not None and not context.is_main:
         log = _silent
     # Saved resolved, so a run rebuilds the same network whatever the defaults become.
-    config = dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
+    config = resolved(config)
+    if context is not None:
+        context.check_same_config(config.to_dict())
     torch.manual_seed(config.seed)
     device = context.device if context is not None else torch.device(config.device)
     if device.type == "cpu":
@@ -193,19 +246,82 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     augment = config.augment if config.augment is not None else config.dataset == "cifar10"
     generator = torch.Generator().manual_seed(config.seed)
     metrics = {"config": config.to_dict(), "epochs": [], "run_dir": str(out)}
-    first_epoch = 1
+    first_epoch, position = 1, None
     if payload is not None:
         checkpoint.restore(payload, model=model, trainer=trainer, generator=generator)
         metrics = payload["metrics"]
         metrics["config"] = config.to_dict()
         first_epoch = payload["epoch"] + 1
-        log(f"resuming {out} after epoch {payload['epoch']}")
+        position = payload.get("position")
+        if position is not None:
+            _check_layout_of_position(payload, config, context)
+            log(f"resuming {out} in epoch {first_epoch} after {position['batch']} batches")
+        else:
+            log(f"resuming {out} after epoch {payload['epoch']}")
     if context is None or context.is_main:
         _check_writable(out)
         write_json_atomic(out / "metrics.json", metrics)
+    schedule = CheckpointSchedule(config.checkpoint_every, config.checkpoint_minutes)
     return Run(
-        config, dataset, model, trainer, device, out, generator, augment, metrics, first_epoch, payload, log, context
+        config,
+        dataset,
+        model,
+        trainer,
+        device,
+        out,
+        generator,
+        augment,
+        metrics,
+        first_epoch,
+        payload,
+        log,
+        context,
+        schedule,
+        position,
     )
+
+
+def resolved(config: TrainConfig) -> TrainConfig:
+    """`config` with the defaults that depend on other settings made explicit."""
+    return dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
+
+
+def _auto_resume(config: TrainConfig, log) -> Optional[str]:
+    """--resume auto: --out's run when it has a checkpoint of this very
+    configuration (else one line naming the difference), None when it has none."""
+    if not config.out:
+        raise ValueError("--resume auto needs --out DIR: the run directory to continue, or to start in")
+    if not (Path(config.out) / checkpoint.FILENAME).is_file():
+        log(f"no checkpoint in {config.out}: starting the run")
+        return None
+    saved = checkpoint.load(Path(config.out))["config"]
+    ignored = set(RUNTIME_FIELDS) | {"out"}
+    wanted = resolved(config).to_dict()
+    differences = [
+        f"--{key.replace('_', '-')} {saved.get(key)} there, {wanted[key]} here"
+        for key in wanted
+        if key not in ignored and saved.get(key) != wanted[key]
+    ]
+    if differences:
+        raise checkpoint.CheckpointError(
+            f"--resume auto: {config.out} holds a run of another configuration ({'; '.join(differences)}); "
+            "use another --out, or the same settings"
+        )
+    return config.out
+
+
+def _check_layout_of_position(payload: dict, config: TrainConfig, context: Optional[DistContext]) -> None:
+    """A mid-epoch checkpoint of data-parallel ranks holds each rank's share of
+    the epoch (its running statistics, its dropout streams): it continues only
+    in the same layout. One process and layer-parallel stages resume each other."""
+    saved, world = payload.get("parallel", "none"), payload.get("world_size", 1)
+    here = context.world if context is not None else 1
+    if (saved == "data") != (config.parallel == "data") or (saved == "data" and world != here):
+        taken = f"a {world}-process data-parallel run" if saved == "data" else "a run that is not data parallel"
+        layout = f"--parallel data with {world} processes" if saved == "data" else "one process or --parallel layer"
+        raise checkpoint.CheckpointError(
+            f"the checkpoint was taken inside epoch {payload['epoch'] + 1} by {taken}: resume it in {layout}"
+        )
 
 
 def _silent(message: str) -> None:
@@ -222,6 +338,8 @@ RUNTIME_FIELDS = (
     "pipeline_depth",
     "dist_timeout",
     "global_kernels",
+    "checkpoint_every",
+    "checkpoint_minutes",
 )
 
 

@@ -3,7 +3,6 @@ layer-parallel runs hand the prepared run to `distributed.pipeline`."""
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 from .config import TrainConfig
@@ -50,28 +49,32 @@ def _train_epochs(run: Run) -> None:
         parallel = DataParallel(run.dist, run.model, run.trainer, run.config.global_kernels)
         if run.payload is not None:
             parallel.restore_dropout_states(run.payload.get("rng_ranks", {}).get(run.dist.rank, {}))
+            if run.position is not None:
+                run.position = parallel.restore_rank_state(run.payload["position_ranks"][run.dist.rank], run.position)
     trainer, device = run.trainer, run.device
     for epoch in range(run.first_epoch, run.config.epochs + 1):
-        start = time.perf_counter()
+        state = run.start_epoch(epoch)
         trainer.train()
-        loss_sum = correct = seen = 0
-        bar = run.progress(run.batches(), epoch, run.batches_per_epoch)
+        bar = run.progress(run.batches(state), epoch, run.batches_per_epoch, initial=state.batch)
         for images, labels in bar:
+            state.batch += 1
             if parallel is not None:
                 if len(labels) < run.dist.world:  # a last batch too small to give every rank a sample
                     continue  # (every rank sees the same global batch, so all skip it together)
                 images, labels = parallel.shard(images, labels)
             images, labels = images.to(device), labels.to(device)
             loss, logits = trainer.step(images, labels)
-            loss_sum += loss * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+            run.check_finite(loss, state)
+            state.add(loss, (logits.argmax(1) == labels).sum().item(), len(labels))
+            bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", acc=f"{state.correct / state.seen:.3f}")
+            if run.checkpoint_due(state):
+                _save_position(run, parallel, state)
         trainer.end_epoch()
+        loss_sum, correct, seen = state.stats
         extra = None
         if parallel is not None:
             parallel.end_epoch()
-            loss_sum, correct, seen = run.dist.all_sum([loss_sum, correct, seen])
+            loss_sum, correct, seen = run.dist.all_sum(state.stats)
             ranks = run.dist.gather(parallel.dropout_states())
             extra = {
                 "world_size": run.dist.world,
@@ -79,4 +82,21 @@ def _train_epochs(run: Run) -> None:
                 "rng_ranks": dict(enumerate(ranks)) if ranks is not None else None,
             }
         if run.is_main:
-            run.finish_epoch(epoch, loss_sum, correct, seen, time.perf_counter() - start, extra)
+            run.finish_epoch(epoch, loss_sum, correct, seen, state.elapsed(), extra)
+
+
+def _save_position(run: Run, parallel, state) -> None:
+    """A mid-epoch checkpoint; data-parallel ranks each add their own share
+    (running statistics, dropout streams, partial sums)."""
+    extra = None
+    if parallel is not None:
+        ranks = run.dist.gather(parallel.rank_state(state))
+        if not run.is_main:
+            return
+        extra = {
+            "world_size": run.dist.world,
+            "parallel": "data",
+            "rng_ranks": {r: s["dropout"] for r, s in enumerate(ranks)},
+            "position_ranks": dict(enumerate(ranks)),
+        }
+    run.save_position(state, extra)

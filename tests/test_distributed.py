@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 import torch.distributed as dist
+from test_resume import numbers
 
 from pysnn.cli import main as cli_main
 from pysnn.config import TrainConfig
@@ -21,11 +22,15 @@ BASE = dict(
 )
 
 
-def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
+def _worker(rank, world, rdzv, jobs, timeout_s, die_after, snapshot_at=None):
     """Runs each (name, config kwargs, resume) job as one rank; saves this
     rank's final parameters as NAME.rankR.pt; a DistributedError is written to
-    error.rankR.txt."""
+    error.rankR.txt. `snapshot_at`: see test_resume.snapshot_mid_epoch."""
     torch.set_num_threads(1)
+    if snapshot_at is not None:
+        from test_resume import snapshot_mid_epoch
+
+        snapshot_mid_epoch(snapshot_at, copies=2)
     dist.init_process_group(
         "gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
     )
@@ -58,11 +63,14 @@ def _worker(rank, world, rdzv, jobs, timeout_s, die_after):
     destroy_process_group()  # settles gloo's threads first: see pysnn/distributed/runtime.py
 
 
-def _launch(tmp_path, world, jobs, timeout_s=60, die_after=None, wait_s=120):
+def _launch(tmp_path, world, jobs, timeout_s=60, die_after=None, wait_s=120, snapshot_at=None):
     """Starts `world` ranks; returns their exit codes (None: still running at wait_s)."""
     ctx = multiprocessing.get_context("spawn")
     rdzv = str(tmp_path / "rdzv")
-    procs = [ctx.Process(target=_worker, args=(r, world, rdzv, jobs, timeout_s, die_after)) for r in range(world)]
+    procs = [
+        ctx.Process(target=_worker, args=(r, world, rdzv, jobs, timeout_s, die_after, snapshot_at))
+        for r in range(world)
+    ]
     for p in procs:
         p.start()
     deadline = time.time() + wait_s
@@ -174,6 +182,35 @@ def test_a_dead_peer_ends_the_others_and_the_run_resumes_in_one_process(tmp_path
     assert _identical(_state(tmp_path / "dies")["model"], _single(tmp_path, "uninterrupted", **kwargs)["model"])
 
 
+def test_mid_epoch_checkpoints_of_both_layouts_resume_exactly(tmp_path):
+    # 8 batches an epoch, a checkpoint every 3: the snapshot is epoch 2 after 3 batches.
+    # Data parallel with batch norm: each rank's running statistics are its own until the epoch ends.
+    data = {**BASE, "rule": "hll", "loss": "pred", "optimizer": "sgd", "batch_norm": True, "dropout": 0.2}
+    layer = {**BASE, "rule": "hbh", "batch_norm": True, "dropout": 0.1, "update": "realtime", "hsic_term": "input"}
+    runs = {"dp": {**data, "parallel": "data"}, "lp": {**layer, "parallel": "layer"}}
+    jobs = [(n, {**kw, "checkpoint_every": 3, "out": str(tmp_path / n)}, None) for n, kw in runs.items()]
+    jobs += [
+        (f"{n}-resumed", {**kw, "out": str(tmp_path / f"{n}-snapshot")}, str(tmp_path / f"{n}-snapshot"))
+        for n, kw in runs.items()
+    ]
+    assert _launch(tmp_path, 2, jobs, snapshot_at=3) == [0, 0]
+    for name in runs:  # resumed in its own layout
+        uninterrupted, resumed = _state(tmp_path / name), _state(tmp_path / f"{name}-snapshot")
+        assert _identical(uninterrupted["model"], resumed["model"]), name
+        assert numbers(uninterrupted["metrics"]) == numbers(resumed["metrics"]), name
+        taken = _state(tmp_path / f"{name}-snapshot2")
+        assert (taken["epoch"], taken["position"]["batch"], taken["parallel"]) == (1, 3, runs[name]["parallel"])
+    # the layer-parallel checkpoint taken mid-epoch resumes in one process
+    single = _single(tmp_path, "single", **layer)  # one thread, as each rank
+    resumed = train(TrainConfig(progress=False), log=lambda m: None, resume=str(tmp_path / "lp-snapshot2"))
+    assert _identical(single["model"], _state(tmp_path / "lp-snapshot2")["model"])
+    assert _identical(single["model"], _state(tmp_path / "lp")["model"])
+    assert numbers(resumed) == numbers(single["metrics"])
+    # the data-parallel one holds each rank's share: other layouts are refused with one line
+    with pytest.raises(ValueError, match="resume it in --parallel data with 2 processes"):
+        train(TrainConfig(progress=False), log=lambda m: None, resume=str(tmp_path / "dp-snapshot2"))
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
@@ -225,3 +262,32 @@ def test_sleep_check_runs_the_real_pipeline_at_the_predicted_speed(messages):
     measured = sequential_time(profile) / interval
     assert predicted == pytest.approx(2.0)
     assert 0.8 * predicted < measured < 1.1 * predicted, measured
+
+
+def _mismatched_worker(rank, rdzv, out):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rdzv}", rank=rank, world_size=2)
+    from pysnn.run import prepare
+
+    try:
+        prepare(TrainConfig(**{**BASE, "parallel": "data", "lr": 0.002 if rank == 0 else 0.001, "out": out}))
+    except ValueError as error:
+        with open(f"{out}.rank{rank}.txt", "w") as f:
+            f.write(str(error))
+    from pysnn.distributed import destroy_process_group
+
+    destroy_process_group()
+
+
+def test_ranks_started_with_different_configurations_refuse_with_one_line(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    out = str(tmp_path / "run")
+    procs = [ctx.Process(target=_mismatched_worker, args=(r, str(tmp_path / "rdzv"), out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    for rank in (0, 1):
+        message = (tmp_path / f"run.rank{rank}.txt").read_text()
+        assert message == "ranks started with different configurations: --lr is 0.002 on rank 0 and 0.001 on rank 1"
+    assert not (tmp_path / "run").exists()  # refused before anything was written

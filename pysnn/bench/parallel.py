@@ -30,6 +30,7 @@ import torch
 from ..config import TrainConfig
 from ..distributed.pipeline import Stage, balanced_split, profile_step, run_stage
 from ..distributed.runtime import DistContext, destroy_process_group
+from ..epoch import EpochState
 from .timing import JsonRows, format_table
 from .train import SHAPES
 
@@ -131,9 +132,11 @@ def _sleep_worker(rank, world, rdzv, profile, split, batches, depth, timesteps, 
             state_dict=dict,
             load_state_dict=lambda state: None,
         ),
-        batches=lambda: ((images, labels) for _ in range(batches)),
+        start_epoch=lambda epoch: EpochState(epoch, torch.zeros(0)),
+        batches=lambda state: ((images, labels) for _ in range(batches)),
         batches_per_epoch=batches,
-        progress=lambda iterable, epoch, total: iterable,
+        progress=lambda iterable, epoch, total, initial=0: iterable,
+        checkpoint_due=lambda state: False,
         finish_epoch=lambda *args, **kwargs: None,
     )
     run_stage(Stage(run, split, shapes=[tuple(s) for s in profile["shapes"]]))

@@ -150,6 +150,27 @@ class DataParallel:
             if block.dropout is not None
         }
 
+    def rank_state(self, state) -> dict:
+        """What of a mid-epoch checkpoint is this rank's own: its dropout
+        streams, its running statistics (averaged only at the epoch's end),
+        its partial sums of the epoch's metrics."""
+        return {
+            "dropout": self.dropout_states(),
+            "buffers": {name: b.clone() for name, b in self.model.named_buffers()},
+            "stats": state.stats,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore_rank_state(self, saved: dict, position: dict) -> dict:
+        """Restores this rank's share; returns the position with its own sums."""
+        self.restore_dropout_states(saved["dropout"])
+        buffers = dict(self.model.named_buffers())
+        for name, value in saved["buffers"].items():
+            buffers[name].copy_(value)
+        torch.set_rng_state(saved["torch_rng"])
+        loss_sum, correct, seen = saved["stats"]
+        return {**position, "loss_sum": loss_sum, "correct": correct, "seen": seen}
+
     def restore_dropout_states(self, states: dict) -> None:
         for index, state in states.items():
             self.model.blocks[int(index)].dropout.set_extra_state(state)

@@ -16,6 +16,7 @@ single-process trainer, bit for bit: same spikes, same updates."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from typing import List, Optional, Sequence, Tuple
@@ -26,7 +27,7 @@ import torch.distributed as dist
 from ..learning.base import StepMeans
 from .runtime import DistContext, guarded
 
-BATCH, EPOCH_END, STOP = 0, 1, 2
+BATCH, EPOCH_END, STOP, CHECKPOINT = 0, 1, 2, 3
 HEADER_SIZE = 6
 
 
@@ -306,12 +307,15 @@ def run_stage(stage: Stage) -> None:
 
 
 def _drive(stage: Stage) -> None:
-    """Stage 0: reads the data, runs its blocks, sends each batch on."""
+    """Stage 0: reads the data, runs its blocks, sends each batch on, and
+    tells the others when the run checkpoints (inside an epoch and at its end)."""
     run = stage.run
     for epoch in range(run.first_epoch, run.config.epochs + 1):
-        start = time.perf_counter()
+        state = run.start_epoch(epoch)
         run.trainer.train()
-        for index, (images, labels) in enumerate(run.progress(run.batches(), epoch, run.batches_per_epoch)):
+        bar = run.progress(run.batches(state), epoch, run.batches_per_epoch, initial=state.batch)
+        for images, labels in bar:
+            index, state.batch = state.batch, state.batch + 1
             images, labels = images.to(run.device), labels.to(run.device)
             context = run.trainer.batch_context(images, labels)
             if stage.realtime:  # one message per time step, as LocalTrainer.step_realtime runs them
@@ -323,8 +327,11 @@ def _drive(stage: Stage) -> None:
             else:
                 h = stage.forward(run.model.encode(images), labels, context)
                 stage.send_batch(epoch, index, h, labels, context)
+            if run.checkpoint_due(state):
+                stage.pass_on(header(CHECKPOINT, epoch, state.batch))
+                _save_position(stage, state)
         stage.pass_on(header(EPOCH_END, epoch))
-        _end_epoch(stage, epoch, [0.0, 0.0, 0.0], start)
+        _end_epoch(stage, state)
     stage.pass_on(header(STOP))
     stage.next.drain()
 
@@ -332,7 +339,7 @@ def _drive(stage: Stage) -> None:
 def _follow(stage: Stage) -> None:
     """Later stages: receive, run their blocks, send on; the last trains the head."""
     run = stage.run
-    stats, start = [0.0, 0.0, 0.0], time.perf_counter()
+    state = run.start_epoch(run.first_epoch)  # the last stage's running sums, when resumed inside the epoch
     run.trainer.train()
     window = StepMeans(run.config.timesteps if stage.realtime else 1)
     # The next header is always being received while this stage computes, so
@@ -351,10 +358,14 @@ def _follow(stage: Stage) -> None:
                 torch.empty(sum(stage.payload_sizes(int(message[3]), bool(message[4]))), dtype=torch.uint8)
             )
         next_header = stage.prev.post(torch.empty(HEADER_SIZE, dtype=torch.int64))
+        if kind == CHECKPOINT:
+            stage.pass_on(message)
+            _save_position(stage, state)
+            continue
         if kind == EPOCH_END:
             stage.pass_on(message)
-            _end_epoch(stage, int(message[1]), stats, start)
-            stats, start = [0.0, 0.0, 0.0], time.perf_counter()
+            _end_epoch(stage, state)
+            state = run.start_epoch(state.epoch + 1)
             run.trainer.train()
             continue
         if kind != BATCH:
@@ -368,44 +379,68 @@ def _follow(stage: Stage) -> None:
             done = window.add(*run.trainer.train_head(h, labels))
             if done is not None:
                 loss, logits = done
-                stats[0] += loss * len(labels)
-                stats[1] += (logits.argmax(1) == labels).sum().item()
-                stats[2] += len(labels)
+                state.add(loss, (logits.argmax(1) == labels).sum().item(), len(labels))
         else:
             stage.send_batch(int(message[1]), int(message[2]), h, labels, context, step)
 
 
-def _end_epoch(stage: Stage, epoch: int, stats: List[float], start: float) -> None:
+def _gather_network(stage: Stage, state) -> Optional[Tuple[list, float]]:
+    """Every stage sends its layers' state to rank 0, which loads the whole
+    network and every optimiser; returns there the last stage's running sums
+    and the slowest stage's time (None on the other ranks)."""
+    run = stage.run
+    if stage.next is not None:
+        stage.next.drain()
+    mine = {
+        "model": run.model.state_dict(),
+        "trainer": run.trainer.state_dict(),
+        "stats": state.stats,
+        "seconds": state.elapsed(),
+    }
+    states = run.dist.gather(mine)
+    if not run.dist.is_main:
+        return None
+    run.model.load_state_dict(_merge_model(stage, [s["model"] for s in states]))
+    run.trainer.load_state_dict(_merge_trainer(stage, [s["trainer"] for s in states]))
+    return states[-1]["stats"], max(s["seconds"] for s in states)
+
+
+def _layout(stage: Stage) -> dict:
+    return {
+        "world_size": stage.run.dist.world,
+        "parallel": "layer",
+        "stages_split": [stage.bounds[s + 1] - stage.bounds[s] for s in range(stage.stages)],
+    }
+
+
+def _save_position(stage: Stage, state) -> None:
+    """A mid-epoch checkpoint: every stage has finished the same batches (the
+    message follows them), so the gathered network is the one-process network
+    after `state.batch` batches, and resumes in one process or in stages."""
+    gathered = _gather_network(stage, state)
+    if gathered is None:
+        return
+    (loss_sum, correct, seen), seconds = gathered
+    position = dataclasses.replace(
+        state, loss_sum=loss_sum, correct=correct, seen=seen, seconds=seconds, started=time.perf_counter()
+    )
+    stage.run.save_position(position, _layout(stage))
+
+
+def _end_epoch(stage: Stage, state) -> None:
     """The pipeline is empty: every stage steps its schedules, sends its
     layers' state to rank 0, which evaluates the whole network and writes
     the usual checkpoint (so any layout resumes any other)."""
     run = stage.run
-    if stage.next is not None:
-        stage.next.drain()
     # Only this stage's optimisers stepped; the others' schedules wait for their owners.
     for scheduler, block in zip(run.trainer.schedulers, run.trainer.optimizer_blocks):
         if stage.owner(block) == stage.rank:
             scheduler.step()
-    seconds = time.perf_counter() - start
-    mine = {"model": run.model.state_dict(), "trainer": run.trainer.state_dict(), "stats": stats, "seconds": seconds}
-    states = run.dist.gather(mine)
-    if not run.dist.is_main:
+    gathered = _gather_network(stage, state)
+    if gathered is None:
         return
-    run.model.load_state_dict(_merge_model(stage, [s["model"] for s in states]))
-    run.trainer.load_state_dict(_merge_trainer(stage, [s["trainer"] for s in states]))
-    loss_sum, correct, seen = states[-1]["stats"]
-    run.finish_epoch(
-        epoch,
-        loss_sum,
-        correct,
-        seen,
-        max(s["seconds"] for s in states),
-        extra={
-            "world_size": run.dist.world,
-            "parallel": "layer",
-            "stages_split": [stage.bounds[s + 1] - stage.bounds[s] for s in range(stage.stages)],
-        },
-    )
+    (loss_sum, correct, seen), seconds = gathered
+    run.finish_epoch(state.epoch, loss_sum, correct, seen, seconds, extra=_layout(stage))
 
 
 def _block_of(key: str) -> Optional[int]:
