@@ -43,6 +43,25 @@ class DistContext:
         guarded(dist.gather_object, obj, out, dst=0)
         return out
 
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's `flag` on every rank (a decision taken on rank 0's clock)."""
+        t = torch.tensor([int(flag)], dtype=torch.int64, device=self.device)
+        guarded(dist.broadcast, t, src=0)
+        return bool(t.item())
+
+    def check_same_config(self, config: dict) -> None:
+        """Every rank must train the same configuration: compared at start,
+        one line naming the first difference (raised on every rank)."""
+        configs = [None] * self.world
+        guarded(dist.all_gather_object, configs, config)
+        for rank, other in enumerate(configs):
+            for key in config:
+                if other.get(key) != configs[0].get(key):
+                    raise ValueError(
+                        f"ranks started with different configurations: --{key.replace('_', '-')} is "
+                        f"{configs[0].get(key)} on rank 0 and {other.get(key)} on rank {rank}"
+                    )
+
     def close(self) -> None:
         """Ends the run's part in the process group: lets the backend's worker
         threads finish with the last collective (`settle`) and leaves the group
@@ -106,6 +125,19 @@ def _one_line(error: BaseException) -> str:
     return f"distributed peer failed or timed out ({first[:300]}); the other processes stop too (see --dist-timeout)"
 
 
+def _attempt_store(timeout: timedelta) -> dist.Store:
+    """torchrun's store, with keys of this restart attempt only: after
+    `--max-restarts` restarts a group, torchrun's agent store still holds the
+    dead attempt's addresses, and gloo would connect to those (connection
+    refused, the restart fails)."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" and rank == 0  # else the agent hosts it
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=hosts_store, timeout=timeout
+    )
+    return dist.PrefixStore(f"pysnn/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
 def setup(config) -> Optional[DistContext]:
     """Joins the process group for `--parallel data|layer` (torchrun's
     environment, or a group the caller already initialised, as the tests do);
@@ -122,7 +154,8 @@ def setup(config) -> Optional[DistContext]:
                 f"{config.parallel} ...`"
             )
         backend = "nccl" if config.device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend, timeout=timeout)
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        dist.init_process_group(backend, store=_attempt_store(timeout), rank=rank, world_size=world, timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(config.device)
     if device.type == "cuda":
