@@ -41,3 +41,21 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def _hypothesis_profiles():
+    """ "ci": a fixed seed and 200 examples per property test (the default);
+    "deep": PYSNN_HYPOTHESIS_PROFILE=deep, 5000 examples, a fresh seed each run."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:
+        return
+    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile("ci", max_examples=200, derandomize=True, database=None, print_blob=True, **common)
+    settings.register_profile("deep", max_examples=5000, print_blob=True, **common)
+    import os
+
+    settings.load_profile(os.environ.get("PYSNN_HYPOTHESIS_PROFILE", "ci"))
+
+
+_hypothesis_profiles()

@@ -1,6 +1,7 @@
 """Kernel matrices, HSIC and the fused three-factor update against the
 pure-PyTorch reference written from the equations (docs/hsic.md)."""
 
+import importlib
 import math
 
 import pytest
@@ -8,6 +9,8 @@ import torch
 
 from pysnn import ops, reference
 from pysnn._validation import ESTIMATORS, KERNELS
+
+reference_hsic = importlib.import_module("pysnn.reference.hsic")  # the module, not pysnn.reference.hsic()
 
 F64 = torch.float64
 
@@ -470,3 +473,17 @@ def test_cca_modulator_is_the_gradient_of_ma_et_al_normalised_bottleneck(device)
     expected = reference.hsic_modulator(kx, ky, beta=2.0, normalize="cca", kz=kz)
     torch.testing.assert_close(fused, expected, rtol=1e-7, atol=1e-10)
     torch.library.opcheck(torch.ops.pysnn.hsic_modulator_cca.default, (kx, ky, kz, 2.0))
+
+
+@pytest.mark.parametrize("normalize", ["cka", "cca"])
+def test_a_constant_input_kernel_gives_a_finite_normalised_modulator(device, normalize):
+    # Found by tests/test_properties.py: with every sample alike (two equal
+    # binary rows), Kx is constant and nHSIC(X, Z) is 0/0; the op takes it as
+    # 0 (the term drops out), and the reference now does too (it gave NaN).
+    kx = torch.ones(2, 2, dtype=F64, device=device)
+    ky = ops.kernel_matrix(torch.tensor([[1.0], [0.0]], dtype=F64, device=device), kind="cosine")
+    kz = symmetric_kernel(2, device)
+    got = ops.hsic_modulator(kx, ky, beta=2.0, normalize=normalize, kz=kz)
+    want = getattr(reference_hsic, f"hsic_modulator_{normalize}")(kx, ky, kz, beta=2.0)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)

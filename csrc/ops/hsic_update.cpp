@@ -18,7 +18,7 @@ namespace hsic {
 namespace {
 
 void check_three_factor(const char* op, const at::Tensor& post_grad, const at::Tensor& rates,
-                        const at::Tensor& modulator) {
+                        const at::Tensor& modulator, double sigma, c10::string_view sigma_scaling) {
   check_floating(op, post_grad, "post_grad");
   check_same(op, rates, "rates", post_grad, "post_grad");
   TORCH_CHECK_VALUE(post_grad.dim() == 3, op, ": post_grad must be [T, m, n_out], got shape ", post_grad.sizes());
@@ -29,6 +29,9 @@ void check_three_factor(const char* op, const at::Tensor& post_grad, const at::T
   TORCH_CHECK_VALUE(post_grad.size(2) == rates.size(1), op, ": post_grad has ", post_grad.size(2),
                     " neurons but rates has ", rates.size(1));
   check_modulator(op, modulator, rates, "rates");
+  // checked here too, so that the error names this op rather than hsic_loss
+  check_sigma(op, sigma);
+  scale_by_dim(op, sigma_scaling);
 }
 
 // G = dL/drates by the closed form, and the loss.
@@ -52,14 +55,14 @@ std::tuple<at::Tensor, at::Tensor> post_signal(const at::Tensor& post_grad, cons
 std::tuple<at::Tensor, at::Tensor> hsic_post_signal(const at::Tensor& post_grad, const at::Tensor& rates,
                                                     const at::Tensor& modulator, double sigma,
                                                     c10::string_view sigma_scaling) {
-  check_three_factor("hsic_post_signal", post_grad, rates, modulator);
+  check_three_factor("hsic_post_signal", post_grad, rates, modulator, sigma, sigma_scaling);
   return post_signal(post_grad, rates, modulator, sigma, sigma_scaling);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> hsic_update(const at::Tensor& pre, const at::Tensor& post_grad,
                                                            const at::Tensor& rates, const at::Tensor& modulator,
                                                            double sigma, c10::string_view sigma_scaling) {
-  check_three_factor("hsic_update", post_grad, rates, modulator);
+  check_three_factor("hsic_update", post_grad, rates, modulator, sigma, sigma_scaling);
   check_same("hsic_update", pre, "pre", post_grad, "post_grad");
   TORCH_CHECK_VALUE(pre.dim() == 3, "hsic_update: pre must be [T, m, n_in], got shape ", pre.sizes());
   TORCH_CHECK_VALUE(pre.size(0) == post_grad.size(0), "hsic_update: pre has T = ", pre.size(0),

@@ -110,8 +110,12 @@ def hsic_modulator(
 
 
 def normalised_hsic(k: Tensor, l: Tensor, estimator: str = "approx") -> Tensor:
-    """nHSIC in CKA form: HSIC(K, L) / sqrt(HSIC(K, K)·HSIC(L, L))."""
-    return hsic(k, l, estimator=estimator) / (hsic(k, k, estimator=estimator) * hsic(l, l, estimator=estimator)).sqrt()
+    """nHSIC in CKA form: HSIC(K, L) / sqrt(HSIC(K, K)·HSIC(L, L)); 0 when
+    either kernel is constant over the batch (its centred matrix is 0), as
+    the fused op defines it."""
+    scale = hsic(k, k, estimator=estimator) * hsic(l, l, estimator=estimator)
+    defined = scale > 0
+    return torch.where(defined, hsic(k, l, estimator=estimator) / torch.where(defined, scale, 1.0).sqrt(), 0.0)
 
 
 def hsic_modulator_cka(
