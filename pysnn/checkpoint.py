@@ -86,6 +86,11 @@ def load(run_dir: Path) -> dict:
     return payload
 
 
+def one_line(error: BaseException) -> str:
+    """torch's multi-line load_state_dict errors as one line."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def check_version(payload: dict, run_dir: Path) -> None:
     """Training continues only with the pysnn that wrote the checkpoint: an
     exact continuation needs the same kernels and defaults."""
@@ -102,6 +107,6 @@ def restore(payload: dict, *, model, trainer, generator: torch.Generator) -> Non
         model.load_state_dict(payload["model"])
         trainer.load_state_dict(payload["trainer"])
     except (RuntimeError, ValueError, KeyError) as error:
-        raise CheckpointError(f"checkpoint does not fit this model or trainer: {error}") from None
+        raise CheckpointError(f"checkpoint does not fit this model or trainer: {one_line(error)}") from None
     torch.set_rng_state(payload["rng"]["torch"])
     generator.set_state(payload["rng"]["data"])

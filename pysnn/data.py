@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -59,8 +60,13 @@ class Dataset:
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST's format), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as error:  # a gzip stream cut short or corrupt
+        raise ValueError(f"{path}: cannot be read ({error})") from None
+    if len(data) < 4:
+        raise ValueError(f"{path}: {len(data)} bytes, not an IDX file (truncated?)")
     zero, dtype_code, dims = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file")

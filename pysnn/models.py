@@ -259,5 +259,7 @@ def load_trained(run_dir: str, device: str = "cpu", with_data: bool = True) -> T
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
-        raise checkpoint.CheckpointError(f"checkpoint does not fit its own config: {error}") from None
+        raise checkpoint.CheckpointError(
+            f"checkpoint does not fit its own config: {checkpoint.one_line(error)}"
+        ) from None
     return TrainedRun(config, model.to(device).eval(), dataset, tuple(image_shape), classes)

@@ -29,9 +29,13 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     """Write to a temporary file beside `path`, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except OSError as error:  # a full disk: the previous file stays
+        os.unlink(tmp)
+        raise OSError(f"cannot write {path} ({error.strerror}); the previous one is kept") from None
 
 
 def run_name(config: TrainConfig) -> str:
@@ -292,7 +296,8 @@ def _auto_resume(config: TrainConfig, log) -> Optional[str]:
     if not config.out:
         raise ValueError("--resume auto needs --out DIR: the run directory to continue, or to start in")
     if not (Path(config.out) / checkpoint.FILENAME).is_file():
-        log(f"no checkpoint in {config.out}: starting the run")
+        if os.environ.get("RANK", "0") == "0":  # (before the process group: torchrun's rank)
+            log(f"no checkpoint in {config.out}: starting the run")
         return None
     saved = checkpoint.load(Path(config.out))["config"]
     ignored = set(RUNTIME_FIELDS) | {"out"}
