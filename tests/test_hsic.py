@@ -475,6 +475,19 @@ def test_cca_modulator_is_the_gradient_of_ma_et_al_normalised_bottleneck(device)
     torch.library.opcheck(torch.ops.pysnn.hsic_modulator_cca.default, (kx, ky, kz, 2.0))
 
 
+def test_a_constant_label_kernel_drops_out_under_every_estimator(device):
+    # Found by tests/test_properties.py: for a constant Ky (every label alike),
+    # the biased estimator's HSIC(Ky, Ky) is 1e-34 of rounding, not 0, and the
+    # reference divided by it; the op's centred Ky is exactly 0.
+    z = torch.tensor([[0.3], [0.5], [0.9], [0.4], [0.7]], dtype=F64, device=device)
+    kz = ops.kernel_matrix(z, sigma=0.5)
+    ky = ops.kernel_matrix(z, kind="cosine")  # all ones: positive scalars
+    for estimator in ("approx", "biased"):
+        got = ops.hsic_modulator(kz, ky, beta=2.5, estimator=estimator, normalize="cka", kz=kz)
+        want = reference_hsic.hsic_modulator_cka(kz, ky, kz, beta=2.5, estimator=estimator)
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-12)
+
+
 @pytest.mark.parametrize("normalize", ["cka", "cca"])
 def test_a_constant_input_kernel_gives_a_finite_normalised_modulator(device, normalize):
     # Found by tests/test_properties.py: with every sample alike (two equal

@@ -113,9 +113,10 @@ def normalised_hsic(k: Tensor, l: Tensor, estimator: str = "approx") -> Tensor:
     """nHSIC in CKA form: HSIC(K, L) / sqrt(HSIC(K, K)·HSIC(L, L)); 0 when
     either kernel is constant over the batch (its centred matrix is 0), as
     the fused op defines it."""
-    scale = hsic(k, k, estimator=estimator) * hsic(l, l, estimator=estimator)
-    defined = scale > 0
-    return torch.where(defined, hsic(k, l, estimator=estimator) / torch.where(defined, scale, 1.0).sqrt(), 0.0)
+    kk, ll = hsic(k, k, estimator=estimator), hsic(l, l, estimator=estimator)
+    # HSIC(K, K) = ‖C(K)‖²/m²: at the rounding level of K's entries, K is constant
+    defined = (kk > (1e-12 * k.abs().max()) ** 2) & (ll > (1e-12 * l.abs().max()) ** 2)
+    return torch.where(defined, hsic(k, l, estimator=estimator) / torch.where(defined, kk * ll, 1.0).sqrt(), 0.0)
 
 
 def hsic_modulator_cka(
