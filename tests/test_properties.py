@@ -350,19 +350,40 @@ def test_hsic_modulator_matches_the_reference(data, m, estimator, normalize, bet
         close(got, want, F64, 1e-6, 1e-12 + 1e-6 * (1 + abs(beta)) / max(norm, 1e-300))
     else:
         got = ops.hsic_modulator(kx, ky, beta=beta, normalize="cca", kz=kz)
-        want = reference_hsic.hsic_modulator_cca(kx, ky, kz, beta=beta)
-        # Closed form and autograd each invert K̃ + εmI three times; rounding grows
-        # with the square of the worst condition number (up to ~(λmax/εm)²).
-        h = torch.eye(m, dtype=F64) - 1.0 / m
-        ridge = 1e-5 * m
-        condition = max(
-            ((lam := torch.linalg.eigvalsh(h @ k @ h).clamp_min(0) + ridge).max() / lam.min()).item()
-            for k in (kx, ky, kz)
-        )
-        tol = 1e-8 + 1e-14 * condition**2
-        close(got, want, F64, tol, tol * want.abs().max().item() + 1e-12)
+        # M = H·εm A⁻¹(R_X − β·R_Y)ᵀA⁻¹·H, A = K̃ + εmI: symmetric, and H makes its
+        # rows sum to 0, up to the rounding of A⁻¹'s entries of up to 1/(εm).
+        h, ridge = torch.eye(m, dtype=F64) - 1.0 / m, 1e-5 * m
+        floor = 64 * torch.finfo(F64).eps * (1 + abs(beta)) / ridge
+        torch.testing.assert_close(got, got.T, rtol=0, atol=floor)
+        torch.testing.assert_close(got.sum(1), torch.zeros(m, dtype=F64), rtol=0, atol=m * floor)
+        # The reference's autograd passes through A⁻¹ too: where a kernel is
+        # rank-deficient on the samples' differences, M is a small residual and
+        # the two roundings differ by up to a percent of it; they are compared
+        # where each K̃'s condition there is <= 1e3.
+        spectra = [torch.linalg.eigvalsh(h @ k @ h)[1:].clamp_min(0) + ridge for k in (kx, ky, kz)]
+        if max((s.max() / s.min()).item() for s in spectra) <= 1e3:
+            want = reference_hsic.hsic_modulator_cca(kx, ky, kz, beta=beta)
+            close(got, want, F64, 1e-6, 1e-6 * want.abs().max().item() + floor)
     unchanged(before, (kx, ky, kz))
     assert torch.isfinite(got).all()
+
+
+@given(m=st.integers(2, 10), beta=st.floats(-4.0, 32.0), seed=st.integers(0, 2**31))
+def test_hsic_modulator_cca_matches_the_reference_on_full_rank_kernels(m, beta, seed):
+    # Continuous rows with more features than samples: each K̃ has full rank on
+    # the samples' differences, so every draw is compared (see the test above).
+    gen = torch.Generator().manual_seed(seed)
+    kx, ky, kz = (
+        reference.kernel_matrix(torch.rand(m, m + 4, generator=gen, dtype=F64), sigma=0.3, sigma_scaling="dim")
+        for _ in range(3)
+    )
+    h, ridge = torch.eye(m, dtype=F64) - 1.0 / m, 1e-5 * m
+    spectra = [torch.linalg.eigvalsh(h @ k @ h)[1:] + ridge for k in (kx, ky, kz)]
+    hypothesis.assume(max((s.max() / s.min()).item() for s in spectra) <= 1e3)
+    got = ops.hsic_modulator(kx, ky, beta=beta, normalize="cca", kz=kz)
+    want = reference_hsic.hsic_modulator_cca(kx, ky, kz, beta=beta)
+    floor = 64 * torch.finfo(F64).eps * (1 + abs(beta)) / ridge
+    close(got, want, F64, 1e-6, 1e-6 * want.abs().max().item() + floor)
 
 
 @st.composite
