@@ -23,6 +23,7 @@ RULES = {
     "hll-realtime": dict(rule="hll", update="realtime", dropout=0.1),
     "hbh": dict(rule="hbh", batch_norm=True, dropout=0.1),
     "bptt": dict(rule="bptt", dropout=0.2),
+    "bptt-poisson": dict(rule="bptt", encoder="poisson"),  # input noise from the global generator
 }
 
 
