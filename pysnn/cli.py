@@ -92,7 +92,18 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["scaled", "full"],
         help="--update realtime: each step's learning rate is lr / T (scaled, default) or lr (full)",
     )
-    a("--kernel", default=d.kernel, help="HBH kernel on the layer: gaussian, laplacian, cosine, sigmoid, linear")
+    a(
+        "--kernel",
+        default=d.kernel,
+        help="HBH kernel on the input and on each layer: gaussian, laplacian, cosine, sigmoid, linear",
+    )
+    a(
+        "--kernel-param",
+        type=lambda v: [float(n) for n in v.split(",")],
+        default=d.kernel_param,
+        metavar="C1,C0",
+        help="the sigmoid kernel tanh(C1·aᵀb + C0): slope and offset (default 1,0)",
+    )
     a("--label-kernel", default=d.label_kernel, help="HBH kernel on the labels (default cosine)")
     a("--estimator", default=d.estimator, choices=["approx", "biased", "unbiased"])
     a("--sigma", type=float, default=d.sigma)
@@ -159,6 +170,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--global-kernels",
         action="store_true",
         help="data parallel: HSIC kernels, sim and contrast over the global batch (all-gathered), not the slice",
+    )
+    a(
+        "--stop-at-accuracy",
+        type=float,
+        default=d.stop_at_accuracy,
+        metavar="A",
+        help="stop after the first epoch whose test accuracy reaches A (a fraction), its checkpoint kept: "
+        "networks compared at equal clean accuracy",
     )
     a(
         "--checkpoint-every",

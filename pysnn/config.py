@@ -9,6 +9,7 @@ from typing import List, Optional
 from .events import is_event_dataset
 
 RULES = ("hll", "hbh", "bptt")
+KERNELS = ("gaussian", "laplacian", "cosine", "sigmoid", "linear")  # pysnn.ops.kernel_matrix's kinds
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PARALLEL = ("none", "data", "layer")
 CPU_MEMORY_MODES = ("keep", "ops", "release")  # pysnn/cpu_memory.py
@@ -41,8 +42,10 @@ class TrainConfig:
     realtime_lr: str = "scaled"
     dim_in_decoder: int = 1024
     # HBH
-    kernel: str = "gaussian"
+    kernel: str = "gaussian"  # on the input X and on each layer's Z alike
     label_kernel: str = "cosine"
+    # the sigmoid kernel tanh(c1·aᵀb + c0): (c1, c0)
+    kernel_param: List[float] = field(default_factory=lambda: [1.0, 0.0])
     estimator: str = "approx"
     sigma: float = 0.2
     sigma_scaling: str = "dim"
@@ -83,6 +86,8 @@ class TrainConfig:
     global_kernels: bool = False  # data parallel: batch-coupled objectives over the global batch
     # mid-epoch checkpoints (every epoch ends with one as well): every N batches
     # and/or every M minutes of wall clock; 0 or None: never
+    # stop at the end of the first epoch whose test accuracy reaches this fraction
+    stop_at_accuracy: Optional[float] = None
     checkpoint_every: Optional[int] = None
     checkpoint_minutes: float = 5.0
 
@@ -126,6 +131,16 @@ class TrainConfig:
             ),
             (self.backend in ("fused", "reference"), f"--backend must be fused or reference, got '{self.backend}'"),
             (self.model in ("mlp", "cnn", "vgg8"), f"--model must be mlp, cnn or vgg8, got '{self.model}'"),
+            (self.kernel in KERNELS, f"--kernel must be one of {', '.join(KERNELS)}, got '{self.kernel}'"),
+            (
+                self.label_kernel in KERNELS,
+                f"--label-kernel must be one of {', '.join(KERNELS)}, got '{self.label_kernel}'",
+            ),
+            (
+                len(self.kernel_param) == 2 and all(math.isfinite(v) for v in self.kernel_param),
+                f"--kernel-param takes the sigmoid kernel's slope and offset, two finite numbers, got "
+                f"{self.kernel_param}",
+            ),
             (self.hsic_term in ("input", "self"), f"--hsic-term must be input or self, got '{self.hsic_term}'"),
             (self.hsic_norm in ("none", "cka", "cca"), f"--hsic-norm must be none, cka or cca, got '{self.hsic_norm}'"),
             (
@@ -170,6 +185,10 @@ class TrainConfig:
             (
                 not (self.dataset == "shd" and self.model != "mlp"),
                 f"--dataset shd is 700 channels over time, not an image: use --model mlp, not {self.model}",
+            ),
+            (
+                self.stop_at_accuracy is None or 0 < self.stop_at_accuracy <= 1,
+                f"--stop-at-accuracy is a fraction in (0, 1], e.g. 0.85, got {self.stop_at_accuracy}",
             ),
             (
                 self.checkpoint_every is None or self.checkpoint_every >= 0,

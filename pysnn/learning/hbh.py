@@ -47,9 +47,7 @@ class HBHTrainer(LocalTrainer):
         if c.hsic_term != "input":
             return None
         with torch.no_grad():
-            kx = self.ops.kernel_matrix(
-                self.batch.gather(images.flatten(1)), kind="gaussian", sigma=c.sigma, sigma_scaling=c.sigma_scaling
-            )
+            kx = self.kernel(self.batch.gather(images.flatten(1)))
             if c.hsic_norm != "none":
                 return kx
             ky = self.label_kernel(self.batch.gather(labels))
@@ -63,13 +61,19 @@ class HBHTrainer(LocalTrainer):
         c = self.config
         if shared is not None and c.hsic_norm == "none":
             return shared
-        kz = self.ops.kernel_matrix(rates.flatten(1), kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
+        kz = self.kernel(rates.flatten(1))
         ky = self.label_kernel(labels).to(kz.dtype)
         if c.hsic_norm != "none":
             return self.ops.hsic_modulator(
                 shared.to(kz.dtype), ky, beta=c.beta, estimator=c.estimator, normalize=c.hsic_norm, kz=kz
             )
         return self.ops.hsic_modulator(2 * kz, ky, beta=c.beta, estimator=c.estimator)
+
+    def kernel(self, z: torch.Tensor) -> torch.Tensor:
+        """--kernel on the rows of z: the input's and every layer's kernel."""
+        c = self.config
+        c1, c0 = c.kernel_param
+        return self.ops.kernel_matrix(z, kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling, c1=c1, c0=c0)
 
     def label_kernel(self, labels: torch.Tensor) -> torch.Tensor:
         cached_labels, kernel = self._label_kernel
@@ -117,7 +121,7 @@ class HBHTrainer(LocalTrainer):
             )
         else:  # ∂L/∂rates through the kernel; with global kernels, this rank's rows of it
             z = rates.clone().requires_grad_()
-            kz = self.ops.kernel_matrix(z, kind=c.kernel, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
+            kz = self.kernel(z)
             (grad_rates,) = torch.autograd.grad((modulator * kz).sum(), z)
             delta = post_grad.mul_(self.batch.local_rows(grad_rates) / post_grad.shape[0])
         del post_grad
