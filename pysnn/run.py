@@ -178,6 +178,9 @@ class Run:
         }
         self.metrics["epochs"].append(record)
         self.metrics["test_acc"] = test_acc
+        target = self.config.stop_at_accuracy
+        if target is not None and test_acc >= target:
+            self.metrics["stopped_at"] = {"epoch": epoch, "test_acc": test_acc, "target": target}
         checkpoint.save(
             self.out,
             model=self.model,
@@ -194,6 +197,18 @@ class Run:
             f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  {seconds:.1f}s"
         )
 
+    @property
+    def reached_target(self) -> bool:
+        """--stop-at-accuracy: an epoch reached it (known to rank 0, and to every
+        rank of a run resumed after it)."""
+        return "stopped_at" in self.metrics
+
+    def stop_now(self) -> bool:
+        """After an epoch: whether the run stops there, the same on every rank."""
+        if self.dist is None or self.config.stop_at_accuracy is None:
+            return self.reached_target
+        return self.dist.agree(self.is_main and self.reached_target)
+
     def finish(self) -> dict:
         if not self.is_main:
             return self.metrics
@@ -203,9 +218,12 @@ class Run:
             plot_run(self.out)
         except ImportError:
             self.log("matplotlib is not installed: no plots (pip install matplotlib)")
+        if self.reached_target:
+            stop = self.metrics["stopped_at"]
+            self.log(f"stopped after epoch {stop['epoch']}: test accuracy reached {stop['target']:.4f}")
         self.log(
             f"{run_name(self.config)}: test accuracy {self.metrics['test_acc']:.4f} after "
-            f"{self.config.epochs} epochs ({sum(e['seconds'] for e in self.metrics['epochs']):.0f}s "
+            f"{len(self.metrics['epochs'])} epochs ({sum(e['seconds'] for e in self.metrics['epochs']):.0f}s "
             f"training); metrics in {self.out / 'metrics.json'}"
         )
         return self.metrics
@@ -299,7 +317,7 @@ def _auto_resume(config: TrainConfig, log) -> Optional[str]:
         if os.environ.get("RANK", "0") == "0":  # (before the process group: torchrun's rank)
             log(f"no checkpoint in {config.out}: starting the run")
         return None
-    saved = checkpoint.load(Path(config.out))["config"]
+    saved = TrainConfig(**checkpoint.load(Path(config.out))["config"]).to_dict()  # (fields added since: defaults)
     ignored = set(RUNTIME_FIELDS) | {"out"}
     wanted = resolved(config).to_dict()
     differences = [

@@ -53,6 +53,8 @@ def _train_epochs(run: Run) -> None:
                 run.position = parallel.restore_rank_state(run.payload["position_ranks"][run.dist.rank], run.position)
     trainer, device = run.trainer, run.device
     for epoch in range(run.first_epoch, run.config.epochs + 1):
+        if run.reached_target:  # a run resumed after it stopped at --stop-at-accuracy
+            break
         state = run.start_epoch(epoch)
         trainer.train()
         bar = run.progress(run.batches(state), epoch, run.batches_per_epoch, initial=state.batch)
@@ -83,6 +85,8 @@ def _train_epochs(run: Run) -> None:
             }
         if run.is_main:
             run.finish_epoch(epoch, loss_sum, correct, seen, state.elapsed(), extra)
+        if run.stop_now():
+            break
 
 
 def _save_position(run: Run, parallel, state) -> None:

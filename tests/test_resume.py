@@ -148,3 +148,18 @@ def test_a_checkpoint_of_another_pysnn_version_is_refused(tmp_path):
     result = _pysnn("train", "--resume", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "written by pysnn 0.0.1" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stop_at_accuracy_ends_the_run_at_the_first_epoch_that_reaches_it(tmp_path):
+    # digits, BPTT: about 0.6 after epoch 1 and past 0.8 within a few more
+    full = _train(tmp_path / "full", rule="bptt", epochs=6)
+    accuracies = [e["test_acc"] for e in full["epochs"]]
+    target = accuracies[2]  # reached first after epoch 3 (or earlier, if accuracy fell after)
+    first = next(i for i, a in enumerate(accuracies) if a >= target) + 1
+    stopped = _train(tmp_path / "stopped", rule="bptt", epochs=6, stop_at_accuracy=target)
+    assert len(stopped["epochs"]) == first and stopped["stopped_at"]["epoch"] == first
+    assert numbers(stopped["epochs"]) == numbers(full["epochs"][:first])
+    kept = checkpoint.load(tmp_path / "stopped")  # the checkpoint of that very epoch
+    assert kept["epoch"] == first and kept["metrics"]["stopped_at"]["test_acc"] >= target
+    again = _train(None, resume=str(tmp_path / "stopped"))  # resuming a stopped run trains no further
+    assert len(again["epochs"]) == first

@@ -120,6 +120,7 @@ def _sleep_worker(rank, world, rdzv, profile, split, batches, depth, timesteps, 
     run = SimpleNamespace(
         config=SimpleNamespace(epochs=1, pipeline_depth=depth, timesteps=timesteps, update=update),
         first_epoch=1,
+        reached_target=False,
         trainer=trainer,
         device=torch.device("cpu"),
         log=lambda message: None,

@@ -311,6 +311,8 @@ def _drive(stage: Stage) -> None:
     tells the others when the run checkpoints (inside an epoch and at its end)."""
     run = stage.run
     for epoch in range(run.first_epoch, run.config.epochs + 1):
+        if run.reached_target:  # (stage 0 is rank 0: it evaluates, so it alone decides)
+            break
         state = run.start_epoch(epoch)
         run.trainer.train()
         bar = run.progress(run.batches(state), epoch, run.batches_per_epoch, initial=state.batch)
