@@ -500,3 +500,14 @@ def test_a_constant_input_kernel_gives_a_finite_normalised_modulator(device, nor
     want = getattr(reference_hsic, f"hsic_modulator_{normalize}")(kx, ky, kz, beta=2.0)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("op", ["hsic_update", "hsic_post_signal"])
+@pytest.mark.parametrize("sigma, sigma_scaling", [(float("nan"), "none"), (0.0, "none"), (1.0, "log")])
+def test_three_factor_ops_name_themselves_in_sigma_errors(op, sigma, sigma_scaling, device):
+    # Found by tests/test_properties.py: these reported a bad sigma as hsic_loss's.
+    pre, post = torch.rand(2, 4, 3, dtype=F64, device=device), torch.rand(2, 4, 5, dtype=F64, device=device)
+    rates, mod = spike_rates(4, 5, device), torch.rand(4, 4, dtype=F64, device=device)
+    args = (pre, post, rates, mod) if op == "hsic_update" else (post, rates, mod)
+    with pytest.raises(ValueError, match=f"^{op}: sigma"):
+        getattr(ops, op)(*args, sigma=sigma, sigma_scaling=sigma_scaling)
