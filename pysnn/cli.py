@@ -230,6 +230,12 @@ def _presets(args: argparse.Namespace, rest: Sequence[str]) -> None:
     print(listing())
 
 
+def _reproduce(args: argparse.Namespace, rest: Sequence[str]) -> None:
+    from .reproduce import main as reproduce_main
+
+    reproduce_main(list(rest))
+
+
 def _eval(args: argparse.Namespace, rest: Sequence[str]) -> None:
     from .evaluate import main as eval_main
 
@@ -263,6 +269,7 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace, Sequence[str]], None]] = {
     "export": _export,
     "presets": _presets,
     "sweep": _sweep,
+    "reproduce": _reproduce,
 }
 
 
@@ -290,6 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "export", help="a trained run's network as a NIR graph (neuromorphic toolchains)", add_help=False
     )
     commands.add_parser("presets", help="list the thesis presets with their reported accuracy")
+    commands.add_parser("reproduce", help="a thesis table, one command each (`pysnn reproduce --list`)", add_help=False)
     train = commands.add_parser("train", help="train a spiking network (default: HLL pred-sim, MLP, digits)")
     _add_train_arguments(train)
     sweep = commands.add_parser(

@@ -23,6 +23,7 @@ ENTRY_POINTS = {
     "pysnn.evaluate",
     "pysnn.compare",
     "pysnn.export",
+    "pysnn.reproduce",
 }
 
 

@@ -1,0 +1,327 @@
+"""`pysnn reproduce TABLE`: the thesis' tables, one command each.
+
+Every table of chapters 3 and 4 is listed with the status of each row. The
+ablations that no GPU or missing data set blocks run a stated CPU proxy
+(Fashion-MNIST, MLP 784-1024-10, a few epochs) over N seeds: one run
+directory per cell, finished cells skipped and a killed cell resumed
+(`--resume auto`), then a markdown table (thesis | mean ± sd | setting |
+command) and a plot. `--write-docs FILE` writes docs/reproduction.md from the
+registry and whatever results exist."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+PROXY = dict(dataset="fashion-mnist", model="mlp", hidden=[1024], epochs=1)
+PROXY_TEXT = "Fashion-MNIST, MLP 784-1024-10, T = 10, batch 64"
+
+
+@dataclass
+class Row:
+    label: str
+    thesis: Optional[float]  # test accuracy %, or the accuracy drop for Table 4-5
+    status: str  # "proxy", "needs a GPU", "needs data", "settings", "not automated yet", "qualitative"
+    setting: str = ""
+    command: str = ""
+    flags: Dict[str, object] = field(default_factory=dict)  # the proxy cell's TrainConfig fields
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    rows: List[Row]
+    note: str = ""
+
+    @property
+    def runnable(self) -> bool:
+        return any(r.status == "proxy" for r in self.rows)
+
+
+def _preset_row(label: str, thesis: Optional[float], preset: str, needs: str) -> Row:
+    return Row(label, thesis, needs, "the thesis' own setting", f"pysnn train --preset {preset} --device cuda")
+
+
+ABLATION = {  # Table 3-5, CIFAR-10 VGG8
+    "pred": 87.30,
+    "sim": 87.92,
+    "contrast": 78.25,
+    "pred-recon": 81.15,
+    "sim-recon": 81.54,
+    "pred-contrast": 78.85,
+    "sim-contrast": 60.30,
+    "pred-sim": 90.77,
+    "pred-sim-contrast": 89.91,
+}
+KERNELS = {"gaussian": 89.8, "cosine": 88.7, "laplacian": 88.8, "sigmoid": 87.5}  # Table 4-4, Fashion-MNIST
+
+TABLES: Dict[str, Table] = {
+    "table-3-1": Table("table-3-1", "SNN-HLL settings", [Row("Adam, lr 5e-4, batch 64, T = 10, ...", None, "settings",
+                       "", "pysnn presets")], "the settings are pysnn's thesis-hll-* presets"),
+    "table-3-2": Table("table-3-2", "SNN-HLL on MNIST", [
+        _preset_row("HLL pred-sim, MLP 784-1024-10", 97.72, "thesis-hll-mnist-mlp", "needs data"),
+        Row("HLL pred-sim, CNN", 99.35, "needs data", "the thesis' CNN on MNIST", ""),
+    ], "MNIST is not on this machine: pass --data-dir"),
+    "table-3-3": Table("table-3-3", "SNN-HLL on Fashion-MNIST", [
+        _preset_row("HLL pred-sim, VGG8", 92.11, "thesis-hll-fashion-vgg8", "needs a GPU"),
+        _preset_row("HLL pred-sim, VGG8 2x", 93.46, "thesis-hll-fashion-vgg8-2x", "needs a GPU"),
+    ]),
+    "table-3-4": Table("table-3-4", "SNN-HLL on CIFAR-10", [
+        _preset_row("HLL pred-sim, VGG8", 90.77, "thesis-hll-cifar10-vgg8", "needs a GPU"),
+        _preset_row("HLL pred-sim, VGG8 2x", 91.44, "thesis-hll-cifar10-vgg8-2x", "needs a GPU"),
+    ], "also needs CIFAR-10 under --data-dir"),
+    "table-3-5": Table("table-3-5", "local-loss ablation (thesis: CIFAR-10 VGG8)", [
+        Row(loss, acc, "proxy", PROXY_TEXT + ", HLL", "", dict(rule="hll", loss=loss))
+        for loss, acc in ABLATION.items()
+    ]),
+    "table-4-1": Table("table-4-1", "SNN-HBH settings", [Row("SGD/AdamW, lr 5e-4, beta 2, sigma 5, ...", None,
+                       "settings", "", "pysnn presets")], "the settings are pysnn's thesis-hbh-* presets"),
+    "table-4-2": Table("table-4-2", "SNN-HBH on MNIST", [
+        Row("HBH, CNN", 99.24, "needs data", "the thesis' CNN on MNIST", ""),
+    ], "MNIST is not on this machine: pass --data-dir"),
+    "table-4-3": Table("table-4-3", "SNN-HBH on Fashion-MNIST", [
+        _preset_row("HBH, VGG8", 89.80, "thesis-hbh-fashion-vgg8", "needs a GPU"),
+    ]),
+    "table-4-4": Table("table-4-4", "kernels of the bottleneck (thesis: Fashion-MNIST VGG8)", [
+        Row(kernel, acc, "proxy", PROXY_TEXT + ", HBH", "", dict(rule="hbh", kernel=kernel))
+        for kernel, acc in KERNELS.items()
+    ]),
+    "table-4-5": Table("table-4-5", "accuracy drop under input noise, BP against HBH", [
+        Row("MNIST, gaussian 0.4: BP / HBH", None, "not automated yet", "thesis: 7.0 / 4.4"),
+        Row("MNIST, salt-and-pepper 0.2: BP / HBH", None, "not automated yet", "thesis: 4.1 / 2.4"),
+        Row("Fashion-MNIST, gaussian 0.4: BP / HBH", None, "not automated yet", "thesis: 12.3 / 8.6"),
+        Row("Fashion-MNIST, salt-and-pepper 0.2: BP / HBH", None, "not automated yet", "thesis: 8.5 / 6.4"),
+    ], "pysnn compare measures the drops of trained runs; --stop-at-accuracy stops networks at equal clean "
+       "accuracy; the grid that combines them is not part of `pysnn reproduce` yet"),
+    "table-4-6": Table("table-4-6", "non-BP SNN training algorithms compared", [
+        Row("properties of each algorithm (check marks)", None, "qualitative"),
+    ], "a comparison of properties, no measurement"),
+}  # fmt: skip
+
+
+def cell_dir(out: Path, table: Table, row: Row, seed: int) -> Path:
+    return out / table.name / f"{row.label}-seed{seed}"
+
+
+def cell_config(row: Row, seed: int, epochs: Optional[int], device: str, out: Path):
+    from .config import TrainConfig
+
+    flags = {**PROXY, **row.flags, "seed": seed, "device": device, "progress": False, "out": str(out)}
+    if epochs is not None:
+        flags["epochs"] = epochs
+    return TrainConfig(**flags)
+
+
+def cell_command(row: Row, epochs: Optional[int]) -> str:
+    flags = {**PROXY, **row.flags, **({"epochs": epochs} if epochs else {})}
+    parts = []
+    for key, value in flags.items():
+        value = " ".join(map(str, value)) if isinstance(value, list) else value
+        parts.append(f"--{key.replace('_', '-')} {value}")
+    return "pysnn train " + " ".join(parts) + " --seed S"
+
+
+def finished(run_dir: Path, epochs: int) -> Optional[float]:
+    """The final test accuracy of a finished cell, else None."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return metrics["test_acc"] if len(metrics.get("epochs", [])) >= epochs else None
+
+
+def estimate_seconds(config, cells: int) -> float:
+    """Time a few training steps of the first cell's network on its own data
+    and scale them to the grid (evaluation and data loading left out)."""
+    from .data import load_dataset
+    from .learning import make_trainer
+    from .models import build_model
+
+    data = load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed, config.timesteps, False)
+    model = build_model(config, data.image_shape, data.classes)
+    trainer = make_trainer(model, config, data.classes, data.image_shape)
+    images = data.train.take(slice(0, config.batch_size))
+    labels = data.train.labels[: config.batch_size]
+    for _ in range(3):  # the first steps allocate and warm up
+        trainer.step(images, labels)
+    times = []
+    for _ in range(5):  # the fastest: other work on the machine only slows a step
+        start = time.perf_counter()
+        trainer.step(images, labels)
+        times.append(time.perf_counter() - start)
+    per_step = min(times)
+    return per_step * math.ceil(len(data.train) / config.batch_size) * config.epochs * cells
+
+
+def run_table(table: Table, out: Path, seeds: int, epochs: Optional[int], device: str, log=print) -> Path:
+    """Runs the table's proxy grid (skipping finished cells) and writes its markdown and plot."""
+    from tqdm import tqdm
+
+    from .train import train
+
+    rows = [r for r in table.rows if r.status == "proxy"]
+    cells = [(row, seed) for row in rows for seed in range(seeds)]
+    first = cell_config(rows[0], 0, epochs, device, out)
+    todo = [(r, s) for r, s in cells if finished(cell_dir(out, table, r, s), first.epochs) is None]
+    if todo:
+        log(f"{table.name}: {len(todo)} of {len(cells)} cells to run, about "
+            f"{estimate_seconds(first, len(todo)) / 60:.0f} min of training")  # fmt: skip
+    for row, seed in tqdm(todo, desc=table.name, unit="cell", dynamic_ncols=True):
+        run_dir = cell_dir(out, table, row, seed)
+        train(cell_config(row, seed, epochs, device, run_dir), log=lambda m: None, resume="auto")
+    return write_results(table, out, seeds, first.epochs, epochs)
+
+
+def results(table: Table, out: Path, seeds: int, epochs: int) -> Dict[str, List[float]]:
+    found = {}
+    for row in table.rows:
+        accs = [finished(cell_dir(out, table, row, s), epochs) for s in range(seeds)]
+        found[row.label] = [100 * a for a in accs if a is not None]
+    return found
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f} (n = {len(values)})"
+
+
+def write_results(table: Table, out: Path, seeds: int, epochs: int, epochs_flag: Optional[int]) -> Path:
+    found = results(table, out, seeds, epochs)
+    lines = [
+        f"# {table.name}: {table.title}",
+        "",
+        f"Proxy: {PROXY_TEXT}, {epochs} epoch(s), {seeds} seeds; thesis numbers are its own setting's.",
+        "",
+        "| row | thesis | this run (mean ± sd) | setting | command |",
+        "|---|---|---|---|---|",
+    ]
+    for row in table.rows:
+        thesis = f"{row.thesis:.2f}" if row.thesis is not None else "-"
+        command = cell_command(row, epochs_flag) if row.status == "proxy" else row.command
+        lines.append(f"| {row.label} | {thesis} | {_mean_sd(found[row.label])} | {row.setting} | `{command}` |")
+    lines += ["", ordering(table, found)]
+    path = out / f"{table.name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    _plot(table, found, out / f"{table.name}.png")
+    return path
+
+
+def ordering(table: Table, found: Dict[str, List[float]]) -> str:
+    """Whether the proxy ranks the rows as the thesis does (best and worst)."""
+    measured = {label: statistics.mean(v) for label, v in found.items() if v}
+    thesis = {r.label: r.thesis for r in table.rows if r.thesis is not None and r.label in measured}
+    if len(thesis) < 2:
+        return ""
+    best_t, worst_t = max(thesis, key=thesis.get), min(thesis, key=thesis.get)
+    best_m, worst_m = max(thesis, key=measured.get), min(thesis, key=measured.get)
+    return (
+        f"Thesis: best {best_t}, worst {worst_t}; this run: best {best_m}, worst {worst_m}. "
+        f"The best {'holds' if best_t == best_m else 'does not hold'}; "
+        f"the worst {'holds' if worst_t == worst_m else 'does not hold'}."
+    )
+
+
+def _plot(table: Table, found: Dict[str, List[float]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    labels = [r.label for r in table.rows if found[r.label]]
+    if not labels:
+        return
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(labels)), 3.5))
+    means = [statistics.mean(found[k]) for k in labels]
+    sds = [statistics.stdev(found[k]) if len(found[k]) > 1 else 0 for k in labels]
+    ax.bar(range(len(labels)), means, yerr=sds, capsize=3, label="this run (proxy)")
+    thesis = [next(r.thesis for r in table.rows if r.label == k) for k in labels]
+    ax.scatter(range(len(labels)), thesis, color="black", zorder=3, label="thesis")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{table.name}: {table.title}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def listing() -> str:
+    lines = [f"{'table':10}  {'rows':>4}  status"]
+    for table in TABLES.values():
+        statuses = sorted({r.status for r in table.rows})
+        runnable = "  (runs: pysnn reproduce " + table.name + ")" if table.runnable else ""
+        lines.append(f"{table.name:10}  {len(table.rows):>4}  {', '.join(statuses)}: {table.title}{runnable}")
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, out: Path, seeds: int, epochs: int) -> None:
+    """docs/reproduction.md: every table and row, with its status, the
+    thesis' number, this machine's result where one exists, and the command."""
+    lines = [
+        "# Reproducing the thesis' tables",
+        "",
+        "Generated by `pysnn reproduce --write-docs docs/reproduction.md` from `pysnn reproduce`'s results",
+        f"under `{out}` ({seeds} seeds). Status: *proxy* rows ran on this machine in a stated CPU setting;",
+        "*needs a GPU* / *needs data* rows are the thesis' own settings, with the command to run them where",
+        "a GPU or the data set is present; *settings* tables are pysnn's presets (`pysnn presets`).",
+        "",
+    ]
+    for table in TABLES.values():
+        found = results(table, out, seeds, epochs) if table.runnable else {}
+        lines += [f"## {table.name}: {table.title}", ""]
+        if table.note:
+            lines += [table.note[0].upper() + table.note[1:] + ".", ""]
+        lines += ["| row | thesis | measured | status | command |", "|---|---|---|---|---|"]
+        for row in table.rows:
+            thesis = f"{row.thesis:.2f}" if row.thesis is not None else (row.setting or "-")
+            measured = _mean_sd(found.get(row.label, []))
+            command = cell_command(row, epochs) if row.status == "proxy" else row.command
+            status = f"{row.status} ({row.setting})" if row.status == "proxy" else row.status
+            lines.append(f"| {row.label} | {thesis} | {measured} | {status} | {f'`{command}`' if command else '-'} |")
+        if table.runnable:
+            lines += ["", ordering(table, found) or "Not run yet."]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="pysnn reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("tables", nargs="*", help=f"{', '.join(TABLES)} or all")
+    parser.add_argument("--list", action="store_true", help="every thesis table with its rows' status")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per proxy cell (default 1)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="runs/reproduce", help="where the cells' run directories go")
+    parser.add_argument("--write-docs", metavar="FILE", help="write the reproduction page from the results")
+    args = parser.parse_args(list(argv))
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.list or not (args.tables or args.write_docs):
+        print(listing())
+        return
+    names = list(TABLES) if "all" in args.tables else args.tables
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        raise ValueError(f"unknown table {', '.join(unknown)}; `pysnn reproduce --list` names them")
+    out = Path(args.out)
+    for name in names:
+        table = TABLES[name]
+        if not table.runnable:
+            print(f"{name}: {table.title}: {', '.join(sorted({r.status for r in table.rows}))}; nothing to run here")
+            continue
+        print(run_table(table, out, args.seeds, args.epochs, args.device).read_text())
+    if args.write_docs:
+        write_docs(Path(args.write_docs), out, args.seeds, args.epochs or PROXY["epochs"])

@@ -1,0 +1,54 @@
+"""`pysnn reproduce`: every thesis table listed; a proxy grid runs its cells,
+skips finished ones, resumes a killed one, and writes its table and page."""
+
+import json
+
+import pytest
+
+from pysnn import reproduce
+from pysnn.cli import main
+
+TINY = dict(dataset="digits", model="mlp", hidden=[16], epochs=1, subset=96, timesteps=2, batch_size=32)
+
+
+def test_list_names_every_table_of_chapters_3_and_4(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    listed = capsys.readouterr().out
+    for name in [f"table-3-{i}" for i in range(1, 6)] + [f"table-4-{i}" for i in range(1, 7)]:
+        assert name in listed
+    assert "pysnn reproduce table-3-5" in listed and "pysnn reproduce table-4-4" in listed
+
+
+def test_a_grid_runs_skips_finished_cells_and_resumes_a_killed_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "PROXY", TINY)
+    out = tmp_path / "grid"
+    assert main(["reproduce", "table-4-4", "--seeds", "2", "--out", str(out)]) == 0
+    table = (out / "table-4-4.md").read_text()
+    for kernel in ("gaussian", "cosine", "laplacian", "sigmoid"):
+        assert f"| {kernel} |" in table and "(n = 2)" in table
+    assert "Thesis: best gaussian, worst sigmoid; this run: best" in table
+    assert (out / "table-4-4.png").is_file()
+    # a killed cell: its metrics say fewer epochs than asked; only it runs again
+    killed = out / "table-4-4" / "cosine-seed1" / "metrics.json"
+    metrics = json.loads(killed.read_text())
+    metrics["epochs"] = []
+    killed.write_text(json.dumps(metrics))
+    calls = []
+    original = reproduce.cell_config
+    monkeypatch.setattr(reproduce, "cell_config", lambda *a: calls.append(a[:2]) or original(*a))
+    assert main(["reproduce", "table-4-4", "--seeds", "2", "--out", str(out)]) == 0
+    ran = [(row.label, seed) for row, seed in calls[1:]]  # (the first call builds the estimate's config)
+    assert ran == [("cosine", 1)]
+    docs = tmp_path / "reproduction.md"
+    assert main(["reproduce", "--seeds", "2", "--out", str(out), "--write-docs", str(docs)]) == 0
+    page = docs.read_text()
+    assert page.count("## table-") == len(reproduce.TABLES) and "| gaussian | 89.80 |" in page
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["table-9-9"], "unknown table table-9-9"), (["table-3-5", "--seeds", "0"], "--seeds must be >= 1")],
+)
+def test_bad_arguments_give_one_line(argv, message, capsys):
+    assert main(["reproduce", *argv]) == 2
+    assert message in capsys.readouterr().err
