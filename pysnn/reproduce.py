@@ -46,7 +46,8 @@ class Table:
 
 
 def _preset_row(label: str, thesis: Optional[float], preset: str, needs: str) -> Row:
-    return Row(label, thesis, needs, "the thesis' own setting", f"pysnn train --preset {preset} --device cuda")
+    where = " --data-dir DIR" if needs == "needs data" else " --device cuda"
+    return Row(label, thesis, needs, "the thesis' own setting", f"pysnn train --preset {preset}{where}")
 
 
 ABLATION = {  # Table 3-5, CIFAR-10 VGG8
@@ -64,7 +65,7 @@ KERNELS = {"gaussian": 89.8, "cosine": 88.7, "laplacian": 88.8, "sigmoid": 87.5}
 
 TABLES: Dict[str, Table] = {
     "table-3-1": Table("table-3-1", "SNN-HLL settings", [Row("Adam, lr 5e-4, batch 64, T = 10, ...", None, "settings",
-                       "", "pysnn presets")], "the settings are pysnn's thesis-hll-* presets"),
+                       "", "pysnn presets")], "The settings are pysnn's thesis-hll-* presets"),
     "table-3-2": Table("table-3-2", "SNN-HLL on MNIST", [
         _preset_row("HLL pred-sim, MLP 784-1024-10", 97.72, "thesis-hll-mnist-mlp", "needs data"),
         Row("HLL pred-sim, CNN", 99.35, "needs data", "the thesis' CNN on MNIST", ""),
@@ -76,13 +77,13 @@ TABLES: Dict[str, Table] = {
     "table-3-4": Table("table-3-4", "SNN-HLL on CIFAR-10", [
         _preset_row("HLL pred-sim, VGG8", 90.77, "thesis-hll-cifar10-vgg8", "needs a GPU"),
         _preset_row("HLL pred-sim, VGG8 2x", 91.44, "thesis-hll-cifar10-vgg8-2x", "needs a GPU"),
-    ], "also needs CIFAR-10 under --data-dir"),
+    ], "Also needs CIFAR-10 under --data-dir"),
     "table-3-5": Table("table-3-5", "local-loss ablation (thesis: CIFAR-10 VGG8)", [
         Row(loss, acc, "proxy", PROXY_TEXT + ", HLL", "", dict(rule="hll", loss=loss))
         for loss, acc in ABLATION.items()
     ]),
     "table-4-1": Table("table-4-1", "SNN-HBH settings", [Row("SGD/AdamW, lr 5e-4, beta 2, sigma 5, ...", None,
-                       "settings", "", "pysnn presets")], "the settings are pysnn's thesis-hbh-* presets"),
+                       "settings", "", "pysnn presets")], "The settings are pysnn's thesis-hbh-* presets"),
     "table-4-2": Table("table-4-2", "SNN-HBH on MNIST", [
         Row("HBH, CNN", 99.24, "needs data", "the thesis' CNN on MNIST", ""),
     ], "MNIST is not on this machine: pass --data-dir"),
@@ -98,11 +99,11 @@ TABLES: Dict[str, Table] = {
         Row("MNIST, salt-and-pepper 0.2: BP / HBH", None, "not automated yet", "thesis: 4.1 / 2.4"),
         Row("Fashion-MNIST, gaussian 0.4: BP / HBH", None, "not automated yet", "thesis: 12.3 / 8.6"),
         Row("Fashion-MNIST, salt-and-pepper 0.2: BP / HBH", None, "not automated yet", "thesis: 8.5 / 6.4"),
-    ], "pysnn compare measures the drops of trained runs; --stop-at-accuracy stops networks at equal clean "
+    ], "`pysnn compare` measures the drops of trained runs; --stop-at-accuracy stops networks at equal clean "
        "accuracy; the grid that combines them is not part of `pysnn reproduce` yet"),
     "table-4-6": Table("table-4-6", "non-BP SNN training algorithms compared", [
         Row("properties of each algorithm (check marks)", None, "qualitative"),
-    ], "a comparison of properties, no measurement"),
+    ], "A comparison of properties, no measurement"),
 }  # fmt: skip
 
 
@@ -275,13 +276,14 @@ def write_docs(path: Path, out: Path, seeds: int, epochs: int) -> None:
         f"under `{out}` ({seeds} seeds). Status: *proxy* rows ran on this machine in a stated CPU setting;",
         "*needs a GPU* / *needs data* rows are the thesis' own settings, with the command to run them where",
         "a GPU or the data set is present; *settings* tables are pysnn's presets (`pysnn presets`).",
+        'Where the proxies ran, on which machine and when: ../BENCHMARKS.md, "Thesis tables".',
         "",
     ]
     for table in TABLES.values():
         found = results(table, out, seeds, epochs) if table.runnable else {}
         lines += [f"## {table.name}: {table.title}", ""]
         if table.note:
-            lines += [table.note[0].upper() + table.note[1:] + ".", ""]
+            lines += [table.note + ".", ""]
         lines += ["| row | thesis | measured | status | command |", "|---|---|---|---|---|"]
         for row in table.rows:
             thesis = f"{row.thesis:.2f}" if row.thesis is not None else (row.setting or "-")
