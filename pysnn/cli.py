@@ -102,7 +102,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=lambda v: [float(n) for n in v.split(",")],
         default=d.kernel_param,
         metavar="C1,C0",
-        help="the sigmoid kernel tanh(C1·aᵀb + C0): slope and offset (default 1,0)",
+        help="the sigmoid kernel tanh(C1·aᵀb + C0): slope and offset (default 0.01,-1)",
     )
     a("--label-kernel", default=d.label_kernel, help="HBH kernel on the labels (default cosine)")
     a("--estimator", default=d.estimator, choices=["approx", "biased", "unbiased"])

@@ -44,8 +44,10 @@ class TrainConfig:
     # HBH
     kernel: str = "gaussian"  # on the input X and on each layer's Z alike
     label_kernel: str = "cosine"
-    # the sigmoid kernel tanh(c1·aᵀb + c0): (c1, c0)
-    kernel_param: List[float] = field(default_factory=lambda: [1.0, 0.0])
+    # the sigmoid kernel tanh(c1·aᵀb + c0): (c1, c0). Measured on the Fashion-MNIST
+    # MLP 784-1024-10 (HBH, 1 epoch, 3 seeds): 0.01, -1 gives 82.77 ± 0.19 %, 1, 0
+    # (tanh saturated by a layer's ~100 coincident spikes) 69.87 ± 5.06 %.
+    kernel_param: List[float] = field(default_factory=lambda: [0.01, -1.0])
     estimator: str = "approx"
     sigma: float = 0.2
     sigma_scaling: str = "dim"

@@ -173,7 +173,7 @@ def run_table(table: Table, out: Path, seeds: int, epochs: Optional[int], device
     todo = [(r, s) for r, s in cells if finished(cell_dir(out, table, r, s), first.epochs) is None]
     if todo:
         log(f"{table.name}: {len(todo)} of {len(cells)} cells to run, about "
-            f"{estimate_seconds(first, len(todo)) / 60:.0f} min of training")  # fmt: skip
+            f"{estimate_seconds(first, len(todo)) / 60:.1f} min of training")  # fmt: skip
     for row, seed in tqdm(todo, desc=table.name, unit="cell", dynamic_ncols=True):
         run_dir = cell_dir(out, table, row, seed)
         train(cell_config(row, seed, epochs, device, run_dir), log=lambda m: None, resume="auto")
