@@ -86,10 +86,10 @@ class TrainConfig:
     pipeline_depth: int = 2  # at most this many unfinished sends per link
     dist_timeout: float = 60.0  # seconds, for every collective and point-to-point call
     global_kernels: bool = False  # data parallel: batch-coupled objectives over the global batch
-    # mid-epoch checkpoints (every epoch ends with one as well): every N batches
-    # and/or every M minutes of wall clock; 0 or None: never
     # stop at the end of the first epoch whose test accuracy reaches this fraction
     stop_at_accuracy: Optional[float] = None
+    # mid-epoch checkpoints (every epoch ends with one as well): every N batches
+    # and/or every M minutes of wall clock; 0 or None: never
     checkpoint_every: Optional[int] = None
     checkpoint_minutes: float = 5.0
 

@@ -236,9 +236,10 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
     the process group of a distributed run (rank 0 alone logs and writes)."""
     payload = None
     if resume == "auto":
-        resume = _auto_resume(config, log)
+        payload = _auto_resume(config, log)
+        resume = config.out if payload is not None else None
     if resume is not None:
-        payload = checkpoint.load(Path(resume))
+        payload = payload or checkpoint.load(Path(resume))
         checkpoint.check_version(payload, Path(resume))
         overrides = {k: getattr(config, k) for k in RUNTIME_FIELDS}
         config = TrainConfig(**{**payload["config"], **overrides, "out": str(resume)})
@@ -308,8 +309,8 @@ def resolved(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
 
 
-def _auto_resume(config: TrainConfig, log) -> Optional[str]:
-    """--resume auto: --out's run when it has a checkpoint of this very
+def _auto_resume(config: TrainConfig, log) -> Optional[dict]:
+    """--resume auto: the checkpoint of --out's run when it has one of this very
     configuration (else one line naming the difference), None when it has none."""
     if not config.out:
         raise ValueError("--resume auto needs --out DIR: the run directory to continue, or to start in")
@@ -317,7 +318,8 @@ def _auto_resume(config: TrainConfig, log) -> Optional[str]:
         if os.environ.get("RANK", "0") == "0":  # (before the process group: torchrun's rank)
             log(f"no checkpoint in {config.out}: starting the run")
         return None
-    saved = TrainConfig(**checkpoint.load(Path(config.out))["config"]).to_dict()  # (fields added since: defaults)
+    payload = checkpoint.load(Path(config.out))
+    saved = TrainConfig(**payload["config"]).to_dict()  # (fields added since: defaults)
     ignored = set(RUNTIME_FIELDS) | {"out"}
     wanted = resolved(config).to_dict()
     differences = [
@@ -330,7 +332,7 @@ def _auto_resume(config: TrainConfig, log) -> Optional[str]:
             f"--resume auto: {config.out} holds a run of another configuration ({'; '.join(differences)}); "
             "use another --out, or the same settings"
         )
-    return config.out
+    return payload
 
 
 def _check_layout_of_position(payload: dict, config: TrainConfig, context: Optional[DistContext]) -> None:

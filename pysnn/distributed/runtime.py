@@ -125,12 +125,11 @@ def _one_line(error: BaseException) -> str:
     return f"distributed peer failed or timed out ({first[:300]}); the other processes stop too (see --dist-timeout)"
 
 
-def _attempt_store(timeout: timedelta) -> dist.Store:
+def _attempt_store(rank: int, world: int, timeout: timedelta) -> dist.Store:
     """torchrun's store, with keys of this restart attempt only: after
     `--max-restarts` restarts a group, torchrun's agent store still holds the
     dead attempt's addresses, and gloo would connect to those (connection
     refused, the restart fails)."""
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" and rank == 0  # else the agent hosts it
     store = dist.TCPStore(
         os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=hosts_store, timeout=timeout
@@ -155,7 +154,8 @@ def setup(config) -> Optional[DistContext]:
             )
         backend = "nccl" if config.device.startswith("cuda") else "gloo"
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        dist.init_process_group(backend, store=_attempt_store(timeout), rank=rank, world_size=world, timeout=timeout)
+        store = _attempt_store(rank, world, timeout)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(config.device)
     if device.type == "cuda":
