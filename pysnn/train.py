@@ -94,13 +94,13 @@ def _save_position(run: Run, parallel, state) -> None:
     (running statistics, dropout streams, partial sums)."""
     extra = None
     if parallel is not None:
-        ranks = run.dist.gather(parallel.rank_state(state))
+        ranks = run.dist.gather((parallel.dropout_states(), parallel.rank_state(state)))
         if not run.is_main:
             return
         extra = {
             "world_size": run.dist.world,
             "parallel": "data",
-            "rng_ranks": {r: s["dropout"] for r, s in enumerate(ranks)},
-            "position_ranks": dict(enumerate(ranks)),
+            "rng_ranks": {r: dropout for r, (dropout, _) in enumerate(ranks)},
+            "position_ranks": {r: share for r, (_, share) in enumerate(ranks)},
         }
     run.save_position(state, extra)

@@ -151,11 +151,11 @@ class DataParallel:
         }
 
     def rank_state(self, state) -> dict:
-        """What of a mid-epoch checkpoint is this rank's own: its dropout
-        streams, its running statistics (averaged only at the epoch's end),
-        its partial sums of the epoch's metrics."""
+        """What of a mid-epoch checkpoint is this rank's own beside its dropout
+        streams (`dropout_states`, saved as at an epoch's end): its running
+        statistics (averaged only at the epoch's end), its partial sums of the
+        epoch's metrics, its global generator."""
         return {
-            "dropout": self.dropout_states(),
             "buffers": {name: b.clone() for name, b in self.model.named_buffers()},
             "stats": state.stats,
             "torch_rng": torch.get_rng_state(),
@@ -163,7 +163,6 @@ class DataParallel:
 
     def restore_rank_state(self, saved: dict, position: dict) -> dict:
         """Restores this rank's share; returns the position with its own sums."""
-        self.restore_dropout_states(saved["dropout"])
         buffers = dict(self.model.named_buffers())
         for name, value in saved["buffers"].items():
             buffers[name].copy_(value)
