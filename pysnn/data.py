@@ -273,13 +273,21 @@ def load_dataset(
 
 
 def batches(
-    split: Split, batch_size: int, shuffle: bool, generator: Optional[torch.Generator] = None, drop_last: bool = False
+    split: Split,
+    batch_size: int,
+    shuffle: bool,
+    generator: Optional[torch.Generator] = None,
+    drop_last: bool = False,
+    order: Optional[torch.Tensor] = None,
+    first: int = 0,
 ):
-    """Yields (images, labels) minibatches of an in-memory split."""
+    """Yields (images, labels) minibatches of an in-memory split, in `order`
+    when given (a shuffle drawn by the caller), from batch `first` on."""
     n = len(split)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if order is None:
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
+    for start in range(first * batch_size, stop, batch_size):
         index = order[start : start + batch_size]
         yield split.take(index), split.labels[index]
 

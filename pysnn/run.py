@@ -112,12 +112,10 @@ class Run:
         order = torch.randperm(len(split), generator=self.generator)
         if state.batch:
             self.generator.set_state(current)
-        for start in range(state.batch * size, len(split), size):
-            index = order[start : start + size]
-            images = split.take(index)
+        for images, labels in datasets.batches(split, size, shuffle=True, order=order, first=state.batch):
             if self.augment:
                 images = datasets.augment_cifar(images, self.generator)
-            yield images, split.labels[index]
+            yield images, labels
 
     def progress(self, iterable, epoch: int, total: int, initial: int = 0):
         from tqdm import tqdm
