@@ -4,6 +4,7 @@ metrics), written atomically so a kill at any moment leaves the previous one."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -53,6 +54,11 @@ def save(
         "parallel": "none",
         **(extra or {}),
     }
+    # Serialised in memory first: writing into the file, torch.save's writer
+    # reports a full disk as "unexpected pos ..." in some runs; a plain write
+    # always fails with the operating system's own reason (ENOSPC).
+    serialised = io.BytesIO()
+    torch.save(payload, serialised)
     path = Path(run_dir) / FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -61,15 +67,14 @@ def save(
         raise OSError(f"cannot write a checkpoint in {run_dir} ({error.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(serialised.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:  # a full disk: torch.save raises RuntimeError from its writer
+    except OSError as error:  # a full disk
         os.unlink(tmp)
         kept = "the previous checkpoint is kept" if path.is_file() else "no checkpoint was written"
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-        raise OSError(f"cannot write a checkpoint in {run_dir} ({reason}); {kept}") from None
+        raise OSError(f"cannot write a checkpoint in {run_dir} ({error.strerror}); {kept}") from None
     return path
 
 
