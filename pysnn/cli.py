@@ -180,6 +180,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "networks compared at equal clean accuracy",
     )
     a(
+        "--stop-check-every",
+        type=int,
+        default=d.stop_check_every,
+        metavar="N",
+        help="with --stop-at-accuracy: also evaluate the test set every N batches inside an epoch and stop "
+        "there once A is reached (default 0: at epoch ends only)",
+    )
+    a(
         "--checkpoint-every",
         type=int,
         default=d.checkpoint_every,

@@ -86,8 +86,10 @@ class TrainConfig:
     pipeline_depth: int = 2  # at most this many unfinished sends per link
     dist_timeout: float = 60.0  # seconds, for every collective and point-to-point call
     global_kernels: bool = False  # data parallel: batch-coupled objectives over the global batch
-    # stop at the end of the first epoch whose test accuracy reaches this fraction
+    # stop at the first test evaluation that reaches this fraction: at an epoch's
+    # end, and every `stop_check_every` batches inside an epoch when that is > 0
     stop_at_accuracy: Optional[float] = None
+    stop_check_every: int = 0
     # mid-epoch checkpoints (every epoch ends with one as well): every N batches
     # and/or every M minutes of wall clock; 0 or None: never
     checkpoint_every: Optional[int] = None
@@ -191,6 +193,19 @@ class TrainConfig:
             (
                 self.stop_at_accuracy is None or 0 < self.stop_at_accuracy <= 1,
                 f"--stop-at-accuracy is a fraction in (0, 1], e.g. 0.85, got {self.stop_at_accuracy}",
+            ),
+            (
+                self.stop_check_every >= 0,
+                f"--stop-check-every must be >= 0 batches, got {self.stop_check_every}",
+            ),
+            (
+                not self.stop_check_every or self.stop_at_accuracy is not None,
+                "--stop-check-every needs --stop-at-accuracy",
+            ),
+            (
+                not self.stop_check_every or self.parallel != "layer",
+                "--stop-check-every checks inside an epoch, which --parallel layer does not: "
+                "the run stops at epoch ends there",
             ),
             (
                 self.checkpoint_every is None or self.checkpoint_every >= 0,

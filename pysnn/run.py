@@ -195,6 +195,31 @@ class Run:
             f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  {seconds:.1f}s"
         )
 
+    def stop_check_due(self, state: EpochState) -> bool:
+        """--stop-check-every: whether to evaluate after `state.batch` batches
+        (an epoch's last batch is left to the epoch's own evaluation)."""
+        every = self.config.stop_check_every
+        return bool(every) and state.batch % every == 0 and state.batch < self.batches_per_epoch
+
+    def reached_target_inside(self, state: EpochState) -> bool:
+        """Rank 0 evaluates the test set after `state.batch` batches; every rank
+        learns whether it reached --stop-at-accuracy. When it did, the metrics
+        record where, and the caller saves the position and stops."""
+        reached = False
+        if self.is_main:
+            _, test_acc = evaluate(self.model, self.dataset.test, self.config.batch_size, self.device)
+            self.trainer.train()
+            reached = test_acc >= self.config.stop_at_accuracy
+            if reached:
+                self.metrics["test_acc"] = test_acc
+                self.metrics["stopped_at"] = {
+                    "epoch": state.epoch,
+                    "batch": state.batch,
+                    "test_acc": test_acc,
+                    "target": self.config.stop_at_accuracy,
+                }
+        return self.dist.agree(reached) if self.dist is not None else reached
+
     @property
     def reached_target(self) -> bool:
         """--stop-at-accuracy: an epoch reached it (known to rank 0, and to every
@@ -213,12 +238,16 @@ class Run:
         try:
             from .plot import plot_run
 
-            plot_run(self.out)
+            if self.metrics["epochs"]:  # (a run stopped inside its first epoch has no curve)
+                plot_run(self.out)
         except ImportError:
             self.log("matplotlib is not installed: no plots (pip install matplotlib)")
         if self.reached_target:
             stop = self.metrics["stopped_at"]
-            self.log(f"stopped after epoch {stop['epoch']}: test accuracy reached {stop['target']:.4f}")
+            where = f"after epoch {stop['epoch']}"
+            if "batch" in stop:
+                where = f"in epoch {stop['epoch']} after {stop['batch']} batches"
+            self.log(f"stopped {where}: test accuracy {stop['test_acc']:.4f} reached {stop['target']:.4f}")
         self.log(
             f"{run_name(self.config)}: test accuracy {self.metrics['test_acc']:.4f} after "
             f"{len(self.metrics['epochs'])} epochs ({sum(e['seconds'] for e in self.metrics['epochs']):.0f}s "

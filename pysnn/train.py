@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .config import TrainConfig
-from .run import Run, prepare
+from .run import Run, prepare, write_json_atomic
 
 
 def train(config: TrainConfig, log=print, resume: Optional[str] = None) -> dict:
@@ -69,6 +69,12 @@ def _train_epochs(run: Run) -> None:
             run.check_finite(loss, state)
             state.add(loss, (logits.argmax(1) == labels).sum().item(), len(labels))
             bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", acc=f"{state.correct / state.seen:.3f}")
+            if run.stop_check_due(state) and run.reached_target_inside(state):
+                _save_position(run, parallel, state)
+                bar.close()
+                if run.is_main:
+                    write_json_atomic(run.out / "metrics.json", run.metrics)
+                return
             if run.checkpoint_due(state):
                 _save_position(run, parallel, state)
         trainer.end_epoch()

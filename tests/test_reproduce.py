@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pysnn import reproduce
+from pysnn import reproduce, robustness
 from pysnn.cli import main
 
 TINY = dict(dataset="digits", model="mlp", hidden=[16], epochs=1, subset=96, timesteps=2, batch_size=32)
@@ -52,3 +52,35 @@ def test_a_grid_runs_skips_finished_cells_and_resumes_a_killed_one(tmp_path, mon
 def test_bad_arguments_give_one_line(argv, message, capsys):
     assert main(["reproduce", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_robustness_grid_matches_hbh_accuracy_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(robustness, "MODELS", {"mlp": TINY, "cnn": dict(TINY, model="cnn")})
+    monkeypatch.setattr(robustness, "NOISE_IMAGES", {"mlp": None, "cnn": 40})
+    monkeypatch.setattr(robustness, "CHECK_EVERY", {"mlp": 1, "cnn": 1})
+    out = tmp_path / "grid"
+    assert main(["reproduce", "table-4-5", "--seeds", "2", "--out", str(out)]) == 0
+    for model in ("mlp", "cnn"):
+        for seed in (0, 1):
+            hbh = json.loads((robustness.cell_dir(out, model, "hbh", "end", seed) / "metrics.json").read_text())
+            for rule in ("bptt", "hll"):
+                matched = robustness.cell_dir(out, model, rule, "matched", seed)
+                config = json.loads((matched / "metrics.json").read_text())["config"]
+                assert config["stop_at_accuracy"] == hbh["test_acc"] and config["stop_check_every"] == 1
+                noise = json.loads((matched / "noise.json").read_text())
+                assert noise["images"] == (40 if model == "cnn" else 96)
+                assert [len(noise[f"{k}/{s}"]) for k, s in robustness.CURVES] == [4, 3, 4]
+    table = (out / "table-4-5.md").read_text()
+    assert table.count("| BPTT at HBH's accuracy |") == 2 and "gaussian 0.4 (normalised space): HBH drops" in table
+    assert (out / "table-4-5-mlp.png").is_file() and (out / "table-4-5-cnn.png").is_file()
+    # a cell killed before its noise evaluation runs again, alone
+    (robustness.cell_dir(out, "cnn", "hll", "matched", 1) / "noise.json").unlink()
+    trained = []
+    monkeypatch.setattr(robustness, "evaluate_noise", lambda d, *a: trained.append(d.name) or {})
+    assert main(["reproduce", "table-4-5", "--seeds", "2", "--out", str(out)]) == 0
+    assert trained == ["cnn-hll-matched-seed1"]
+    docs = tmp_path / "reproduction.md"
+    monkeypatch.undo()
+    monkeypatch.setattr(robustness, "MODELS", {"mlp": TINY, "cnn": dict(TINY, model="cnn")})
+    assert main(["reproduce", "--seeds", "2", "--out", str(out), "--write-docs", str(docs)]) == 0
+    assert "| MLP: BPTT at HBH's accuracy | 12.3 / 8.5 | clean " in docs.read_text()

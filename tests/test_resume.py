@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pysnn import checkpoint
+from pysnn import run as run_module
 from pysnn.config import TrainConfig
 from pysnn.run import Run
 from pysnn.train import train
@@ -163,3 +164,30 @@ def test_stop_at_accuracy_ends_the_run_at_the_first_epoch_that_reaches_it(tmp_pa
     assert kept["epoch"] == first and kept["metrics"]["stopped_at"]["test_acc"] >= target
     again = _train(None, resume=str(tmp_path / "stopped"))  # resuming a stopped run trains no further
     assert len(again["epochs"]) == first
+
+
+def test_stop_check_every_stops_inside_an_epoch_at_the_first_check_that_reaches_it(tmp_path, monkeypatch):
+    # 8 batches an epoch, checks after batches 3 and 6, then the epoch's own evaluation
+    seen, evaluate = [], run_module.evaluate
+    monkeypatch.setattr(run_module, "evaluate", lambda *a: seen.append(evaluate(*a)[1]) or (0.0, seen[-1]))
+    _train(tmp_path / "full", rule="bptt", epochs=2, stop_at_accuracy=1.0, stop_check_every=3)
+    where = [(epoch, batch) for epoch in (1, 2) for batch in (3, 6, 8)]
+    assert len(seen) == len(where)
+    # the last evaluation inside an epoch that beats every earlier one: the stopped run ends there
+    first = max(i for i, (_, batch) in enumerate(where) if batch < 8 and seen[i] > max(seen[:i], default=-1))
+    accuracies = list(seen)
+    seen.clear()
+    stopped = _train(
+        tmp_path / "stopped", rule="bptt", epochs=2, stop_at_accuracy=accuracies[first], stop_check_every=3
+    )
+    epoch, batch = where[first]
+    assert stopped["stopped_at"]["epoch"] == epoch and stopped["stopped_at"]["batch"] == batch
+    assert len(seen) == first + 1 and len(stopped["epochs"]) == epoch - 1
+    kept = checkpoint.load(tmp_path / "stopped")
+    assert kept["position"]["epoch"] == epoch and kept["position"]["batch"] == batch
+    monkeypatch.setattr(run_module, "evaluate", evaluate)
+    from pysnn.evaluate import run as evaluate_run
+
+    assert evaluate_run(str(tmp_path / "stopped"))["clean_acc"] == stopped["test_acc"]  # the network it stopped with
+    again = _train(None, resume=str(tmp_path / "stopped"))  # resuming a stopped run trains no further
+    assert again["stopped_at"] == stopped["stopped_at"] and len(again["epochs"]) == epoch - 1
