@@ -17,7 +17,6 @@ CPU_MEMORY_MODES = ("keep", "ops", "release")  # pysnn/cpu_memory.py
 
 UPDATES = ("final", "per-step-pred", "realtime")
 # HLL terms the thesis computes once per window on the rates, not per step.
-WINDOW_TERMS = {"recon", "contrast"}
 
 
 @dataclass
@@ -122,11 +121,6 @@ class TrainConfig:
             (
                 self.update != "realtime" or self.rule in ("hll", "hbh"),
                 f"--update realtime is for the local rules (hll, hbh); --rule {self.rule} updates once per batch",
-            ),
-            (
-                self.update != "realtime" or self.rule != "hll" or not WINDOW_TERMS & set(self.loss.split("-")),
-                f"--update realtime trains the per-step losses pred and sim (Algorithm 3.1); --loss {self.loss} "
-                "has a window term (recon, contrast): use --update final",
             ),
             (
                 self.update != "realtime" or self.parallel != "data",

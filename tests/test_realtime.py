@@ -94,10 +94,57 @@ def test_realtime_hll_pred_equals_the_equations():
     assert not torch.equal(w, _trainer()[1].blocks[0].layer.weight.detach())  # the batch did change W
 
 
-@pytest.mark.parametrize("rule", ["hll", "hbh"])
-def test_one_step_realtime_is_the_final_step_update(rule):
+def test_realtime_hll_window_terms_equal_the_equations():
+    """recon (3-10) in real time: no layer update before the window's last
+    step; after it, recon on the rates of the running sums, its gradient
+    reaching W through the last step's spikes only (3-17); the head learns
+    at every step. float64, SGD at lr / T."""
+    config, model, trainer = _trainer(loss="recon")
+    images, labels = _batch()
+    block, head, decoder = model.blocks[0], model.head, trainer.aux[0].decoder
+    w, b = block.layer.weight.detach().clone(), block.layer.bias.detach().clone()
+    wd, bd = decoder.weight.detach().clone(), decoder.bias.detach().clone()
+    wh, bh = head.weight.detach().clone(), head.bias.detach().clone()
+    x = images.flatten(1)
+    onehot = F.one_hot(labels, CLASSES).to(x.dtype)
+    lr, th, alpha, m, steps = (
+        config.lr / config.timesteps,
+        config.threshold,
+        config.alpha,
+        len(labels),
+        config.timesteps,
+    )
+    state, spike_sum, buffers = torch.zeros(m, 8, dtype=x.dtype), torch.zeros(m, 8, dtype=x.dtype), {}
+    for t in range(steps):
+        u = config.decay * state + x @ w.T + b
+        s = (u >= th).to(x.dtype)
+        state, spike_sum = u - th * s, spike_sum + s
+        if t == steps - 1:  # L_recon = mean((Wd r + bd − x)²), r = Σ s / T
+            r = spike_sum / steps
+            g_out = 2 * (r @ wd.T + bd - x) / x.numel()
+            sig = torch.sigmoid(alpha * (u - th))
+            g_u = (g_out @ wd) / steps * alpha * sig * (1 - sig)
+            grads = {"w": g_u.T @ x, "b": g_u.sum(0), "wd": g_out.T @ r, "bd": g_out.sum(0)}
+            for name, param in (("w", w), ("b", b), ("wd", wd), ("bd", bd)):
+                _sgd(param, grads[name], buffers, lr, name)
+        g_head = (torch.softmax(s @ wh.T + bh, 1) - onehot) / m
+        _sgd(wh, g_head.T @ s, buffers, lr, "wh")
+        _sgd(bh, g_head.sum(0), buffers, lr, "bh")
+
+    trainer.step(images, labels)
+    for got, want in ((block.layer.weight, w), (block.layer.bias, b), (decoder.weight, wd), (decoder.bias, bd)):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
+    for got, want in ((head.weight, wh), (head.bias, bh)):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(w, _trainer(loss="recon")[1].blocks[0].layer.weight.detach())
+
+
+@pytest.mark.parametrize(
+    "rule, loss", [("hll", "pred-sim"), ("hll", "pred-sim-contrast"), ("hll", "sim-recon"), ("hbh", None)]
+)
+def test_one_step_realtime_is_the_final_step_update(rule, loss):
     """With T = 1 there is one step per batch: both modes make the same update."""
-    loss = {"loss": "pred-sim"} if rule == "hll" else {}
+    loss = {"loss": loss} if loss else {}
     images, labels = _batch(torch.float32)
     weights = []
     for update in ("final", "realtime"):
@@ -123,11 +170,13 @@ def _largest_saved_tensor(trainer, images, labels) -> int:
     return largest
 
 
-@pytest.mark.parametrize("rule", ["hll", "hbh"])
-def test_realtime_keeps_no_sequence(rule):
+@pytest.mark.parametrize(
+    "rule, loss", [("hll", "pred-sim"), ("hll", "pred-sim-contrast"), ("hll", "pred-recon"), ("hbh", None)]
+)
+def test_realtime_keeps_no_sequence(rule, loss):
     """What autograd holds does not grow with T in real-time mode; in
     final-step mode it does (so this test can fail)."""
-    overrides = {"batch_norm": True} if rule == "hbh" else {"loss": "pred-sim"}  # HBH with BN: autograd path
+    overrides = {"batch_norm": True} if rule == "hbh" else {"loss": loss}  # HBH with BN: autograd path
     images, labels = _batch(torch.float32)
     saved = {}
     for update in ("final", "realtime"):
@@ -151,7 +200,6 @@ def test_realtime_trains_digits(tmp_path, rule, target):
     "flags, message",
     [
         (["--rule", "bptt"], "--update realtime is for the local rules"),
-        (["--loss", "pred-recon"], "has a window term"),
         (["--realtime-lr", "half"], "invalid choice"),
     ],
 )

@@ -4,6 +4,8 @@ layers; the output layer learns from its own cross-entropy."""
 
 from __future__ import annotations
 
+from typing import List, Optional
+
 from .base import LocalTrainer
 from .hll_losses import LayerObjective
 
@@ -23,9 +25,33 @@ class HLLTrainer(LocalTrainer):
             )
             shape = out_shape
 
+    def start_sequence(self) -> None:
+        super().start_sequence()
+        # per layer, real time: (steps seen, Σ output spikes, Σ input) of the
+        # window so far, detached: all that the window terms need of the past
+        self.window_sums: List[Optional[tuple]] = [None] * len(self.model.blocks)
+
     def update_layer(self, index, inputs, labels, context):
         block, objective = self.model.blocks[index], self.aux[index]
         spikes = block.pooled(self.fire(index, block.integrate(inputs)))
         # In real-time mode spikes and inputs hold one step: the losses are L[t] (3-4, 3-8).
-        objective(spikes, inputs, labels, self.config.update, self.batch).backward()
+        loss = objective(spikes, inputs, labels, self.config.update, self.batch)
+        if self.config.update == "realtime" and objective.has_window:
+            loss = loss + self._window_loss(index, spikes, inputs, labels)
+        if loss.requires_grad:  # (a window term alone has nothing to learn before the last step)
+            loss.backward()
         return block.drop(spikes.detach())
+
+    def _window_loss(self, index, spikes, inputs, labels):
+        """Real time: contrast and recon once, after the window's last step, on
+        the rates of running sums; their gradient reaches the layer through the
+        last step's spikes only (the time-local gradient, 3-17), the earlier
+        steps enter as constants. 0 at every other step."""
+        steps, spike_sum, input_sum = self.window_sums[index] or (0, 0.0, 0.0)
+        steps += spikes.shape[0]
+        if steps < self.config.timesteps:
+            self.window_sums[index] = (steps, spike_sum + spikes.detach().sum(0), input_sum + inputs.sum(0))
+            return 0.0
+        self.window_sums[index] = None
+        rates = (spike_sum + spikes.sum(0)) / steps
+        return self.aux[index].window(rates, (input_sum + inputs.sum(0)) / steps, labels, self.batch)

@@ -24,6 +24,7 @@ LOSS_WEIGHTS: Dict[str, Dict[str, float]] = {
     "pred-sim-contrast": {"pred": 0.95, "sim": 0.01, "contrast": 0.04},
 }
 CONTRAST_MARGIN = 1.0
+WINDOW_TERMS = {"contrast", "recon"}  # on a whole window's rates, never per step
 
 
 def similarity_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -110,11 +111,13 @@ class LayerObjective(nn.Module):
     ) -> torch.Tensor:
         """The layer's loss from its output spikes [T, B, ...] and input [T, B, ...].
 
-        update="final" (and "realtime", which calls it on one step at a time):
-        every term on the rates; "per-step-pred": `pred` is the mean of the
-        per-step cross-entropies (the other terms use the rates either way).
-        `batch` (pysnn.learning.base.LocalBatch by default) says which samples the
-        pairwise terms (sim, contrast) see and how each kind of term is weighted.
+        update="final": every term on the rates; "per-step-pred": `pred` is
+        the mean of the per-step cross-entropies (the other terms use the
+        rates either way); "realtime" (one step at a time): the per-step terms
+        pred and sim only, the window terms come from `window` after the last
+        step. `batch` (pysnn.learning.base.LocalBatch by default) says which
+        samples the pairwise terms (sim, contrast) see and how each kind of
+        term is weighted.
         """
         from .base import LocalBatch
 
@@ -129,15 +132,26 @@ class LayerObjective(nn.Module):
             else:
                 pred = self._pred(rates, labels)
             total = total + w["pred"] * batch.sample_scale * pred
-        if "sim" in w or "contrast" in w:
-            all_labels = batch.gather(labels)
         if "sim" in w:
-            onehot = F.one_hot(all_labels, self.classes).to(rates.dtype)
+            onehot = F.one_hot(batch.gather(labels), self.classes).to(rates.dtype)
             embedded = batch.gather(self.embedding(rates if rates.dim() == 4 else rates.flatten(1)))
             total = total + w["sim"] * batch.coupled_scale * sim_loss(embedded, onehot)
+        if update != "realtime":
+            total = total + self.window(rates, inputs.mean(0), labels, batch)
+        return total
+
+    @property
+    def has_window(self) -> bool:
+        return bool(WINDOW_TERMS & set(self.weights))
+
+    def window(self, rates: torch.Tensor, input_rates: torch.Tensor, labels: torch.Tensor, batch) -> torch.Tensor:
+        """The terms on the whole window's rates (contrast 3-9, recon 3-10..3-12), weighted."""
+        total = rates.new_zeros(())
+        w = self.weights
         if "contrast" in w:
-            total = total + w["contrast"] * batch.coupled_scale * contrast_loss(batch.gather(rates), all_labels)
+            contrast = contrast_loss(batch.gather(rates), batch.gather(labels))
+            total = total + w["contrast"] * batch.coupled_scale * contrast
         if "recon" in w:
-            recon = self._recon(rates, inputs.mean(0).reshape(-1, *self.input_shape))
+            recon = self._recon(rates, input_rates.reshape(-1, *self.input_shape))
             total = total + w["recon"] * batch.sample_scale * recon
         return total
