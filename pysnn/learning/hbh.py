@@ -106,11 +106,13 @@ class HBHTrainer(LocalTrainer):
         """δ[t] = ∂L/∂x[t] under the time-local surrogate, fed to the layer's own backward.
         Buffers of the layer's full size are dropped as soon as they are used."""
         c = self.config
-        x = block.integrate(inputs)
+        x = block.integrate(inputs, expand=False)  # [1, B, ...] if the input repeats over the T steps
         with torch.no_grad():
-            spikes, membrane = self.fire(index, x.detach(), return_membrane=True)
+            spikes, membrane = self.fire(index, x.detach().expand(inputs.shape[0], *x.shape[1:]), return_membrane=True)
             post_grad = block.surrogate_grad_(membrane).flatten(2)
             del membrane
+            if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
+                post_grad = post_grad.mean(0, keepdim=True)
             rates = spikes.mean(0).flatten(1)
             if self.batch.is_global:  # kernels over every rank's samples
                 rates, labels = self.batch.gather(rates), self.batch.gather(labels)

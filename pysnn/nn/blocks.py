@@ -10,9 +10,11 @@ from typing import Optional, Tuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..backends import get_backend
 from .dropout import SeededDropout
+from .pooling import spike_max_pool
 
 
 @dataclass
@@ -29,6 +31,26 @@ def fold(fn, x: torch.Tensor) -> torch.Tensor:
     """Applies a stateless module to [T, B, ...] as one [T·B, ...] batch."""
     y = fn(x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]))
     return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
+
+
+def repeated_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, repeats: int) -> torch.Tensor:
+    """`norm` over `repeats` copies of x [1, B, ...] along time, computed on x
+    alone: the copies' batch mean and (biased) variance are x's own, and the
+    running statistics are updated as for repeats·B rows (the unbiased
+    variance's n / (n − 1) with n counting every copy)."""
+    flat = x.reshape(-1, *x.shape[2:])
+    if not (norm.training and norm.track_running_stats):
+        return fold(norm, x)
+    y = F.batch_norm(flat, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+    with torch.no_grad():
+        dims = [0, *range(2, flat.dim())]
+        mean, var = flat.mean(dims), flat.var(dims, correction=0)
+        n = repeats * flat.numel() // flat.shape[1]
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        norm.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        norm.running_var.mul_(1 - momentum).add_(var * (n / (n - 1)), alpha=momentum)
+    return y.reshape(x.shape)
 
 
 class SpikingBlock(nn.Module):
@@ -55,16 +77,20 @@ class SpikingBlock(nn.Module):
     def is_linear(self) -> bool:
         return isinstance(self.layer, nn.Linear)
 
-    def integrate(self, h: torch.Tensor) -> torch.Tensor:
+    def integrate(self, h: torch.Tensor, expand: bool = True) -> torch.Tensor:
+        """The synaptic input x[t] of every step of h. For an input that repeats
+        over time, `expand=False` returns the one step it repeats ([1, B, ...])."""
         if h.dim() > 2 and h.shape[0] > 1 and h.stride(0) == 0:
             # The same input at every step (direct coding, a stride-0 view): the
-            # layer runs once and its output is expanded, so the forward GEMM and,
-            # through expand's backward (a sum over T), the weight-gradient GEMM
-            # are T times smaller. Batch norm still sees all T·B rows.
+            # layer (and batch norm) run once and the output is expanded, so the
+            # forward GEMM and, through expand's backward (a sum over T), the
+            # weight-gradient GEMM are T times smaller, and the LIF saves the
+            # stride-0 view for its backward: no T·B-row copy is kept.
             x = self._layer(h[:1])
-            x = x.expand(h.shape[0], *x.shape[1:])
-        else:
-            x = self._layer(h)
+            if self.norm is not None:
+                x = repeated_batch_norm(self.norm, x, h.shape[0])
+            return x.expand(h.shape[0], *x.shape[1:]) if expand else x
+        x = self._layer(h)
         return fold(self.norm, x) if self.norm is not None else x
 
     def _layer(self, h: torch.Tensor) -> torch.Tensor:
@@ -102,6 +128,8 @@ class SpikingBlock(nn.Module):
         return surrogate_grad_(membrane.sub_(self.neuron.threshold), self.neuron.surrogate, self.neuron.alpha)
 
     def pooled(self, spikes: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.pool, nn.MaxPool2d):  # (spike_max_pool falls back to the module itself)
+            return fold(lambda s: spike_max_pool(s, self.pool), spikes)
         return fold(self.pool, spikes) if self.pool is not None else spikes
 
     def drop(self, h: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,60 @@
+"""2×2 max pooling of spikes that keeps one byte per input element for its
+backward, where `nn.MaxPool2d` keeps the float input and 64-bit indices
+(12 bytes per float32 element). A 0/1 input is exact in uint8, and the
+gradient goes where max_pool2d's does: to the first maximum of each window
+in row-major order (the first spike, or the window's first element when it
+has none)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class _SpikeMaxPool2x2(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, spikes: torch.Tensor) -> torch.Tensor:
+        ctx.dtype = spikes.dtype
+        ctx.save_for_backward(spikes.to(torch.uint8))
+        return F.max_pool2d(spikes, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (saved,) = ctx.saved_tensors
+        n, c, h, w = saved.shape
+        windows = saved.view(n, c, h // 2, 2, w // 2, 2)
+        a, b = windows[:, :, :, 0, :, 0], windows[:, :, :, 0, :, 1]
+        d, e = windows[:, :, :, 1, :, 0], windows[:, :, :, 1, :, 1]
+        # which element of each window is the first maximum, one mask per position
+        none_before_b = 1 - a
+        none_before_d = none_before_b * (1 - b)
+        none_before_e = none_before_d * (1 - d)
+        first = (a | (none_before_e * (1 - e)), none_before_b * b, none_before_d * d, none_before_e * e)
+        grad_spikes = grad.new_empty((n, c, h // 2, 2, w // 2, 2))
+        for (row, col), mask in zip(((0, 0), (0, 1), (1, 0), (1, 1)), first):
+            torch.mul(grad, mask, out=grad_spikes[:, :, :, row, :, col])
+        return grad_spikes.view(n, c, h, w)
+
+
+def is_spike_pool_2x2(pool: nn.Module) -> bool:
+    return (
+        isinstance(pool, nn.MaxPool2d)
+        and pool.kernel_size in (2, (2, 2))
+        and pool.stride in (2, (2, 2))
+        and pool.padding in (0, (0, 0))
+        and pool.dilation in (1, (1, 1))
+        and not pool.ceil_mode
+        and not pool.return_indices
+    )
+
+
+def spike_max_pool(spikes: torch.Tensor, pool: nn.Module) -> torch.Tensor:
+    """`pool(spikes)` for spikes (every element 0 or 1, [N, C, H, W]): with a
+    2×2, stride-2 max pool over even H and W, the same values and gradient
+    with a uint8 copy of the input saved for the backward; `pool` itself
+    otherwise. Any input but spikes would get a wrong gradient: callers pass spikes."""
+    fits = is_spike_pool_2x2(pool) and spikes.shape[-1] % 2 == 0 and spikes.shape[-2] % 2 == 0
+    if not (fits and torch.is_grad_enabled() and spikes.requires_grad):
+        return pool(spikes)
+    return _SpikeMaxPool2x2.apply(spikes)
