@@ -338,7 +338,11 @@ def main(argv: Sequence[str]) -> None:
             print(f"{name}: {table.title}: {', '.join(sorted({r.status for r in table.rows}))}; nothing to run here")
             continue
         if name == "table-4-5":
-            print(robustness.run_grid(out, args.seeds, args.epochs, args.device).read_text())
+            print(
+                robustness.run_grid(
+                    out, args.seeds, args.epochs, args.device, estimate_seconds=estimate_seconds
+                ).read_text()
+            )
             continue
         print(run_table(table, out, args.seeds, args.epochs, args.device).read_text())
     if args.write_docs:

@@ -1,4 +1,4 @@
-"""Table 4-5's grid: robustness to input noise of HBH against BPTT and HLL,
+"""`pysnn reproduce table-4-5`: robustness to input noise of HBH against BPTT and HLL,
 at the end of training and at equal clean accuracy.
 
 For each model (the MLP and the spiking CNN on Fashion-MNIST) and seed, HBH
@@ -107,8 +107,17 @@ def evaluate_noise(run_dir: Path, model: str, device: str) -> dict:
     return result
 
 
-def run_grid(out: Path, seeds: int, epochs: Optional[int], device: str, models: Sequence[str] = (), log=print):
-    """Trains and evaluates every cell not yet finished, then writes table-4-5.md and .png."""
+def run_grid(
+    out: Path,
+    seeds: int,
+    epochs: Optional[int],
+    device: str,
+    models: Sequence[str] = (),
+    log=print,
+    estimate_seconds=None,
+):
+    """Trains and evaluates every cell not yet finished, then writes table-4-5.md and
+    the plots; `estimate_seconds(config, cells)` (pysnn.reproduce's) prices the grid first."""
     from tqdm import tqdm
 
     from .train import train
@@ -118,15 +127,16 @@ def run_grid(out: Path, seeds: int, epochs: Optional[int], device: str, models: 
     cells = [(m, r, p, s) for m in models for s in range(seeds) for r, p in POINTS]
     todo = [c for c in cells if not (cell_dir(out, *c) / "noise.json").is_file()]
     if todo:
-        from .reproduce import estimate_seconds
-
-        seconds = sum(
-            estimate_seconds(cell_config(m, "hbh", 0, epochs, device, out), sum(c[0] == m for c in todo))
-            for m in dict.fromkeys(c[0] for c in todo)
-        )
+        price = ""
+        if estimate_seconds is not None:
+            seconds = sum(
+                estimate_seconds(cell_config(m, "hbh", 0, epochs, device, out), sum(c[0] == m for c in todo))
+                for m in dict.fromkeys(c[0] for c in todo)
+            )
+            price = f", at most about {seconds / 60:.0f} min of training"
         log(
-            f"table-4-5: {len(todo)} of {len(cells)} cells to run (HBH first: its accuracy is the others' target), "
-            f"at most about {seconds / 60:.0f} min of training"
+            f"table-4-5: {len(todo)} of {len(cells)} cells to run (HBH first: its accuracy is the others' "
+            f"target){price}"
         )
     for model, rule, point, seed in tqdm(todo, desc="table-4-5", unit="cell", dynamic_ncols=True):
         run_dir = cell_dir(out, model, rule, point, seed)

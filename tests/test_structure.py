@@ -24,6 +24,7 @@ ENTRY_POINTS = {
     "pysnn.compare",
     "pysnn.export",
     "pysnn.reproduce",
+    "pysnn.robustness",  # pysnn reproduce table-4-5
 }
 
 
