@@ -197,10 +197,7 @@ def results(table: Table, out: Path, seeds: int, epochs: int) -> Dict[str, List[
 
 
 def _mean_sd(values: Sequence[float]) -> str:
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f} (n = {len(values)})"
+    return robustness.mean_sd(values) + (f" (n = {len(values)})" if values else "")
 
 
 def write_results(table: Table, out: Path, seeds: int, epochs: int, epochs_flag: Optional[int]) -> Path:

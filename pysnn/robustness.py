@@ -172,7 +172,8 @@ def collect(out: Path, model: str, seeds: int, epochs: int) -> Summary:
     return found
 
 
-def _mean_sd(values: Sequence[float]) -> str:
+def mean_sd(values: Sequence[float]) -> str:
+    """'mean ± sd' of per-seed figures (sd 0 for one value, '-' for none)."""
     if not values:
         return "-"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -193,7 +194,7 @@ def verdict(found: Summary, curve: str) -> str:
     gap = statistics.mean(bptt) - statistics.mean(hbh)
     kind, space = curve.split("/")
     level = LEVELS[kind][-1]
-    said = f"{kind} {level} ({space} space): HBH drops {_mean_sd(hbh)} points, BPTT at equal accuracy {_mean_sd(bptt)}"
+    said = f"{kind} {level} ({space} space): HBH drops {mean_sd(hbh)} points, BPTT at equal accuracy {mean_sd(bptt)}"
     if abs(gap) <= spread:
         return f"{said}: no difference beyond the seeds' spread."
     return f"{said}: HBH is {'more' if gap > 0 else 'less'} robust than BPTT at equal clean accuracy."
@@ -221,9 +222,13 @@ def write_results(out: Path, seeds: int, epochs: int, epochs_flag: Optional[int]
         ]
         for rule, point in POINTS:
             entry = found[(rule, point)]
-            drops = " | ".join(_mean_sd(_last(entry, f"{k}/{s}")) for k, s in CURVES)
+            drops = " | ".join(mean_sd(_last(entry, f"{k}/{s}")) for k, s in CURVES)
+            missed = len(entry["clean"]) - entry["stopped"] if point == "matched" else 0
+            clean = mean_sd(entry["clean"]) + (
+                f" (target not reached: {missed} of {len(entry['clean'])})" if missed else ""
+            )
             lines.append(
-                f"| {POINT_TEXT[(rule, point)]} | {_mean_sd(entry['clean'])} | {drops} | "
+                f"| {POINT_TEXT[(rule, point)]} | {clean} | {drops} | "
                 f"`{cell_command(model, rule, point, epochs_flag)}` |"
             )
         lines += [""] + [f"* {verdict(found, f'{k}/{s}')}" for k, s in CURVES] + [""]
@@ -271,8 +276,8 @@ def measured(out: Path, seeds: int, epochs: int) -> Dict[str, str]:
     for model in MODELS:
         found = collect(out, model, seeds, epochs)
         for key, entry in found.items():
-            drops = ", ".join(f"{k} {LEVELS[k][-1]} {s} {_mean_sd(_last(entry, f'{k}/{s}'))}" for k, s in CURVES)
-            rows[f"{model.upper()}: {POINT_TEXT[key]}"] = f"clean {_mean_sd(entry['clean'])}; drops: {drops}"
+            drops = ", ".join(f"{k} {LEVELS[k][-1]} {s} {mean_sd(_last(entry, f'{k}/{s}'))}" for k, s in CURVES)
+            rows[f"{model.upper()}: {POINT_TEXT[key]}"] = f"clean {mean_sd(entry['clean'])}; drops: {drops}"
     return rows
 
 

@@ -51,47 +51,62 @@ def _sgd(param, grad, buffers, lr, key):
     param -= lr * buffers[key]
 
 
+class OneLayer:
+    """A one-hidden-layer HLL trainer (T = 3, float64, SGD) with copies of its
+    layer's, auxiliary module's and head's starting weights, for an
+    independent computation to update."""
+
+    def __init__(self, loss: str, aux: str) -> None:
+        self.config, model, self.trainer = _trainer(loss=loss)
+        self.images, self.labels = _batch()
+        self.modules = {"layer": model.blocks[0].layer, "aux": getattr(self.trainer.aux[0], aux), "head": model.head}
+        self.start = {k: [m.weight.detach().clone(), m.bias.detach().clone()] for k, m in self.modules.items()}
+        self.weights = {k: [w.clone() for w in pair] for k, pair in self.start.items()}  # what the test updates
+        self.x = self.images.flatten(1)
+        self.onehot = F.one_hot(self.labels, CLASSES).to(self.x.dtype)
+        c = self.config
+        self.lr, self.th, self.alpha, self.m = c.lr / c.timesteps, c.threshold, c.alpha, len(self.labels)
+        self.buffers = {}
+
+    def sgd(self, module: str, grad_w: torch.Tensor, grad_b: torch.Tensor) -> None:
+        w, b = self.weights[module]
+        _sgd(w, grad_w, self.buffers, self.lr, module + ".w")
+        _sgd(b, grad_b, self.buffers, self.lr, module + ".b")
+
+    def head_step(self, s: torch.Tensor) -> None:
+        """The head's CE on this step's spikes."""
+        wh, bh = self.weights["head"]
+        g_head = (torch.softmax(s @ wh.T + bh, 1) - self.onehot) / self.m
+        self.sgd("head", g_head.T @ s, g_head.sum(0))
+
+    def check(self) -> None:
+        self.trainer.step(self.images, self.labels)
+        for name, module in self.modules.items():
+            for got, want in zip((module.weight, module.bias), self.weights[name]):
+                torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
+        assert not torch.equal(self.start["layer"][0], self.weights["layer"][0])  # the batch did change W
+
+
 def test_realtime_hll_pred_equals_the_equations():
     """One hidden layer, the pred loss, T = 3 steps, float64: the trainer's weights
     after one batch equal eqs. 3-1, 3-2, 3-4 and the time-local gradient 3-17
     applied at every step, with SGD at lr / T per step."""
-    config, model, trainer = _trainer()
-    images, labels = _batch()
-    block, head, classifier = model.blocks[0], model.head, trainer.aux[0].classifier
-    w, b = block.layer.weight.detach().clone(), block.layer.bias.detach().clone()
-    wp, bp = classifier.weight.detach().clone(), classifier.bias.detach().clone()
-    wh, bh = head.weight.detach().clone(), head.bias.detach().clone()
-    x = images.flatten(1)
-    onehot = F.one_hot(labels, CLASSES).to(x.dtype)
-    lr, th, alpha, m = config.lr / config.timesteps, config.threshold, config.alpha, len(labels)
-    state = torch.zeros(m, 8, dtype=x.dtype)
-    buffers = {}
-    for _ in range(config.timesteps):
-        u = config.decay * state + x @ w.T + b  # (3-1), from the carried post-reset membrane
-        s = (u >= th).to(x.dtype)  # (3-2)
-        state = u - th * s
+    net = OneLayer("pred", "classifier")
+    c, x = net.config, net.x
+    state = torch.zeros(net.m, 8, dtype=x.dtype)
+    for _ in range(c.timesteps):
+        (w, b), (wp, bp) = net.weights["layer"], net.weights["aux"]
+        u = c.decay * state + x @ w.T + b  # (3-1), from the carried post-reset membrane
+        s = (u >= net.th).to(x.dtype)  # (3-2)
+        state = u - net.th * s
         # L_pred[t] = CE(Wp s[t] + bp, y) (3-4); the gradient reaches W through s[t] only (3-17)
-        g_logits = (torch.softmax(s @ wp.T + bp, 1) - onehot) / m
-        sig = torch.sigmoid(alpha * (u - th))
-        g_u = (g_logits @ wp) * alpha * sig * (1 - sig)
-        grads = {"w": g_u.T @ x, "b": g_u.sum(0), "wp": g_logits.T @ s, "bp": g_logits.sum(0)}
-        for name, param in (("w", w), ("b", b), ("wp", wp), ("bp", bp)):
-            _sgd(param, grads[name], buffers, lr, name)
-        g_head = (torch.softmax(s @ wh.T + bh, 1) - onehot) / m  # the head's CE on this step's spikes
-        _sgd(wh, g_head.T @ s, buffers, lr, "wh")
-        _sgd(bh, g_head.sum(0), buffers, lr, "bh")
-
-    trainer.step(images, labels)
-    for got, want in (
-        (block.layer.weight, w),
-        (block.layer.bias, b),
-        (classifier.weight, wp),
-        (classifier.bias, bp),
-        (head.weight, wh),
-        (head.bias, bh),
-    ):
-        torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
-    assert not torch.equal(w, _trainer()[1].blocks[0].layer.weight.detach())  # the batch did change W
+        g_logits = (torch.softmax(s @ wp.T + bp, 1) - net.onehot) / net.m
+        sig = torch.sigmoid(net.alpha * (u - net.th))
+        g_u = (g_logits @ wp) * net.alpha * sig * (1 - sig)
+        net.sgd("layer", g_u.T @ x, g_u.sum(0))
+        net.sgd("aux", g_logits.T @ s, g_logits.sum(0))
+        net.head_step(s)
+    net.check()
 
 
 def test_realtime_hll_window_terms_equal_the_equations():
@@ -99,44 +114,23 @@ def test_realtime_hll_window_terms_equal_the_equations():
     step; after it, recon on the rates of the running sums, its gradient
     reaching W through the last step's spikes only (3-17); the head learns
     at every step. float64, SGD at lr / T."""
-    config, model, trainer = _trainer(loss="recon")
-    images, labels = _batch()
-    block, head, decoder = model.blocks[0], model.head, trainer.aux[0].decoder
-    w, b = block.layer.weight.detach().clone(), block.layer.bias.detach().clone()
-    wd, bd = decoder.weight.detach().clone(), decoder.bias.detach().clone()
-    wh, bh = head.weight.detach().clone(), head.bias.detach().clone()
-    x = images.flatten(1)
-    onehot = F.one_hot(labels, CLASSES).to(x.dtype)
-    lr, th, alpha, m, steps = (
-        config.lr / config.timesteps,
-        config.threshold,
-        config.alpha,
-        len(labels),
-        config.timesteps,
-    )
-    state, spike_sum, buffers = torch.zeros(m, 8, dtype=x.dtype), torch.zeros(m, 8, dtype=x.dtype), {}
+    net = OneLayer("recon", "decoder")
+    c, x, steps = net.config, net.x, net.config.timesteps
+    state, spike_sum = torch.zeros(net.m, 8, dtype=x.dtype), torch.zeros(net.m, 8, dtype=x.dtype)
     for t in range(steps):
-        u = config.decay * state + x @ w.T + b
-        s = (u >= th).to(x.dtype)
-        state, spike_sum = u - th * s, spike_sum + s
+        (w, b), (wd, bd) = net.weights["layer"], net.weights["aux"]
+        u = c.decay * state + x @ w.T + b
+        s = (u >= net.th).to(x.dtype)
+        state, spike_sum = u - net.th * s, spike_sum + s
         if t == steps - 1:  # L_recon = mean((Wd r + bd − x)²), r = Σ s / T
             r = spike_sum / steps
             g_out = 2 * (r @ wd.T + bd - x) / x.numel()
-            sig = torch.sigmoid(alpha * (u - th))
-            g_u = (g_out @ wd) / steps * alpha * sig * (1 - sig)
-            grads = {"w": g_u.T @ x, "b": g_u.sum(0), "wd": g_out.T @ r, "bd": g_out.sum(0)}
-            for name, param in (("w", w), ("b", b), ("wd", wd), ("bd", bd)):
-                _sgd(param, grads[name], buffers, lr, name)
-        g_head = (torch.softmax(s @ wh.T + bh, 1) - onehot) / m
-        _sgd(wh, g_head.T @ s, buffers, lr, "wh")
-        _sgd(bh, g_head.sum(0), buffers, lr, "bh")
-
-    trainer.step(images, labels)
-    for got, want in ((block.layer.weight, w), (block.layer.bias, b), (decoder.weight, wd), (decoder.bias, bd)):
-        torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
-    for got, want in ((head.weight, wh), (head.bias, bh)):
-        torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
-    assert not torch.equal(w, _trainer(loss="recon")[1].blocks[0].layer.weight.detach())
+            sig = torch.sigmoid(net.alpha * (u - net.th))
+            g_u = (g_out @ wd) / steps * net.alpha * sig * (1 - sig)
+            net.sgd("layer", g_u.T @ x, g_u.sum(0))
+            net.sgd("aux", g_out.T @ r, g_out.sum(0))
+        net.head_step(s)
+    net.check()
 
 
 @pytest.mark.parametrize(
