@@ -5,8 +5,11 @@ ablations that no GPU or missing data set blocks run a stated CPU proxy
 (Fashion-MNIST, MLP 784-1024-10, a few epochs) over N seeds: one run
 directory per cell, finished cells skipped and a killed cell resumed
 (`--resume auto`), then a markdown table (thesis | mean ± sd | setting |
-command) and a plot. `--write-docs FILE` writes docs/reproduction.md from the
-registry and whatever results exist."""
+command) and a plot. With `--device cuda` on a machine with a GPU the rows
+that need one run the thesis' own settings (presets), for `--epochs E`, and
+the table adds their samples/s and the time of the thesis' epoch count.
+`--write-docs FILE` writes docs/reproduction.md from the registry and
+whatever results exist."""
 
 from __future__ import annotations
 
@@ -48,9 +51,17 @@ class Table:
         return any(r.status == "proxy" for r in self.rows)
 
 
+def runnable_rows(table: Table, device: str) -> List[Row]:
+    """The rows this machine runs: the proxies, and with a CUDA device the
+    thesis' own GPU rows (their presets)."""
+    gpu = device.startswith("cuda")
+    return [r for r in table.rows if r.status == "proxy" or (gpu and r.status == "needs a GPU")]
+
+
 def _preset_row(label: str, thesis: Optional[float], preset: str, needs: str) -> Row:
     where = " --data-dir DIR" if needs == "needs data" else " --device cuda"
-    return Row(label, thesis, needs, "the thesis' own setting", f"pysnn train --preset {preset}{where}")
+    command = f"pysnn train --preset {preset}{where}"
+    return Row(label, thesis, needs, "the thesis' own setting", command, dict(preset=preset))
 
 
 ABLATION = {  # Table 3-5, CIFAR-10 VGG8
@@ -108,7 +119,8 @@ TABLES: Dict[str, Table] = {
         for model in robustness.MODELS for (rule, point), text in robustness.POINT_TEXT.items()
     ], "The proxy compares HBH with BPTT and HLL stopped at HBH's clean accuracy (`--stop-at-accuracy`) and at "
        "the end of the same budget, under gaussian noise (pixel and normalised space) and salt-and-pepper; "
-       "drops in points at the strongest level; the plots are table-4-5-mlp.png and table-4-5-cnn.png"),
+       "drops in points at the strongest level, the CNN's under noise on the first 2,000 test images; the plots "
+       "are table-4-5-mlp.png and table-4-5-cnn.png (copies in docs/img/)"),
     "table-4-6": Table("table-4-6", "non-BP SNN training algorithms compared", [
         Row("properties of each algorithm (check marks)", None, "qualitative"),
     ], "A comparison of properties, no measurement"),
@@ -122,7 +134,12 @@ def cell_dir(out: Path, table: Table, row: Row, seed: int) -> Path:
 def cell_config(row: Row, seed: int, epochs: Optional[int], device: str, out: Path):
     from .config import TrainConfig
 
-    flags = {**PROXY, **row.flags, "seed": seed, "device": device, "progress": False, "out": str(out)}
+    if "preset" in row.flags:  # the thesis' own setting (a GPU row)
+        from .presets import preset
+
+        flags = {**preset(row.flags["preset"]), "seed": seed, "device": device, "progress": False, "out": str(out)}
+    else:
+        flags = {**PROXY, **row.flags, "seed": seed, "device": device, "progress": False, "out": str(out)}
     if epochs is not None:
         flags["epochs"] = epochs
     return TrainConfig(**flags)
@@ -149,21 +166,25 @@ def finished(run_dir: Path, epochs: int) -> Optional[float]:
 def estimate_seconds(config, cells: int) -> float:
     """Time a few training steps of the first cell's network on its own data
     and scale them to the grid (evaluation and data loading left out)."""
+    import torch
+
     from .data import load_dataset
     from .learning import make_trainer
     from .models import build_model
 
     data = load_dataset(config.dataset, config.data_dir, config.subset, False, config.seed, config.timesteps, False)
-    model = build_model(config, data.image_shape, data.classes)
+    device = torch.device(config.device)
+    model = build_model(config, data.image_shape, data.classes).to(device)
     trainer = make_trainer(model, config, data.classes, data.image_shape)
-    images = data.train.take(slice(0, config.batch_size))
-    labels = data.train.labels[: config.batch_size]
+    trainer.aux.to(device)
+    images = data.train.take(slice(0, config.batch_size)).to(device)
+    labels = data.train.labels[: config.batch_size].to(device)
     for _ in range(3):  # the first steps allocate and warm up
         trainer.step(images, labels)
     times = []
     for _ in range(5):  # the fastest: other work on the machine only slows a step
         start = time.perf_counter()
-        trainer.step(images, labels)
+        trainer.step(images, labels)  # (.item() of the loss waits for the device)
         times.append(time.perf_counter() - start)
     per_step = min(times)
     return per_step * math.ceil(len(data.train) / config.batch_size) * config.epochs * cells
@@ -175,7 +196,7 @@ def run_table(table: Table, out: Path, seeds: int, epochs: Optional[int], device
 
     from .train import train
 
-    rows = [r for r in table.rows if r.status == "proxy"]
+    rows = runnable_rows(table, device)
     cells = [(row, seed) for row in rows for seed in range(seeds)]
     first = cell_config(rows[0], 0, epochs, device, out)
     todo = [(r, s) for r, s in cells if finished(cell_dir(out, table, r, s), first.epochs) is None]
@@ -205,7 +226,11 @@ def write_results(table: Table, out: Path, seeds: int, epochs: int, epochs_flag:
     lines = [
         f"# {table.name}: {table.title}",
         "",
-        f"Proxy: {PROXY_TEXT}, {epochs} epoch(s), {seeds} seeds; thesis numbers are its own setting's.",
+        (
+            f"Proxy: {PROXY_TEXT}, {epochs} epoch(s), {seeds} seeds; thesis numbers are its own setting's."
+            if table.runnable
+            else f"The thesis' own setting, {epochs} epoch(s) per cell, {seeds} seeds."
+        ),
         "",
         "| row | thesis | this run (mean ± sd) | setting | command |",
         "|---|---|---|---|---|",
@@ -214,11 +239,36 @@ def write_results(table: Table, out: Path, seeds: int, epochs: int, epochs_flag:
         thesis = f"{row.thesis:.2f}" if row.thesis is not None else "-"
         command = cell_command(row, epochs_flag) if row.status == "proxy" else row.command
         lines.append(f"| {row.label} | {thesis} | {_mean_sd(found[row.label])} | {row.setting} | `{command}` |")
-    lines += ["", ordering(table, found)]
+    lines += ["", ordering(table, found), *speed_lines(table, out, seeds)]
     path = out / f"{table.name}.md"
     path.write_text("\n".join(lines) + "\n")
     _plot(table, found, out / f"{table.name}.png")
     return path
+
+
+def speed_lines(table: Table, out: Path, seeds: int) -> List[str]:
+    """For the thesis' own rows that ran: samples/s and the time the thesis'
+    epoch count would take at that speed."""
+    from .presets import preset
+
+    lines = []
+    for row in (r for r in table.rows if "preset" in r.flags):
+        epochs = []
+        for seed in range(seeds):
+            try:
+                epochs += json.loads((cell_dir(out, table, row, seed) / "metrics.json").read_text())["epochs"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                pass
+        timed = [e for e in epochs if e.get("samples") and e.get("seconds")]
+        if timed:
+            rate = statistics.mean(e["samples"] / e["seconds"] for e in timed)
+            per_epoch = statistics.mean(e["seconds"] for e in timed)
+            total = preset(row.flags["preset"])["epochs"]
+            lines.append(
+                f"* {row.label}: {rate:.0f} samples/s over {len(timed)} epoch(s); the thesis' {total} epochs "
+                f"would take {per_epoch * total / 3600:.1f} h per seed at this speed"
+            )
+    return [""] + lines if lines else []
 
 
 def ordering(table: Table, found: Dict[str, List[float]]) -> str:
@@ -313,7 +363,9 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--list", action="store_true", help="every thesis table with its rows' status")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="epochs per proxy cell (default 1)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="cpu", help="cuda also runs the thesis' own GPU rows (their presets; --epochs E each)"
+    )
     parser.add_argument("--out", default="runs/reproduce", help="where the cells' run directories go")
     parser.add_argument("--write-docs", metavar="FILE", help="write the reproduction page from the results")
     args = parser.parse_args(list(argv))
@@ -328,10 +380,15 @@ def main(argv: Sequence[str]) -> None:
     unknown = [n for n in names if n not in TABLES]
     if unknown:
         raise ValueError(f"unknown table {', '.join(unknown)}; `pysnn reproduce --list` names them")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: this machine has no CUDA device")
     out = Path(args.out)
     for name in names:
         table = TABLES[name]
-        if not table.runnable:
+        if not runnable_rows(table, args.device):
             print(f"{name}: {table.title}: {', '.join(sorted({r.status for r in table.rows}))}; nothing to run here")
             continue
         if name == "table-4-5":

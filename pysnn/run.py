@@ -172,6 +172,7 @@ class Run:
             "test_loss": test_loss,
             "test_acc": test_acc,
             "seconds": seconds,
+            "samples": seen,
             **probe(self.model, self.dataset, self.config, self.device),
         }
         self.metrics["epochs"].append(record)

@@ -4,6 +4,7 @@ skips finished ones, resumes a killed one, and writes its table and page."""
 import json
 
 import pytest
+import torch
 
 from pysnn import reproduce, robustness
 from pysnn.cli import main
@@ -84,3 +85,25 @@ def test_the_robustness_grid_matches_hbh_accuracy_and_resumes(tmp_path, monkeypa
     monkeypatch.setattr(robustness, "MODELS", {"mlp": TINY, "cnn": dict(TINY, model="cnn")})
     assert main(["reproduce", "--seeds", "2", "--out", str(out), "--write-docs", str(docs)]) == 0
     assert "| MLP: BPTT at HBH's accuracy | 12.3 / 8.5 | clean " in docs.read_text()
+
+
+def test_gpu_rows_run_the_thesis_presets_on_cuda_only(tmp_path, capsys):
+    table = reproduce.TABLES["table-3-3"]
+    assert reproduce.runnable_rows(table, "cpu") == []
+    rows = reproduce.runnable_rows(table, "cuda")
+    assert [r.flags["preset"] for r in rows] == ["thesis-hll-fashion-vgg8", "thesis-hll-fashion-vgg8-2x"]
+    config = reproduce.cell_config(rows[0], 1, 2, "cuda", tmp_path)
+    assert (config.model, config.epochs, config.seed, config.device) == ("vgg8", 2, 1, "cuda")
+    if not torch.cuda.is_available():
+        assert main(["reproduce", "table-3-3", "--device", "cuda"]) == 2
+        assert "this machine has no CUDA device" in capsys.readouterr().err
+    # a finished cell's speed and the projection to the thesis' epochs
+    run_dir = reproduce.cell_dir(tmp_path, table, rows[0], 0)
+    run_dir.mkdir(parents=True)
+    epochs = [{"epoch": 1, "seconds": 60.0, "samples": 60000, "test_acc": 0.8}]
+    (run_dir / "metrics.json").write_text(json.dumps({"epochs": epochs, "test_acc": 0.8}))
+    lines = reproduce.speed_lines(table, tmp_path, 1)
+    assert lines[1] == (
+        "* HLL pred-sim, VGG8: 1000 samples/s over 1 epoch(s); the thesis' 200 epochs would take 3.3 h per seed "
+        "at this speed"
+    )
