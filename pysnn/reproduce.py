@@ -55,7 +55,7 @@ def runnable_rows(table: Table, device: str) -> List[Row]:
     """The rows this machine runs: the proxies, and with a CUDA device the
     thesis' own GPU rows (their presets)."""
     gpu = device.startswith("cuda")
-    return [r for r in table.rows if r.status == "proxy" or (gpu and r.status == "needs a GPU")]
+    return [r for r in table.rows if r.status == "proxy" or (gpu and r.status == "needs a GPU" and "preset" in r.flags)]
 
 
 def _preset_row(label: str, thesis: Optional[float], preset: str, needs: str) -> Row:
@@ -317,6 +317,8 @@ def listing() -> str:
     for table in TABLES.values():
         statuses = sorted({r.status for r in table.rows})
         runnable = "  (runs: pysnn reproduce " + table.name + ")" if table.runnable else ""
+        if runnable_rows(table, "cuda") and not table.runnable:
+            runnable = f"  (on a GPU: pysnn reproduce {table.name} --device cuda --epochs E)"
         lines.append(f"{table.name:10}  {len(table.rows):>4}  {', '.join(statuses)}: {table.title}{runnable}")
     return "\n".join(lines)
 
@@ -340,6 +342,8 @@ def write_docs(path: Path, out: Path, seeds: int, epochs: int) -> None:
         lines += [f"## {table.name}: {table.title}", ""]
         if table.note:
             lines += [table.note + ".", ""]
+        if not table.runnable and runnable_rows(table, "cuda"):
+            lines += [f"On a machine with a GPU: `pysnn reproduce {table.name} --device cuda --epochs E`.", ""]
         lines += ["| row | thesis | measured | status | command |", "|---|---|---|---|---|"]
         for row in table.rows:
             thesis = f"{row.thesis:.2f}" if row.thesis is not None else (row.thesis_text or row.setting or "-")

@@ -107,3 +107,8 @@ def test_gpu_rows_run_the_thesis_presets_on_cuda_only(tmp_path, capsys):
         "* HLL pred-sim, VGG8: 1000 samples/s over 1 epoch(s); the thesis' 200 epochs would take 3.3 h per seed "
         "at this speed"
     )
+
+
+def test_gpu_rows_without_a_preset_are_not_run():
+    rows = reproduce.runnable_rows(reproduce.TABLES["table-4-5"], "cuda")
+    assert rows and all(r.status == "proxy" for r in rows)
