@@ -14,7 +14,6 @@ whatever results exist."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -137,30 +136,17 @@ def cell_config(row: Row, seed: int, epochs: Optional[int], device: str, out: Pa
     if "preset" in row.flags:  # the thesis' own setting (a GPU row)
         from .presets import preset
 
-        flags = {**preset(row.flags["preset"]), "seed": seed, "device": device, "progress": False, "out": str(out)}
+        setting = preset(row.flags["preset"])
     else:
-        flags = {**PROXY, **row.flags, "seed": seed, "device": device, "progress": False, "out": str(out)}
+        setting = {**PROXY, **row.flags}
+    flags = {**setting, "seed": seed, "device": device, "progress": False, "out": str(out)}
     if epochs is not None:
         flags["epochs"] = epochs
     return TrainConfig(**flags)
 
 
 def cell_command(row: Row, epochs: Optional[int]) -> str:
-    flags = {**PROXY, **row.flags, **({"epochs": epochs} if epochs else {})}
-    parts = []
-    for key, value in flags.items():
-        value = " ".join(map(str, value)) if isinstance(value, list) else value
-        parts.append(f"--{key.replace('_', '-')} {value}")
-    return "pysnn train " + " ".join(parts) + " --seed S"
-
-
-def finished(run_dir: Path, epochs: int) -> Optional[float]:
-    """The final test accuracy of a finished cell, else None."""
-    try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return metrics["test_acc"] if len(metrics.get("epochs", [])) >= epochs else None
+    return robustness.train_command({**PROXY, **row.flags, **({"epochs": epochs} if epochs else {})})
 
 
 def estimate_seconds(config, cells: int) -> float:
@@ -199,7 +185,7 @@ def run_table(table: Table, out: Path, seeds: int, epochs: Optional[int], device
     rows = runnable_rows(table, device)
     cells = [(row, seed) for row in rows for seed in range(seeds)]
     first = cell_config(rows[0], 0, epochs, device, out)
-    todo = [(r, s) for r, s in cells if finished(cell_dir(out, table, r, s), first.epochs) is None]
+    todo = [(r, s) for r, s in cells if robustness.finished(cell_dir(out, table, r, s), first.epochs) is None]
     if todo:
         log(f"{table.name}: {len(todo)} of {len(cells)} cells to run, about "
             f"{estimate_seconds(first, len(todo)) / 60:.1f} min of training")  # fmt: skip
@@ -212,7 +198,7 @@ def run_table(table: Table, out: Path, seeds: int, epochs: Optional[int], device
 def results(table: Table, out: Path, seeds: int, epochs: int) -> Dict[str, List[float]]:
     found = {}
     for row in table.rows:
-        accs = [finished(cell_dir(out, table, row, s), epochs) for s in range(seeds)]
+        accs = [robustness.finished(cell_dir(out, table, row, s), epochs) for s in range(seeds)]
         found[row.label] = [100 * a for a in accs if a is not None]
     return found
 
@@ -255,10 +241,7 @@ def speed_lines(table: Table, out: Path, seeds: int) -> List[str]:
     for row in (r for r in table.rows if "preset" in r.flags):
         epochs = []
         for seed in range(seeds):
-            try:
-                epochs += json.loads((cell_dir(out, table, row, seed) / "metrics.json").read_text())["epochs"]
-            except (FileNotFoundError, json.JSONDecodeError, KeyError):
-                pass
+            epochs += (robustness.metrics(cell_dir(out, table, row, seed)) or {}).get("epochs", [])
         timed = [e for e in epochs if e.get("samples") and e.get("seconds")]
         if timed:
             rate = statistics.mean(e["samples"] / e["seconds"] for e in timed)

@@ -51,6 +51,7 @@ def cell_dir(out: Path, model: str, rule: str, point: str, seed: int) -> Path:
 
 
 def metrics(run_dir: Path) -> Optional[dict]:
+    """A run directory's metrics.json, None before its first write."""
     try:
         return json.loads((run_dir / "metrics.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -76,12 +77,16 @@ def cell_config(model: str, rule: str, seed: int, epochs: Optional[int], device:
     return TrainConfig(**flags)
 
 
+def train_command(flags: dict, extra: str = "") -> str:
+    """The `pysnn train` line of a cell's TrainConfig fields, the seed left as S."""
+    parts = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in flags.items()]
+    return "pysnn train " + " ".join(parts + ([extra] if extra else [])) + " --seed S"
+
+
 def cell_command(model: str, rule: str, point: str, epochs: Optional[int]) -> str:
     flags = {**MODELS[model], "rule": rule, **({"epochs": epochs} if epochs else {})}
-    parts = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in flags.items()]
-    if point == "matched":
-        parts.append(f"--stop-at-accuracy A_HBH --stop-check-every {CHECK_EVERY[model]}")
-    return "pysnn train " + " ".join(parts) + " --seed S"
+    extra = f"--stop-at-accuracy A_HBH --stop-check-every {CHECK_EVERY[model]}" if point == "matched" else ""
+    return train_command(flags, extra)
 
 
 def evaluate_noise(run_dir: Path, model: str, device: str) -> dict:
