@@ -54,4 +54,5 @@ class HLLTrainer(LocalTrainer):
             return 0.0
         self.window_sums[index] = None
         rates = (spike_sum + spikes.sum(0)) / steps
-        return self.aux[index].window(rates, (input_sum + inputs.sum(0)) / steps, labels, self.batch)
+        input_rates = (input_sum + inputs.sum(0)) / steps
+        return self.aux[index].window(rates, input_rates, self.batch.gather(labels), self.batch)

@@ -132,24 +132,26 @@ class LayerObjective(nn.Module):
             else:
                 pred = self._pred(rates, labels)
             total = total + w["pred"] * batch.sample_scale * pred
+        all_labels = batch.gather(labels) if "sim" in w or "contrast" in w else labels  # one gather for both
         if "sim" in w:
-            onehot = F.one_hot(batch.gather(labels), self.classes).to(rates.dtype)
+            onehot = F.one_hot(all_labels, self.classes).to(rates.dtype)
             embedded = batch.gather(self.embedding(rates if rates.dim() == 4 else rates.flatten(1)))
             total = total + w["sim"] * batch.coupled_scale * sim_loss(embedded, onehot)
         if update != "realtime":
-            total = total + self.window(rates, inputs.mean(0), labels, batch)
+            total = total + self.window(rates, inputs.mean(0), all_labels, batch)
         return total
 
     @property
     def has_window(self) -> bool:
         return bool(WINDOW_TERMS & set(self.weights))
 
-    def window(self, rates: torch.Tensor, input_rates: torch.Tensor, labels: torch.Tensor, batch) -> torch.Tensor:
-        """The terms on the whole window's rates (contrast 3-9, recon 3-10..3-12), weighted."""
+    def window(self, rates: torch.Tensor, input_rates: torch.Tensor, all_labels: torch.Tensor, batch) -> torch.Tensor:
+        """The terms on the whole window's rates (contrast 3-9, recon 3-10..3-12),
+        weighted; `all_labels` are the labels of the samples `batch` gathers."""
         total = rates.new_zeros(())
         w = self.weights
         if "contrast" in w:
-            contrast = contrast_loss(batch.gather(rates), batch.gather(labels))
+            contrast = contrast_loss(batch.gather(rates), all_labels)
             total = total + w["contrast"] * batch.coupled_scale * contrast
         if "recon" in w:
             recon = self._recon(rates, input_rates.reshape(-1, *self.input_shape))
