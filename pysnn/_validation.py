@@ -66,6 +66,23 @@ def check_lif_args(
     check_lif_options(decay, threshold, surrogate, alpha, grad_mode)
 
 
+def check_steps(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, (int, torch.SymInt)) or steps < 1:
+        raise ValueError(f"lif: steps must be an int >= 1, got {steps!r}")
+
+
+def check_repeated_lif_args(x, steps, decay, threshold, surrogate, alpha, grad_mode, u0) -> None:
+    """`lif(..., steps=...)`: x is one step's input [...] (at least 1 dim)."""
+    if not x.is_floating_point():
+        raise TypeError(f"lif: x must be a floating-point tensor, got {x.dtype}")
+    if x.dim() < 1:
+        raise ValueError("lif: x of a repeated input must have at least 1 dim, got a scalar")
+    check_steps(steps)
+    if u0 is not None:
+        check_like("lif", "u0", u0, x, x.shape, "x")
+    check_lif_options(decay, threshold, surrogate, alpha, grad_mode)
+
+
 # ---- HSIC family (messages as in csrc/ops/hsic.cpp) ----
 
 KERNELS = ("gaussian", "laplacian", "cosine", "sigmoid", "linear")

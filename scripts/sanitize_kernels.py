@@ -26,6 +26,11 @@ for dtype, surrogate, grad_mode in itertools.product(
     # direct coding: a stride-0 input over time, read as one row both ways
     row = torch.rand(3, 37, device="cuda", dtype=dtype, requires_grad=True)
     pysnn.ops.lif(row.expand(5, 3, 37), 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode).sum().backward()
+    # the repeated-input ops: one step driven 5 times, its gradient summed in the kernel
+    spikes, state = pysnn.ops.lif(
+        row, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode, u0=u0, steps=5, return_state=True
+    )
+    (spikes.sum() + state.sum()).backward()
 empty = torch.rand(4, 0, 3, device="cuda", requires_grad=True)
 pysnn.ops.lif(empty, 0.5, 1.0).sum().backward()
 for m in (37, 300):  # one partial block of rows; more rows than one block's 256 threads

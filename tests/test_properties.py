@@ -63,10 +63,11 @@ def one_line_error(call, op):
 
 @st.composite
 def lif_inputs(draw):
-    """(x as the op receives it, the leaf tensor x is made from, u0 or None)."""
+    """(x as the op receives it, the leaf tensor x is made from, u0 or None,
+    `steps`: None, or T for one step's input repeated T times)."""
     T = draw(st.integers(1, 4))
     dtype = draw(st.sampled_from([F64, torch.float32, torch.bfloat16, torch.float16]))
-    layout = draw(st.sampled_from(["contiguous", "transposed", "stride0-time", "strided"]))
+    layout = draw(st.sampled_from(["contiguous", "transposed", "stride0-time", "strided", "repeated"]))
     if draw(st.booleans()):
         neurons = (draw(st.sampled_from(EDGES)),)
     else:
@@ -83,6 +84,9 @@ def lif_inputs(draw):
     elif layout == "stride0-time":
         leaf = randn(1, *neurons).requires_grad_()
         x = leaf.expand(T, *neurons)
+    elif layout == "repeated":
+        leaf = randn(*neurons).requires_grad_()
+        x = leaf
     elif layout == "strided":
         leaf = randn(T, *neurons[:-1], 2 * neurons[-1]).requires_grad_()
         x = leaf[..., ::2]
@@ -90,7 +94,7 @@ def lif_inputs(draw):
         leaf = randn(T, *neurons).requires_grad_()
         x = leaf
     u0 = randn(*neurons).requires_grad_() if draw(st.booleans()) else None
-    return x, leaf, u0
+    return x, leaf, u0, (T if layout == "repeated" else None)
 
 
 @given(
@@ -104,8 +108,8 @@ def lif_inputs(draw):
     seed=st.integers(0, 2**31),
 )
 def test_lif_matches_the_reference(inputs, decay, threshold, surrogate, alpha, grad_mode, return_membrane, seed):
-    x, leaf, u0 = inputs
-    options = dict(surrogate=surrogate, alpha=alpha, grad_mode=grad_mode, u0=u0)
+    x, leaf, u0, steps = inputs
+    options = dict(surrogate=surrogate, alpha=alpha, grad_mode=grad_mode, u0=u0, steps=steps)
     options.update(return_membrane=return_membrane, return_state=True)
     before = snapshot(x, u0)
     got = ops.lif(x, decay, threshold, **options)
@@ -139,7 +143,7 @@ def test_lif_matches_the_reference(inputs, decay, threshold, surrogate, alpha, g
             # autograd sums the steps, so terms that cancel keep their roundings; and a
             # gradient below the dtype's normal range keeps few or no bits.
             info, scale = torch.finfo(g.dtype), 0.05 if g.dtype == torch.bfloat16 else 0.01
-            terms = alpha * max(u.abs().max().item() for u in upstream) * x.shape[0]
+            terms = alpha * max(u.abs().max().item() for u in upstream) * want[0].shape[0]
             atol = scale * w.abs().max().item() + 4 * info.eps * terms + info.smallest_normal
             torch.testing.assert_close(g.float(), w.float(), rtol=scale, atol=atol)
         else:

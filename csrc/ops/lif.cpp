@@ -38,6 +38,8 @@ GradMode parse_grad_mode(c10::string_view name) {
                     std::string(name), "'");
 }
 
+}  // namespace
+
 Options check_options(double decay, double threshold, c10::string_view surrogate, double alpha,
                       c10::string_view grad_mode) {
   TORCH_CHECK_VALUE(std::isfinite(decay) && decay >= 0.0 && decay <= 1.0, "lif: decay must be in [0, 1], got ", decay);
@@ -68,8 +70,6 @@ void check_device(const char* op, c10::DeviceType device, const at::Tensor& t, c
   TORCH_CHECK(t.device().type() == device, op, ": ", name, " must be a ", c10::DeviceTypeName(device, true),
               " tensor, got one on ", t.device());
 }
-
-}  // namespace
 
 Options check_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, double decay, double threshold,
                            c10::string_view surrogate, double alpha, c10::string_view grad_mode,

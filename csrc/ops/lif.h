@@ -20,6 +20,16 @@ struct Options {
   GradMode grad_mode;
 };
 
+// Checks shared by every LIF op's argument validation: the options (parsed),
+// a floating-point time-first tensor, a tensor shaped and typed like another,
+// and a tensor on the kernel's device. Errors start with "lif: ".
+Options check_options(double decay, double threshold, c10::string_view surrogate, double alpha,
+                      c10::string_view grad_mode);
+void check_time_first(const at::Tensor& t, const char* name);
+void check_like(const at::Tensor& t, const at::Tensor& ref, c10::IntArrayRef shape, const char* name,
+                const char* ref_name);
+void check_device(const char* op, c10::DeviceType device, const at::Tensor& t, const char* name);
+
 // Validate the arguments of `lif_forward` / `lif_backward` /
 // `lif_backward_input` for a kernel on `device` and parse the option strings.
 // Errors name the offending argument; `op` names the kernel.
@@ -70,6 +80,36 @@ struct BackwardInputCall {
 };
 BackwardInputCall prepare_backward_input(const at::Tensor& grad_spikes, const c10::optional<at::Tensor>& grad_state,
                                          const at::Tensor& x, const c10::optional<at::Tensor>& u0);
+
+// `lif_repeated_forward` / `lif_repeated_backward` (ops/lif_repeated.cpp):
+// x is one step's input [...], driven for `steps` steps.
+Options check_repeated_forward_args(const char* op, c10::DeviceType device, const at::Tensor& x, int64_t steps,
+                                    double decay, double threshold, c10::string_view surrogate, double alpha,
+                                    c10::string_view grad_mode, const c10::optional<at::Tensor>& u0);
+Options check_repeated_backward_args(const char* op, c10::DeviceType device, const at::Tensor& grad_spikes,
+                                     const c10::optional<at::Tensor>& grad_state, const at::Tensor& x,
+                                     const c10::optional<at::Tensor>& u0, double decay, double threshold,
+                                     c10::string_view surrogate, double alpha, c10::string_view grad_mode);
+
+// The repeated ops' inputs made contiguous and outputs allocated: spikes
+// [T, ...] and state [...] (forward); grad_x and grad_u0, both [...] (backward).
+struct RepeatedForwardCall {
+  at::Tensor x;
+  c10::optional<at::Tensor> u0;
+  int64_t T, N;
+  at::Tensor spikes, state;
+};
+RepeatedForwardCall prepare_repeated_forward(const at::Tensor& x, int64_t steps, const c10::optional<at::Tensor>& u0);
+
+struct RepeatedBackwardCall {
+  at::Tensor x, grad_spikes;
+  c10::optional<at::Tensor> grad_state, u0;
+  int64_t T, N;
+  at::Tensor grad_x, grad_u0;
+};
+RepeatedBackwardCall prepare_repeated_backward(const at::Tensor& grad_spikes,
+                                               const c10::optional<at::Tensor>& grad_state, const at::Tensor& x,
+                                               const c10::optional<at::Tensor>& u0);
 
 // x as T rows of N values for the kernels: contiguous (`step` = N), or, for
 // the same input at every step (direct coding: a stride-0 expand over time),

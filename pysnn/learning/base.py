@@ -170,13 +170,16 @@ class LocalTrainer(Trainer):
         finally:
             self.neuron_state = None
 
-    def fire(self, index: int, x: torch.Tensor, return_membrane: bool = False):
-        """Block `index`'s LIF on x, continuing from its carried membrane in
+    def fire(self, index: int, x: torch.Tensor, return_membrane: bool = False, steps: Optional[int] = None):
+        """Block `index`'s LIF on x (one step repeated `steps` times if given:
+        SpikingBlock.drive), continuing from its carried membrane in
         real-time mode (and carrying the new one, detached)."""
         block = self.model.blocks[index]
         if self.neuron_state is None:
-            return block.fire(x, return_membrane=return_membrane)
-        *outputs, state = block.fire(x, return_membrane=return_membrane, u0=self.neuron_state[index], return_state=True)
+            return block.fire(x, return_membrane=return_membrane, steps=steps)
+        *outputs, state = block.fire(
+            x, return_membrane=return_membrane, u0=self.neuron_state[index], return_state=True, steps=steps
+        )
         self.neuron_state[index] = state.detach()
         return tuple(outputs) if return_membrane else outputs[0]
 

@@ -93,6 +93,16 @@ class SpikingBlock(nn.Module):
         x = self._layer(h)
         return fold(self.norm, x) if self.norm is not None else x
 
+    def drive(self, h: torch.Tensor) -> Tuple[torch.Tensor, Optional[int]]:
+        """The LIF's input for h and its `steps` argument: x[t] of every step
+        ([T, B, ...], None), or for an input that repeats over time its one
+        step ([B, ...], T), whose gradient the LIF then sums over the steps in
+        its kernel instead of in a [T, B, ...] buffer."""
+        x = self.integrate(h, expand=False)
+        if x.shape[0] == 1 and h.shape[0] > 1:
+            return x.squeeze(0), h.shape[0]
+        return x, None
+
     def _layer(self, h: torch.Tensor) -> torch.Tensor:
         if self.is_linear:  # a Linear applies to the last dim of [T, B, n] directly
             return self.layer(h.flatten(2))
@@ -105,9 +115,11 @@ class SpikingBlock(nn.Module):
         return_membrane: bool = False,
         u0: Optional[torch.Tensor] = None,
         return_state: bool = False,
+        steps: Optional[int] = None,
     ):
         """The LIF over x's steps from the membrane `u0` (zeros if None); with
-        `return_state`, the post-reset membrane after the last step comes last."""
+        `return_state`, the post-reset membrane after the last step comes last.
+        With `steps`, x is one step repeated `steps` times (see `drive`)."""
         n = self.neuron
         return self._lif(
             x,
@@ -119,6 +131,7 @@ class SpikingBlock(nn.Module):
             u0=u0,
             return_membrane=return_membrane,
             return_state=return_state,
+            steps=steps,
         )
 
     def surrogate_grad_(self, membrane: torch.Tensor) -> torch.Tensor:
@@ -144,7 +157,8 @@ class SpikingBlock(nn.Module):
         return self.drop(self.pooled(spikes))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.emit(self.fire(self.integrate(h)))
+        x, steps = self.drive(h)
+        return self.emit(self.fire(x, steps=steps))
 
     def output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         with torch.no_grad():

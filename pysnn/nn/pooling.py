@@ -26,14 +26,21 @@ class _SpikeMaxPool2x2(torch.autograd.Function):
         windows = saved.view(n, c, h // 2, 2, w // 2, 2)
         a, b = windows[:, :, :, 0, :, 0], windows[:, :, :, 0, :, 1]
         d, e = windows[:, :, :, 1, :, 0], windows[:, :, :, 1, :, 1]
-        # which element of each window is the first maximum, one mask per position
-        none_before_b = 1 - a
-        none_before_d = none_before_b * (1 - b)
-        none_before_e = none_before_d * (1 - d)
-        first = (a | (none_before_e * (1 - e)), none_before_b * b, none_before_d * d, none_before_e * e)
+        # Which element of each window is the first maximum, one 0/1 uint8
+        # mask per position, each a quarter of the input; the gradient is
+        # selected with `where` on their bool views, so no float copy of a mask.
+        seen = a | b
+        first_b = b & (1 - a)
+        first_d = d & (1 - seen)
+        seen |= d
+        first_e = e & (1 - seen)
+        seen |= e
+        first_a = a | (1 - seen)  # the first spike, or the first element of a window without one
+        del seen
         grad_spikes = grad.new_empty((n, c, h // 2, 2, w // 2, 2))
-        for (row, col), mask in zip(((0, 0), (0, 1), (1, 0), (1, 1)), first):
-            torch.mul(grad, mask, out=grad_spikes[:, :, :, row, :, col])
+        zero = grad.new_zeros(())
+        for (row, col), mask in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (first_a, first_b, first_d, first_e)):
+            torch.where(mask.view(torch.bool), grad, zero, out=grad_spikes[:, :, :, row, :, col])
         return grad_spikes.view(n, c, h, w)
 
 

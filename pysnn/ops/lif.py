@@ -8,6 +8,11 @@ input-gradient buffer it must allocate anyway, then sweeps that backward in
 place: one buffer the size of x fewer than saving the membrane, and one pass fewer. When the membrane is returned
 (`return_membrane=True`) it is an output anyway: it is saved, and
 `lif_backward` reads it (and takes its gradient).
+
+With `steps`, x is one step's input repeated at every step (direct coding):
+`lif_repeated_forward` runs it and `lif_repeated_backward` returns x's
+gradient summed over the steps, so neither direction holds a [T, ...] copy
+of x or of its gradient.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .._validation import check_lif_args, check_lif_options, check_like, check_time_first
+from .._validation import (
+    check_lif_args,
+    check_lif_options,
+    check_like,
+    check_repeated_lif_args,
+    check_steps,
+    check_time_first,
+)
 from ..reference.lif import select_outputs, surrogate_grad  # noqa: F401  (shared pure helpers)
 
 Tensor = torch.Tensor
@@ -33,6 +45,7 @@ def lif(
     u0: Optional[Tensor] = None,
     return_membrane: bool = False,
     return_state: bool = False,
+    steps: Optional[int] = None,
 ) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Multi-step LIF with soft reset over a time-first input ``x`` of shape ``[T, ...]``.
 
@@ -52,11 +65,23 @@ def lif(
             (differentiable); ``surrogate_grad(u - threshold, ...)`` gives σ'(u[t]).
         return_state: also return the post-reset membrane after the last step,
             which continues the sequence when passed back as ``u0``.
+        steps: if given, ``x`` is one step's input ``[...]``, the same at each
+            of ``steps`` steps (direct coding); equal to passing
+            ``x.expand(steps, *x.shape)``, but x's gradient is summed over the
+            steps inside the kernel instead of in a ``[T, ...]`` buffer.
 
     Returns:
         spikes ``[T, ...]`` in x's dtype (0 or 1), then the membrane if
         ``return_membrane``, then the final state if ``return_state``.
     """
+    if steps is not None:
+        check_steps(steps)
+        if not return_membrane:
+            spikes, state = torch.ops.pysnn.lif_repeated_forward(
+                x, steps, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0
+            )
+            return select_outputs(spikes, None, state, False, return_state)
+        x = x.expand(steps, *x.shape)  # the membrane is [T, ...] anyway
     spikes, membrane, state = torch.ops.pysnn.lif_forward(
         x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0, return_membrane
     )
@@ -94,6 +119,22 @@ def _lif_backward_input_fake(grad_spikes, grad_state, x, u0, decay, threshold, s
     return x.new_empty(x.shape), x.new_empty(x.shape[1:])
 
 
+@torch.library.register_fake("pysnn::lif_repeated_forward")
+def _lif_repeated_forward_fake(x, steps, decay, threshold, surrogate, alpha, grad_mode, u0):
+    check_repeated_lif_args(x, steps, decay, threshold, surrogate, alpha, grad_mode, u0)
+    return x.new_empty((steps, *x.shape)), x.new_empty(x.shape)
+
+
+@torch.library.register_fake("pysnn::lif_repeated_backward")
+def _lif_repeated_backward_fake(grad_spikes, grad_state, x, u0, decay, threshold, surrogate, alpha, grad_mode):
+    check_time_first("lif", "grad_spikes", grad_spikes)
+    check_repeated_lif_args(x, grad_spikes.shape[0], decay, threshold, surrogate, alpha, grad_mode, u0)
+    check_like("lif", "grad_spikes", grad_spikes, x, (grad_spikes.shape[0], *x.shape), "x")
+    if grad_state is not None:
+        check_like("lif", "grad_state", grad_state, x, x.shape, "x")
+    return x.new_empty(x.shape), x.new_empty(x.shape)
+
+
 def _setup_context(ctx, inputs, output):
     x, decay, threshold, surrogate, alpha, grad_mode, u0, save_membrane = inputs
     _, membrane, _ = output
@@ -120,3 +161,25 @@ def _backward(ctx, grad_spikes, grad_membrane, grad_state):
 
 
 torch.library.register_autograd("pysnn::lif_forward", _backward, setup_context=_setup_context)
+
+
+def _setup_repeated_context(ctx, inputs, output):
+    x, steps, decay, threshold, surrogate, alpha, grad_mode, u0 = inputs
+    ctx.set_materialize_grads(False)
+    ctx.options = (decay, threshold, surrogate, alpha, grad_mode)
+    ctx.steps = steps
+    ctx.has_u0 = u0 is not None
+    ctx.save_for_backward(x, u0)
+
+
+def _repeated_backward(ctx, grad_spikes, grad_state):
+    x, u0 = ctx.saved_tensors
+    if grad_spikes is None:
+        grad_spikes = torch.zeros((ctx.steps, *x.shape), dtype=x.dtype, device=x.device)
+    grad_x, grad_u0 = torch.ops.pysnn.lif_repeated_backward(grad_spikes, grad_state, x, u0, *ctx.options)
+    return grad_x, None, None, None, None, None, None, (grad_u0 if ctx.has_u0 else None)
+
+
+torch.library.register_autograd(
+    "pysnn::lif_repeated_forward", _repeated_backward, setup_context=_setup_repeated_context
+)

@@ -12,7 +12,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .._validation import check_lif_args
+from .._validation import check_lif_args, check_repeated_lif_args
 
 Tensor = torch.Tensor
 
@@ -65,8 +65,12 @@ def lif(
     u0: Optional[Tensor] = None,
     return_membrane: bool = False,
     return_state: bool = False,
+    steps: Optional[int] = None,
 ) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Reference for `pysnn.ops.lif`; see its docstring for the arguments."""
+    if steps is not None:
+        check_repeated_lif_args(x, steps, decay, threshold, surrogate, alpha, grad_mode, u0)
+        x = x.expand(steps, *x.shape)
     check_lif_args(x, decay, threshold, surrogate, alpha, grad_mode, u0)
     v = torch.zeros_like(x[0]) if u0 is None else u0
     spikes, membranes = [], []

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "macros.h"
 #include "ops/lif.h"
@@ -217,6 +218,94 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(const at::Tensor& grad
   return {grad_x, grad_u0};
 }
 
+std::tuple<at::Tensor, at::Tensor> lif_repeated_forward_cpu(const at::Tensor& x_, int64_t steps, double decay,
+                                                            double threshold, c10::string_view surrogate, double alpha,
+                                                            c10::string_view grad_mode,
+                                                            const c10::optional<at::Tensor>& u0_) {
+  check_repeated_forward_args("lif_repeated_forward_cpu", c10::DeviceType::CPU, x_, steps, decay, threshold, surrogate,
+                              alpha, grad_mode, u0_);
+  auto [x, u0, T, N, spikes, state] = prepare_repeated_forward(x_, steps, u0_);
+  if (N == 0) return {spikes, state};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_repeated_forward_cpu", [&] {
+    const scalar_t* u0_data = optional_data<scalar_t>(u0);
+    at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
+      forward_range<scalar_t, false>(x.const_data_ptr<scalar_t>(), /*x_step=*/0, u0_data, spikes.data_ptr<scalar_t>(),
+                                     nullptr, state.data_ptr<scalar_t>(), T, N, begin, end, decay, threshold);
+    });
+  });
+  return {spikes, state};
+}
+
+// The reverse sweep of neurons [first, first + len) whose recomputed membrane
+// is in `stash` (T rows of len), summing dL/dx[t] over t into grad_x.
+template <Surrogate kind, GradMode mode, typename scalar_t>
+PYSNN_CPU_CLONES void summed_sweep(const scalar_t* grad_spikes, const scalar_t* grad_state, const scalar_t* stash,
+                                   scalar_t* grad_x, scalar_t* grad_u0, int64_t T, int64_t N, int64_t first,
+                                   int64_t len, const Options& opt) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const opmath_t decay = static_cast<opmath_t>(opt.decay);
+  const opmath_t threshold = static_cast<opmath_t>(opt.threshold);
+  const opmath_t alpha = static_cast<opmath_t>(opt.alpha);
+  opmath_t carry[kBlock];
+  opmath_t total[kBlock];
+  for (int64_t i = 0; i < len; ++i) {
+    carry[i] = grad_state ? static_cast<opmath_t>(grad_state[first + i]) : opmath_t(0);
+    total[i] = 0;
+  }
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const scalar_t* gs = grad_spikes + t * N + first;
+    const scalar_t* st = stash + t * len;
+    for (int64_t i = 0; i < len; ++i) {
+      const opmath_t sg = surrogate_from_stash<kind>(st[i], threshold, alpha);
+      // dL/dx[t] rounded to the storage type as lif_backward_input stores it,
+      // so the sum equals that op's output summed over t in opmath.
+      total[i] += static_cast<opmath_t>(static_cast<scalar_t>(
+          backward_step<mode>(static_cast<opmath_t>(gs[i]), opmath_t(0), sg, carry[i], decay, threshold)));
+    }
+  }
+  for (int64_t i = 0; i < len; ++i) {
+    grad_x[first + i] = static_cast<scalar_t>(total[i]);
+    grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> lif_repeated_backward_cpu(const at::Tensor& grad_spikes_,
+                                                             const c10::optional<at::Tensor>& grad_state_,
+                                                             const at::Tensor& x_, const c10::optional<at::Tensor>& u0_,
+                                                             double decay, double threshold, c10::string_view surrogate,
+                                                             double alpha, c10::string_view grad_mode) {
+  const Options opt = check_repeated_backward_args("lif_repeated_backward_cpu", c10::DeviceType::CPU, grad_spikes_,
+                                                   grad_state_, x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
+  auto [x, grad_spikes, grad_state, u0, T, N, grad_x, grad_u0] =
+      prepare_repeated_backward(grad_spikes_, grad_state_, x_, u0_);
+  if (N == 0) return {grad_x, grad_u0};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_repeated_backward_cpu", [&] {
+    dispatch_surrogate(opt.surrogate, [&](auto kind) {
+      dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
+        at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
+          // This thread's T × block stash of the recomputed membrane, in place
+          // of lif_backward_input's T × N input-gradient buffer.
+          std::vector<scalar_t> stash(static_cast<size_t>(T * std::min(kBlock, end - begin)));
+          const scalar_t* x_data = x.const_data_ptr<scalar_t>();
+          const scalar_t* u0_data = optional_data<scalar_t>(u0);
+          for (int64_t first = begin; first < end; first += kBlock) {
+            const int64_t len = std::min(kBlock, end - first);
+            recompute_for_sweep<decltype(kind)::value, scalar_t>(x_data + first, /*x_step=*/0,
+                                                                 u0_data ? u0_data + first : nullptr, stash.data(), T,
+                                                                 /*N=*/len, /*first=*/0, len, opt);
+            summed_sweep<decltype(kind)::value, decltype(mode)::value, scalar_t>(
+                grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state), stash.data(),
+                grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), T, N, first, len, opt);
+          }
+        });
+      });
+    });
+  });
+  return {grad_x, grad_u0};
+}
+
 }  // namespace
 }  // namespace lif
 }  // namespace pysnn
@@ -225,4 +314,6 @@ TORCH_LIBRARY_IMPL(pysnn, CPU, m) {
   m.impl("lif_forward", &pysnn::lif::lif_forward_cpu);
   m.impl("lif_backward", &pysnn::lif::lif_backward_cpu);
   m.impl("lif_backward_input", &pysnn::lif::lif_backward_input_cpu);
+  m.impl("lif_repeated_forward", &pysnn::lif::lif_repeated_forward_cpu);
+  m.impl("lif_repeated_backward", &pysnn::lif::lif_repeated_backward_cpu);
 }
