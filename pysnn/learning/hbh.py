@@ -100,7 +100,7 @@ class HBHTrainer(LocalTrainer):
         block.layer.weight.grad = grad_w.to(block.layer.weight.dtype)
         if block.layer.bias is not None:
             block.layer.bias.grad = grad_b.to(block.layer.bias.dtype)
-        return spikes
+        return block.emit(spikes)
 
     def _signal_update(self, index, block, inputs, labels, shared):
         """δ[t] = ∂L/∂x[t] under the time-local surrogate, fed to the layer's own backward.
@@ -114,6 +114,10 @@ class HBHTrainer(LocalTrainer):
             if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
                 post_grad = post_grad.mean(0, keepdim=True)
             rates = spikes.mean(0).flatten(1)
+            # the layer's output now: a pooled block then holds its pooled
+            # spikes, not the full [T, B, ...] map, through its backward
+            out = block.emit(spikes)
+            del spikes
             if self.batch.is_global:  # kernels over every rank's samples
                 rates, labels = self.batch.gather(rates), self.batch.gather(labels)
             modulator = self.modulator(rates, labels, shared)
@@ -128,10 +132,10 @@ class HBHTrainer(LocalTrainer):
             delta = post_grad.mul_(self.batch.local_rows(grad_rates) / post_grad.shape[0])
         del post_grad
         x.backward(delta.reshape(x.shape).to(x.dtype))
-        return spikes
+        return out
 
     def update_layer(self, index, inputs, labels, context):
         block = self.model.blocks[index]
         fused = block.is_linear and block.norm is None and self.config.kernel == "gaussian" and not self.batch.is_global
         update = self._fused_linear_update if fused else self._signal_update
-        return block.emit(update(index, block, inputs, labels, context))
+        return update(index, block, inputs, labels, context)  # the emitted (pooled, dropped) spikes
