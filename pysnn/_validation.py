@@ -83,6 +83,29 @@ def check_repeated_lif_args(x, steps, decay, threshold, surrogate, alpha, grad_m
     check_lif_options(decay, threshold, surrogate, alpha, grad_mode)
 
 
+def check_lif_pool_args(x, steps, decay, threshold, surrogate, alpha, grad_mode, u0) -> None:
+    """`lif_pool_forward`: x is [S, ..., H, W] with S = steps or 1 (one
+    repeated step), H and W even (messages as in csrc/ops/lif_pool.cpp)."""
+    if not x.is_floating_point():
+        raise TypeError(f"lif_max_pool2d: x must be a floating-point tensor, got {x.dtype}")
+    if x.dim() < 3:
+        raise ValueError(f"lif_max_pool2d: x must be [S, ..., H, W] with at least 3 dims, got shape {list(x.shape)}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, torch.SymInt)) or steps < 1:
+        raise ValueError(f"lif_max_pool2d: steps must be >= 1, got {steps!r}")
+    if x.shape[0] not in (1, steps):
+        raise ValueError(f"lif_max_pool2d: x must hold 1 step (repeated) or steps = {steps} steps, got {x.shape[0]}")
+    if x.shape[-1] % 2 or x.shape[-2] % 2:
+        raise ValueError(f"lif_max_pool2d: H and W must be even for a 2x2 pool, got shape {list(x.shape)}")
+    if u0 is not None:
+        check_like("lif", "u0", u0, x, x.shape[1:], "x[0]")
+    check_lif_options(decay, threshold, surrogate, alpha, grad_mode)
+
+
+def pooled_shape(steps: int, x_shape) -> tuple:
+    """The shape of lif_max_pool2d's output for x [S, ..., H, W]."""
+    return (steps, *x_shape[1:-2], x_shape[-2] // 2, x_shape[-1] // 2)
+
+
 # ---- HSIC family (messages as in csrc/ops/hsic.cpp) ----
 
 KERNELS = ("gaussian", "laplacian", "cosine", "sigmoid", "linear")

@@ -31,6 +31,14 @@ for dtype, surrogate, grad_mode in itertools.product(
         row, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode, u0=u0, steps=5, return_state=True
     )
     (spikes.sum() + state.sum()).backward()
+    # the LIF fused with a 2×2 max pool: a sequence, and one step repeated 5 times
+    maps = torch.rand(5, 3, 6, 10, device="cuda", dtype=dtype, requires_grad=True)
+    map_u0 = torch.rand(3, 6, 10, device="cuda", dtype=dtype, requires_grad=True)
+    for x, steps in ((maps, None), (maps[0], 5)):
+        pooled, state = pysnn.ops.lif_max_pool2d(
+            x, 0.75, 0.6, surrogate=surrogate, grad_mode=grad_mode, u0=map_u0, steps=steps, return_state=True
+        )
+        (pooled.sum() + state.sum()).backward()
 empty = torch.rand(4, 0, 3, device="cuda", requires_grad=True)
 pysnn.ops.lif(empty, 0.5, 1.0).sum().backward()
 for m in (37, 300):  # one partial block of rows; more rows than one block's 256 threads

@@ -223,6 +223,72 @@ def test_lif_refuses_bad_input_with_one_line(case, n):
     unchanged(before, (x, u0))
 
 
+# ---- lif_max_pool2d ----
+
+
+@st.composite
+def lif_pool_inputs(draw):
+    """(x as the op receives it, its leaf, u0 or None, `steps` or None): maps of
+    even sides with 0-2 leading dims, as a sequence, a stride-0 expand over
+    time, channels-last, or one step repeated."""
+    T = draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([F64, torch.float32]))
+    layout = draw(st.sampled_from(["contiguous", "stride0-time", "channels-last", "repeated"]))
+    lead = tuple(draw(st.lists(st.integers(0, 3), min_size=1, max_size=2)))
+    h, w = 2 * draw(st.integers(1, 4)), 2 * draw(st.integers(1, 6))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
+    scale = draw(st.sampled_from([0.5, 1.0, 3.0]))
+
+    def randn(*shape):
+        return (torch.randn(shape, generator=gen, dtype=F64) * scale).to(dtype)
+
+    if layout == "stride0-time":
+        leaf = randn(1, *lead, h, w).requires_grad_()
+        x = leaf.expand(T, *lead, h, w)
+    elif layout == "channels-last":
+        leaf = randn(T, *lead, w, h).requires_grad_()
+        x = leaf.transpose(-1, -2)
+    elif layout == "repeated":
+        leaf = randn(*lead, h, w).requires_grad_()
+        x = leaf
+    else:
+        leaf = randn(T, *lead, h, w).requires_grad_()
+        x = leaf
+    u0 = randn(*lead, h, w).requires_grad_() if draw(st.booleans()) else None
+    return x, leaf, u0, (T if layout == "repeated" else None)
+
+
+@given(
+    inputs=lif_pool_inputs(),
+    decay=st.floats(0.0, 1.0),
+    threshold=st.floats(0.05, 2.0),
+    surrogate=st.sampled_from(SURROGATES),
+    alpha=st.floats(0.25, 8.0),
+    grad_mode=st.sampled_from(GRAD_MODES),
+    seed=st.integers(0, 2**31),
+)
+def test_lif_max_pool2d_matches_the_reference(inputs, decay, threshold, surrogate, alpha, grad_mode, seed):
+    x, leaf, u0, steps = inputs
+    options = dict(surrogate=surrogate, alpha=alpha, grad_mode=grad_mode, u0=u0, steps=steps, return_state=True)
+    before = snapshot(x, u0)
+    got = ops.lif_max_pool2d(x, decay, threshold, **options)
+    unchanged(before, (x, u0))
+    want = reference.lif_max_pool2d(x, decay, threshold, **options)
+    for g, w in zip(got, want):  # pooled spikes, state: the same roundings in the same order
+        assert g.dtype == x.dtype and g.shape == w.shape
+        assert torch.equal(g, w), "differs from the reference"
+    if x.numel() == 0:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    upstream = [torch.randn(w.shape, generator=gen, dtype=F64).to(x.dtype) for w in want]
+    leaves = [leaf] + ([u0] if u0 is not None else [])
+    got_grads = torch.autograd.grad(got, leaves, upstream, allow_unused=True)
+    want_grads = torch.autograd.grad(want, leaves, upstream, allow_unused=True)
+    for g, w, t in zip(got_grads, want_grads, leaves):
+        zero = torch.zeros_like(t)  # autograd's None: no path (time_local's u0), a zero gradient
+        close(zero if g is None else g, zero if w is None else w, x.dtype, rtol=1e-9, atol=1e-11)
+
+
 # ---- kernel matrices and HSIC ----
 
 

@@ -13,6 +13,7 @@ from .hsic import (  # noqa: E402
     kernel_matrix,
 )
 from .lif import lif, surrogate_grad  # noqa: E402
+from .lif_pool import lif_max_pool2d  # noqa: E402
 
 __all__ = [
     "hsic",
@@ -22,5 +23,6 @@ __all__ = [
     "hsic_update",
     "kernel_matrix",
     "lif",
+    "lif_max_pool2d",
     "surrogate_grad",
 ]

@@ -1,7 +1,7 @@
 """Pure-PyTorch references of every fused op, with the same signatures."""
 
 from .hsic import hsic, hsic_loss, hsic_modulator, hsic_post_signal, hsic_update, kernel_matrix
-from .lif import lif, surrogate_grad
+from .lif import lif, lif_max_pool2d, surrogate_grad
 
 __all__ = [
     "hsic",
@@ -11,5 +11,6 @@ __all__ = [
     "hsic_update",
     "kernel_matrix",
     "lif",
+    "lif_max_pool2d",
     "surrogate_grad",
 ]

@@ -11,8 +11,9 @@ import math
 from typing import Optional, Tuple, Union
 
 import torch
+from torch.nn import functional as F
 
-from .._validation import check_lif_args, check_repeated_lif_args
+from .._validation import check_lif_args, check_lif_pool_args, check_repeated_lif_args
 
 Tensor = torch.Tensor
 
@@ -85,6 +86,45 @@ def lif(
         membranes.append(u)
     membrane = torch.stack(membranes) if return_membrane else None
     return select_outputs(torch.stack(spikes), membrane, v, return_membrane, return_state)
+
+
+def lif_max_pool2d(
+    x: Tensor,
+    decay: float,
+    threshold: float,
+    *,
+    surrogate: str = "sigmoid",
+    alpha: float = 4.0,
+    grad_mode: str = "bptt",
+    u0: Optional[Tensor] = None,
+    return_state: bool = False,
+    steps: Optional[int] = None,
+) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """Reference for `pysnn.ops.lif_max_pool2d`: `lif`, then `F.max_pool2d(·, 2)`."""
+    check_lif_pool_args(
+        x.unsqueeze(0) if steps is not None else x,
+        steps if steps is not None else (x.shape[0] if x.dim() else 0),
+        decay,
+        threshold,
+        surrogate,
+        alpha,
+        grad_mode,
+        u0,
+    )
+    spikes, state = lif(
+        x,
+        decay,
+        threshold,
+        surrogate=surrogate,
+        alpha=alpha,
+        grad_mode=grad_mode,
+        u0=u0,
+        return_state=True,
+        steps=steps,
+    )
+    *lead, h, w = spikes.shape
+    pooled = F.max_pool2d(spikes.reshape(-1, 1, h, w), 2).reshape(*lead, h // 2, w // 2)
+    return (pooled, state) if return_state else pooled
 
 
 def select_outputs(
