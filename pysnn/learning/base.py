@@ -4,6 +4,7 @@ layer's own cross-entropy for the local rules, and state for checkpoints."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator, List, Optional, Tuple
 
 import torch
@@ -170,18 +171,25 @@ class LocalTrainer(Trainer):
         finally:
             self.neuron_state = None
 
-    def fire(self, index: int, x: torch.Tensor, return_membrane: bool = False, steps: Optional[int] = None):
+    def fire(
+        self,
+        index: int,
+        x: torch.Tensor,
+        return_membrane: bool = False,
+        steps: Optional[int] = None,
+        pooled: bool = False,
+    ):
         """Block `index`'s LIF on x (one step repeated `steps` times if given:
-        SpikingBlock.drive), continuing from its carried membrane in
-        real-time mode (and carrying the new one, detached)."""
+        SpikingBlock.drive), its pool too with `pooled` (SpikingBlock.fire_pooled),
+        continuing from its carried membrane in real-time mode (and carrying
+        the new one, detached)."""
         block = self.model.blocks[index]
+        fire = block.fire_pooled if pooled else functools.partial(block.fire, return_membrane=return_membrane)
         if self.neuron_state is None:
-            return block.fire(x, return_membrane=return_membrane, steps=steps)
-        *outputs, state = block.fire(
-            x, return_membrane=return_membrane, u0=self.neuron_state[index], return_state=True, steps=steps
-        )
+            return fire(x, steps=steps)
+        *outputs, state = fire(x, u0=self.neuron_state[index], return_state=True, steps=steps)
         self.neuron_state[index] = state.detach()
-        return tuple(outputs) if return_membrane else outputs[0]
+        return tuple(outputs) if len(outputs) > 1 else outputs[0]
 
     def batch_context(self, images: torch.Tensor, labels: torch.Tensor) -> Optional[torch.Tensor]:
         """A tensor every layer needs for this batch, built from the input

@@ -34,7 +34,7 @@ class HLLTrainer(LocalTrainer):
     def update_layer(self, index, inputs, labels, context):
         block, objective = self.model.blocks[index], self.aux[index]
         x, steps = block.drive(inputs)
-        spikes = block.pooled(self.fire(index, x, steps=steps))
+        spikes = self.fire(index, x, steps=steps, pooled=True)
         # In real-time mode spikes and inputs hold one step: the losses are L[t] (3-4, 3-8).
         loss = objective(spikes, inputs, labels, self.config.update, self.batch)
         if self.config.update == "realtime" and objective.has_window:

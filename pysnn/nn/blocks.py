@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from ..backends import get_backend
 from .dropout import SeededDropout
-from .pooling import spike_max_pool
+from .pooling import is_spike_pool_2x2, spike_max_pool
 
 
 @dataclass
@@ -71,7 +71,8 @@ class SpikingBlock(nn.Module):
         self.layer, self.norm, self.pool = layer, norm, pool
         self.dropout = SeededDropout(dropout, dropout_seed) if dropout > 0 else None
         self.neuron = neuron
-        self._lif = get_backend(neuron.backend).lif
+        backend = get_backend(neuron.backend)
+        self._lif, self._lif_max_pool2d = backend.lif, backend.lif_max_pool2d
 
     @property
     def is_linear(self) -> bool:
@@ -134,6 +135,43 @@ class SpikingBlock(nn.Module):
             steps=steps,
         )
 
+    def fire_pooled(
+        self,
+        x: torch.Tensor,
+        grad_mode: Optional[str] = None,
+        u0: Optional[torch.Tensor] = None,
+        return_state: bool = False,
+        steps: Optional[int] = None,
+    ):
+        """`pooled(fire(x, ...))`. With a 2×2 spike max pool over an even map
+        the two run as one op (`lif_max_pool2d`) that never holds the
+        full-size spikes nor, in the backward, their gradient."""
+        if not self.fuses_pool(x):
+            out = self.fire(x, grad_mode, u0=u0, return_state=return_state, steps=steps)
+            return (self.pooled(out[0]), out[1]) if return_state else self.pooled(out)
+        n = self.neuron
+        return self._lif_max_pool2d(
+            x,
+            n.decay,
+            n.threshold,
+            surrogate=n.surrogate,
+            alpha=n.alpha,
+            grad_mode=grad_mode or n.grad_mode,
+            u0=u0,
+            return_state=return_state,
+            steps=steps,
+        )
+
+    def fuses_pool(self, x: torch.Tensor) -> bool:
+        """Whether `fire_pooled` runs the LIF and the pool on x as one op."""
+        return (
+            self.pool is not None
+            and is_spike_pool_2x2(self.pool)
+            and x.dim() >= 3
+            and x.shape[-1] % 2 == 0
+            and x.shape[-2] % 2 == 0
+        )
+
     def surrogate_grad_(self, membrane: torch.Tensor) -> torch.Tensor:
         """σ'(u[t]) of this layer's neurons, computed in (and overwriting) `membrane`."""
         from ..reference.lif import surrogate_grad_
@@ -158,7 +196,7 @@ class SpikingBlock(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x, steps = self.drive(h)
-        return self.emit(self.fire(x, steps=steps))
+        return self.drop(self.fire_pooled(x, steps=steps))
 
     def output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         with torch.no_grad():
