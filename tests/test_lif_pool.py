@@ -198,3 +198,17 @@ def test_empty_input_returns_empty(device):
     assert pooled.shape == (3, 0, 2, 2)
     pooled.sum().backward()
     assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("repeated", [False, True], ids=["sequence", "repeated"])
+def test_a_gradient_repeated_over_the_steps_is_read_in_place(device, repeated):
+    """The gradient of a loss on the rates is one step expanded over T
+    (stride 0): the backward reads it as it is and equals its copy's result."""
+    x, u0, grad_pooled, grad_state = _case((2, 3, 4, 6), 6, torch.float64, device, repeated, seed=4)
+    one_step = grad_pooled[0]
+    x = x if not repeated else x.unsqueeze(0)
+    args = (DECAY, THRESHOLD, "sigmoid", 4.0, "bptt")
+    strided = torch.ops.pysnn.lif_pool_backward(one_step.expand(6, *one_step.shape), grad_state, x, u0, *args)
+    copied = torch.ops.pysnn.lif_pool_backward(one_step.expand(6, *one_step.shape).clone(), grad_state, x, u0, *args)
+    for got, want in zip(strided, copied):
+        assert torch.equal(got, want)

@@ -85,9 +85,14 @@ PoolBackwardCall prepare_pool_backward(const at::Tensor& grad_pooled, const c10:
                                        const at::Tensor& x, const c10::optional<at::Tensor>& u0) {
   const at::Tensor rows = x.contiguous();
   const PoolGeometry g = geometry(x, grad_pooled.size(0));
+  // A loss on the rates (the mean over T) sends the same gradient to every
+  // step, as a stride-0 expand: read its one step T times, never copied.
+  const at::Tensor first_step = grad_pooled.select(0, 0);
+  const bool repeated = grad_pooled.size(0) > 1 && grad_pooled.stride(0) == 0 && first_step.is_contiguous();
   return {rows,
           x.size(0) == 1 ? 0 : g.N,
-          grad_pooled.contiguous(),
+          repeated ? first_step : grad_pooled.contiguous(),
+          repeated ? 0 : g.Q,
           optional_contiguous(grad_state),
           optional_contiguous(u0),
           g,

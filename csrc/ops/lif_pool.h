@@ -38,7 +38,8 @@ PoolForwardCall prepare_pool_forward(const at::Tensor& x, int64_t steps, const c
 struct PoolBackwardCall {
   at::Tensor x;
   int64_t x_step;
-  at::Tensor grad_pooled;
+  at::Tensor grad_pooled;  // step t at grad_pooled + t * grad_step (0: the same at every step)
+  int64_t grad_step;
   c10::optional<at::Tensor> grad_state, u0;
   PoolGeometry g;
   at::Tensor grad_x, grad_u0;  // as x (summed over the steps when S = 1), as u0

@@ -35,6 +35,7 @@ class HLLTrainer(LocalTrainer):
         block, objective = self.model.blocks[index], self.aux[index]
         x, steps = block.drive(inputs)
         spikes = self.fire(index, x, steps=steps, pooled=True)
+        del x  # (autograd frees the LIF's input once the LIF's backward has run)
         # In real-time mode spikes and inputs hold one step: the losses are L[t] (3-4, 3-8).
         loss = objective(spikes, inputs, labels, self.config.update, self.batch)
         if self.config.update == "realtime" and objective.has_window:

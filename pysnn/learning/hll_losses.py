@@ -122,7 +122,9 @@ class LayerObjective(nn.Module):
         from .base import LocalBatch
 
         batch = batch or LocalBatch()
-        rates = spikes.mean(0)
+        # a sum over the steps, then / T: its gradient reaches every step as
+        # one stride-0 expand (mean's backward would materialise [T, ...])
+        rates = spikes.sum(0) / spikes.shape[0]
         total = spikes.new_zeros(())
         w = self.weights
         if "pred" in w:

@@ -83,9 +83,9 @@ PYSNN_CPU_CLONES void pool_forward_rows(const scalar_t* x, int64_t x_step, const
 // over t, each term rounded to the storage type as lif_backward_input would
 // store it.
 template <Surrogate kind, GradMode mode, bool kSummed, typename scalar_t>
-PYSNN_CPU_CLONES void pool_backward_rows(const scalar_t* grad_pooled, const scalar_t* grad_state, const scalar_t* x,
-                                         int64_t x_step, const scalar_t* u0, scalar_t* grad_x, scalar_t* grad_u0,
-                                         const PoolGeometry& g, int64_t row_begin, int64_t row_end,
+PYSNN_CPU_CLONES void pool_backward_rows(const scalar_t* grad_pooled, int64_t grad_step, const scalar_t* grad_state,
+                                         const scalar_t* x, int64_t x_step, const scalar_t* u0, scalar_t* grad_x,
+                                         scalar_t* grad_u0, const PoolGeometry& g, int64_t row_begin, int64_t row_end,
                                          const Options& opt) {
   using opmath_t = at::opmath_type<scalar_t>;
   const opmath_t decay = static_cast<opmath_t>(opt.decay);
@@ -112,7 +112,7 @@ PYSNN_CPU_CLONES void pool_backward_rows(const scalar_t* grad_pooled, const scal
         st[i] = stash_for_sweep<kind, scalar_t>(u, threshold, alpha);
         spk[i] = s;
       }
-      const scalar_t* gp = grad_pooled + t * g.Q + r0 * half;
+      const scalar_t* gp = grad_pooled + t * grad_step + r0 * half;
       opmath_t* rt = reaching.data() + t * len;
       for (int64_t row = 0; row < rows; ++row) {
         const opmath_t* top = spk.data() + row * 2 * W;
@@ -184,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cpu(const at::Tensor& grad_
                                                          double alpha, c10::string_view grad_mode) {
   const Options opt = check_pool_backward_args("lif_pool_backward_cpu", c10::DeviceType::CPU, grad_pooled_, grad_state_,
                                                x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
-  auto [x, x_step, grad_pooled, grad_state, u0, g, grad_x, grad_u0] =
+  auto [x, x_step, grad_pooled, grad_step, grad_state, u0, g, grad_x, grad_u0] =
       prepare_pool_backward(grad_pooled_, grad_state_, x_, u0_);
   if (g.N == 0) return {grad_x, grad_u0};
 
@@ -194,7 +194,7 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cpu(const at::Tensor& grad_
         at::parallel_for(0, g.planes * g.H / 2, row_grain(g), [&](int64_t begin, int64_t end) {
           const auto rows = [&](auto summed) {
             pool_backward_rows<decltype(kind)::value, decltype(mode)::value, decltype(summed)::value, scalar_t>(
-                grad_pooled.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state),
+                grad_pooled.const_data_ptr<scalar_t>(), grad_step, optional_data<scalar_t>(grad_state),
                 x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), grad_x.data_ptr<scalar_t>(),
                 grad_u0.data_ptr<scalar_t>(), g, begin, end, opt);
           };

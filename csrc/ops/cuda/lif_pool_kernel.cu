@@ -66,7 +66,7 @@ __global__ void lif_pool_forward_kernel(const scalar_t* __restrict__ x, int64_t 
 // each window's first maximum; both are allocated by the caller and freed on
 // return. x_step = 0 (one repeated step): dL/dx[t] is summed over t.
 template <Surrogate kind, GradMode mode, typename scalar_t>
-__global__ void lif_pool_backward_kernel(const scalar_t* __restrict__ grad_pooled,
+__global__ void lif_pool_backward_kernel(const scalar_t* __restrict__ grad_pooled, int64_t grad_step,
                                          const scalar_t* __restrict__ grad_state, const scalar_t* __restrict__ x,
                                          int64_t x_step, const scalar_t* __restrict__ u0, scalar_t* stash,
                                          uint8_t* winner, scalar_t* __restrict__ grad_x, scalar_t* __restrict__ grad_u0,
@@ -99,7 +99,7 @@ __global__ void lif_pool_backward_kernel(const scalar_t* __restrict__ grad_poole
       total[k] = 0;
     }
     for (int64_t t = T - 1; t >= 0; --t) {
-      const opmath_t g = static_cast<opmath_t>(grad_pooled[t * Q + q]);
+      const opmath_t g = static_cast<opmath_t>(grad_pooled[t * grad_step + q]);
       const int first = winner[t * Q + q];
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
@@ -150,7 +150,7 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad
   const Options opt = check_pool_backward_args("lif_pool_backward_cuda", c10::DeviceType::CUDA, grad_pooled_,
                                                grad_state_, x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
   const c10::cuda::CUDAGuard device_guard(x_.device());
-  auto [x, x_step, grad_pooled, grad_state, u0, g, grad_x, grad_u0] =
+  auto [x, x_step, grad_pooled, grad_step, grad_state, u0, g, grad_x, grad_u0] =
       prepare_pool_backward(grad_pooled_, grad_state_, x_, u0_);
   if (g.N == 0) return {grad_x, grad_u0};
 
@@ -163,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad
       dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
         lif_pool_backward_kernel<decltype(kind)::value, decltype(mode)::value, scalar_t>
             <<<cuda::num_blocks(g.Q), cuda::kThreads, 0, stream>>>(
-                grad_pooled.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state),
+                grad_pooled.const_data_ptr<scalar_t>(), grad_step, optional_data<scalar_t>(grad_state),
                 x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), stash.data_ptr<scalar_t>(),
                 winner.data_ptr<uint8_t>(), grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), g.T, g.N, g.Q,
                 g.W, static_cast<opmath_t>(opt.decay), static_cast<opmath_t>(opt.threshold),
