@@ -121,14 +121,9 @@ class SpikingBlock(nn.Module):
         """The LIF over x's steps from the membrane `u0` (zeros if None); with
         `return_state`, the post-reset membrane after the last step comes last.
         With `steps`, x is one step repeated `steps` times (see `drive`)."""
-        n = self.neuron
         return self._lif(
             x,
-            n.decay,
-            n.threshold,
-            surrogate=n.surrogate,
-            alpha=n.alpha,
-            grad_mode=grad_mode or n.grad_mode,
+            **self._neuron_args(grad_mode),
             u0=u0,
             return_membrane=return_membrane,
             return_state=return_state,
@@ -149,17 +144,17 @@ class SpikingBlock(nn.Module):
         if not self.fuses_pool(x):
             out = self.fire(x, grad_mode, u0=u0, return_state=return_state, steps=steps)
             return (self.pooled(out[0]), out[1]) if return_state else self.pooled(out)
+        return self._lif_max_pool2d(x, **self._neuron_args(grad_mode), u0=u0, return_state=return_state, steps=steps)
+
+    def _neuron_args(self, grad_mode: Optional[str]) -> dict:
+        """The neuron's parameters as the LIF ops take them (grad_mode: this call's, or the block's)."""
         n = self.neuron
-        return self._lif_max_pool2d(
-            x,
-            n.decay,
-            n.threshold,
+        return dict(
+            decay=n.decay,
+            threshold=n.threshold,
             surrogate=n.surrogate,
             alpha=n.alpha,
             grad_mode=grad_mode or n.grad_mode,
-            u0=u0,
-            return_state=return_state,
-            steps=steps,
         )
 
     def fuses_pool(self, x: torch.Tensor) -> bool:
