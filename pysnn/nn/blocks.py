@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from ..backends import get_backend
 from .dropout import SeededDropout
-from .pooling import is_spike_pool_2x2, spike_max_pool
+from .pooling import pools_2x2_evenly, spike_max_pool
 
 
 @dataclass
@@ -159,13 +159,7 @@ class SpikingBlock(nn.Module):
 
     def fuses_pool(self, x: torch.Tensor) -> bool:
         """Whether `fire_pooled` runs the LIF and the pool on x as one op."""
-        return (
-            self.pool is not None
-            and is_spike_pool_2x2(self.pool)
-            and x.dim() >= 3
-            and x.shape[-1] % 2 == 0
-            and x.shape[-2] % 2 == 0
-        )
+        return x.dim() >= 3 and pools_2x2_evenly(self.pool, x)
 
     def surrogate_grad_(self, membrane: torch.Tensor) -> torch.Tensor:
         """σ'(u[t]) of this layer's neurons, computed in (and overwriting) `membrane`."""

@@ -56,12 +56,17 @@ def is_spike_pool_2x2(pool: nn.Module) -> bool:
     )
 
 
+def pools_2x2_evenly(pool: nn.Module, x: torch.Tensor) -> bool:
+    """Whether `pool` is a 2×2, stride-2 max pool and x's last two dims are
+    even (every window whole): where the spike pools apply."""
+    return is_spike_pool_2x2(pool) and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0
+
+
 def spike_max_pool(spikes: torch.Tensor, pool: nn.Module) -> torch.Tensor:
     """`pool(spikes)` for spikes (every element 0 or 1, [N, C, H, W]): with a
     2×2, stride-2 max pool over even H and W, the same values and gradient
     with a uint8 copy of the input saved for the backward; `pool` itself
     otherwise. Any input but spikes would get a wrong gradient: callers pass spikes."""
-    fits = is_spike_pool_2x2(pool) and spikes.shape[-1] % 2 == 0 and spikes.shape[-2] % 2 == 0
-    if not (fits and torch.is_grad_enabled() and spikes.requires_grad):
+    if not (pools_2x2_evenly(pool, spikes) and torch.is_grad_enabled() and spikes.requires_grad):
         return pool(spikes)
     return _SpikeMaxPool2x2.apply(spikes)
