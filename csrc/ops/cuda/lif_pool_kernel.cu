@@ -1,6 +1,6 @@
 // CUDA kernels of the LIF op fused with a 2×2 max pool: one thread per
 // window walks its four neurons through all T steps (forward), or recomputes
-// them into a transient stash and sweeps the steps in reverse (backward).
+// them into a stash and sweeps the steps in reverse (backward).
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 
 #include <ATen/Dispatch.h>
@@ -63,14 +63,16 @@ __global__ void lif_pool_forward_kernel(const scalar_t* __restrict__ x, int64_t 
 }
 
 // `stash` (T × N) takes each neuron's stash_for_sweep value, `winner` (T × Q)
-// each window's first maximum; both are allocated by the caller and freed on
-// return. x_step = 0 (one repeated step): dL/dx[t] is summed over t.
+// each window's first maximum. For a sequence (x_step = N) the stash is
+// grad_x itself, swept in place as lif_backward_input_kernel does; for one
+// repeated step (x_step = 0, dL/dx[t] summed over t) it is a transient
+// buffer the caller allocates and frees on return, as is `winner`.
 template <Surrogate kind, GradMode mode, typename scalar_t>
 __global__ void lif_pool_backward_kernel(const scalar_t* __restrict__ grad_pooled, int64_t grad_step,
                                          const scalar_t* __restrict__ grad_state, const scalar_t* __restrict__ x,
                                          int64_t x_step, const scalar_t* __restrict__ u0, scalar_t* stash,
-                                         uint8_t* winner, scalar_t* __restrict__ grad_x, scalar_t* __restrict__ grad_u0,
-                                         int64_t T, int64_t N, int64_t Q, int64_t W, at::opmath_type<scalar_t> decay,
+                                         uint8_t* winner, scalar_t* grad_x, scalar_t* __restrict__ grad_u0, int64_t T,
+                                         int64_t N, int64_t Q, int64_t W, at::opmath_type<scalar_t> decay,
                                          at::opmath_type<scalar_t> threshold, at::opmath_type<scalar_t> alpha) {
   using opmath_t = at::opmath_type<scalar_t>;
   PYSNN_CUDA_1D_KERNEL_LOOP(q, Q) {
@@ -154,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad
       prepare_pool_backward(grad_pooled_, grad_state_, x_, u0_);
   if (g.N == 0) return {grad_x, grad_u0};
 
-  const at::Tensor stash = at::empty({g.T, g.N}, x.options());
+  const at::Tensor stash = x_step == 0 ? at::empty({g.T, g.N}, x.options()) : grad_x;
   const at::Tensor winner = at::empty({g.T, g.Q}, x.options().dtype(at::kByte));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_pool_backward_cuda", [&] {
