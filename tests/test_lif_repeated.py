@@ -65,12 +65,19 @@ def test_low_precision_and_block_edges(device, dtype, shape, steps):
 
 def test_gradient_buffer_is_one_step(device):
     """The backward allocates its gradient as x ([...]), never [T, ...]: the
-    op's output, and what reaches x's AccumulateGrad, have x's shape."""
+    op's output, and what reaches x's AccumulateGrad, have x's shape; dL/du0
+    is x's shape with a u0 and empty without one."""
     x = torch.rand(8, 100, device=device, requires_grad=True)
+    grad_spikes = torch.randn(32, 8, 100, device=device)
     grad_x, grad_u0 = torch.ops.pysnn.lif_repeated_backward(
-        torch.randn(32, 8, 100, device=device), None, x.detach(), None, DECAY, THRESHOLD, "sigmoid", 4.0, "bptt"
+        grad_spikes, None, x.detach(), None, DECAY, THRESHOLD, "sigmoid", 4.0, "bptt"
     )
-    assert grad_x.shape == x.shape and grad_u0.shape == x.shape
+    assert grad_x.shape == x.shape and grad_u0.shape == (0,)
+    u0 = torch.rand(8, 100, device=device)
+    with_u0 = torch.ops.pysnn.lif_repeated_backward(
+        grad_spikes, None, x.detach(), u0, DECAY, THRESHOLD, "sigmoid", 4.0, "bptt"
+    )
+    assert with_u0[0].shape == x.shape and with_u0[1].shape == x.shape
     spikes = pysnn.ops.lif(x, DECAY, THRESHOLD, steps=32)
     assert spikes.shape == (32, 8, 100)
     assert spikes.grad_fn.next_functions[0][0].name().endswith("AccumulateGrad")

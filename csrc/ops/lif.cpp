@@ -150,7 +150,7 @@ BackwardInputCall prepare_backward_input(const at::Tensor& grad_spikes, const c1
           T,
           x.numel() / T,
           empty_output(x.sizes(), rows.options()),
-          empty_output(x.sizes().slice(1), rows.options())};
+          empty_output(grad_shape_if(u0, x.sizes().slice(1)), rows.options())};
 }
 
 }  // namespace lif
@@ -172,6 +172,7 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   // The same gradients without a saved membrane: each neuron's membrane is
   // recomputed from x (and u0) into grad_x, then swept backward in place. No
   // gradient of the membrane: when the membrane is an output, it is saved.
+  // grad_u0 is empty when u0 is None.
   m.def(
       "lif_backward_input(Tensor grad_spikes, Tensor? grad_state, Tensor x, Tensor? u0, float decay, "
       "float threshold, str surrogate, float alpha, str grad_mode) -> (Tensor grad_x, Tensor grad_u0)");

@@ -97,7 +97,7 @@ PoolBackwardCall prepare_pool_backward(const at::Tensor& grad_pooled, const c10:
           optional_contiguous(u0),
           g,
           empty_output(x.sizes(), rows.options()),
-          empty_output(x.sizes().slice(1), rows.options())};
+          empty_output(grad_shape_if(u0, x.sizes().slice(1)), rows.options())};
 }
 
 }  // namespace lif
@@ -110,7 +110,8 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   m.def(
       "lif_pool_forward(Tensor x, int steps, float decay, float threshold, str surrogate, float alpha, "
       "str grad_mode, Tensor? u0) -> (Tensor pooled, Tensor state)");
-  // dL/dx (as x; summed over the steps when x holds one repeated step) and dL/du0.
+  // dL/dx (as x; summed over the steps when x holds one repeated step) and
+  // dL/du0 (empty when u0 is None).
   m.def(
       "lif_pool_backward(Tensor grad_pooled, Tensor? grad_state, Tensor x, Tensor? u0, float decay, "
       "float threshold, str surrogate, float alpha, str grad_mode) -> (Tensor grad_x, Tensor grad_u0)");

@@ -77,7 +77,7 @@ RepeatedBackwardCall prepare_repeated_backward(const at::Tensor& grad_spikes,
           grad_spikes.size(0),
           x.numel(),
           empty_output(x.sizes(), rows.options()),
-          empty_output(x.sizes(), rows.options())};
+          empty_output(grad_shape_if(u0, x.sizes()), rows.options())};
 }
 
 }  // namespace lif
@@ -90,7 +90,7 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   m.def(
       "lif_repeated_forward(Tensor x, int steps, float decay, float threshold, str surrogate, float alpha, "
       "str grad_mode, Tensor? u0) -> (Tensor spikes, Tensor state)");
-  // dL/dx summed over the steps ([...], as x) and dL/du0 [...].
+  // dL/dx summed over the steps ([...], as x) and dL/du0 [...] (empty when u0 is None).
   m.def(
       "lif_repeated_backward(Tensor grad_spikes, Tensor? grad_state, Tensor x, Tensor? u0, float decay, "
       "float threshold, str surrogate, float alpha, str grad_mode) -> (Tensor grad_x, Tensor grad_u0)");

@@ -116,7 +116,7 @@ def _lif_backward_input_fake(grad_spikes, grad_state, x, u0, decay, threshold, s
     if u0 is not None:
         check_like("lif", "u0", u0, x, x.shape[1:], "x")
     check_lif_options(decay, threshold, surrogate, alpha, grad_mode)
-    return x.new_empty(x.shape), x.new_empty(x.shape[1:])
+    return x.new_empty(x.shape), x.new_empty(x.shape[1:] if u0 is not None else (0,))
 
 
 @torch.library.register_fake("pysnn::lif_repeated_forward")
@@ -132,7 +132,7 @@ def _lif_repeated_backward_fake(grad_spikes, grad_state, x, u0, decay, threshold
     check_like("lif", "grad_spikes", grad_spikes, x, (grad_spikes.shape[0], *x.shape), "x")
     if grad_state is not None:
         check_like("lif", "grad_state", grad_state, x, x.shape, "x")
-    return x.new_empty(x.shape), x.new_empty(x.shape)
+    return x.new_empty(x.shape), x.new_empty(x.shape if u0 is not None else (0,))
 
 
 def _setup_context(ctx, inputs, output):

@@ -72,7 +72,7 @@ def _lif_pool_backward_fake(grad_pooled, grad_state, x, u0, decay, threshold, su
     check_like("lif", "grad_pooled", grad_pooled, x, pooled_shape(grad_pooled.shape[0], x.shape), "x")
     if grad_state is not None:
         check_like("lif", "grad_state", grad_state, x, x.shape[1:], "x[0]")
-    return x.new_empty(x.shape), x.new_empty(x.shape[1:])
+    return x.new_empty(x.shape), x.new_empty(x.shape[1:] if u0 is not None else (0,))
 
 
 def _setup_context(ctx, inputs, output):

@@ -104,8 +104,10 @@ PYSNN_CPU_CLONES void backward_range(const scalar_t* grad_spikes, const scalar_t
     } else {
       sweep(std::false_type{}, std::false_type{});
     }
-    for (int64_t i = 0; i < len; ++i)
-      grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
+    if (grad_u0) {
+      for (int64_t i = 0; i < len; ++i)
+        grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
+    }
   }
 }
 
@@ -209,7 +211,7 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cpu(const at::Tensor& grad
                 x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), gx, T, N, first, len, opt);
             backward_range<decltype(kind)::value, decltype(mode)::value, scalar_t>(
                 grad_spikes.const_data_ptr<scalar_t>(), nullptr, optional_data<scalar_t>(grad_state), nullptr, gx,
-                grad_u0.data_ptr<scalar_t>(), T, N, first, first + len, opt);
+                data_or_null<scalar_t>(grad_u0), T, N, first, first + len, opt);
           }
         });
       });
@@ -266,7 +268,7 @@ PYSNN_CPU_CLONES void summed_sweep(const scalar_t* grad_spikes, const scalar_t* 
   }
   for (int64_t i = 0; i < len; ++i) {
     grad_x[first + i] = static_cast<scalar_t>(total[i]);
-    grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
+    if (grad_u0) grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
   }
 }
 
@@ -297,7 +299,7 @@ std::tuple<at::Tensor, at::Tensor> lif_repeated_backward_cpu(const at::Tensor& g
                                                                  /*N=*/len, /*first=*/0, len, opt);
             summed_sweep<decltype(kind)::value, decltype(mode)::value, scalar_t>(
                 grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state), stash.data(),
-                grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), T, N, first, len, opt);
+                grad_x.data_ptr<scalar_t>(), data_or_null<scalar_t>(grad_u0), T, N, first, len, opt);
           }
         });
       });

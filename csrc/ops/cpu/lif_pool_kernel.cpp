@@ -150,7 +150,7 @@ PYSNN_CPU_CLONES void pool_backward_rows(const scalar_t* grad_pooled, int64_t gr
     }
     for (int64_t i = 0; i < len; ++i) {
       if constexpr (kSummed) grad_x[first + i] = static_cast<scalar_t>(total[i]);
-      grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
+      if (grad_u0) grad_u0[first + i] = static_cast<scalar_t>(carry[i]);
     }
   }
 }
@@ -196,7 +196,7 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cpu(const at::Tensor& grad_
             pool_backward_rows<decltype(kind)::value, decltype(mode)::value, decltype(summed)::value, scalar_t>(
                 grad_pooled.const_data_ptr<scalar_t>(), grad_step, optional_data<scalar_t>(grad_state),
                 x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), grad_x.data_ptr<scalar_t>(),
-                grad_u0.data_ptr<scalar_t>(), g, begin, end, opt);
+                data_or_null<scalar_t>(grad_u0), g, begin, end, opt);
           };
           if (x_step == 0) {
             rows(std::true_type{});

@@ -61,7 +61,7 @@ __global__ void lif_backward_kernel(const scalar_t* __restrict__ grad_spikes,
       grad_x[k] = static_cast<scalar_t>(
           backward_step<mode>(static_cast<opmath_t>(grad_spikes[k]), gm, sg, carry, decay, threshold));
     }
-    grad_u0[i] = static_cast<scalar_t>(carry);
+    if (grad_u0) grad_u0[i] = static_cast<scalar_t>(carry);
   }
 }
 
@@ -90,7 +90,7 @@ __global__ void lif_backward_input_kernel(const scalar_t* __restrict__ grad_spik
       grad_x[k] = static_cast<scalar_t>(
           backward_step<mode>(static_cast<opmath_t>(grad_spikes[k]), opmath_t(0), sg, carry, decay, threshold));
     }
-    grad_u0[i] = static_cast<scalar_t>(carry);
+    if (grad_u0) grad_u0[i] = static_cast<scalar_t>(carry);
   }
 }
 
@@ -122,7 +122,7 @@ __global__ void lif_repeated_backward_kernel(const scalar_t* __restrict__ grad_s
           backward_step<mode>(static_cast<opmath_t>(grad_spikes[k]), opmath_t(0), sg, carry, decay, threshold)));
     }
     grad_x[i] = static_cast<scalar_t>(total);
-    grad_u0[i] = static_cast<scalar_t>(carry);
+    if (grad_u0) grad_u0[i] = static_cast<scalar_t>(carry);
   }
 }
 
@@ -201,7 +201,7 @@ std::tuple<at::Tensor, at::Tensor> lif_backward_input_cuda(const at::Tensor& gra
             <<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
                 grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state),
                 x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), grad_x.data_ptr<scalar_t>(),
-                grad_u0.data_ptr<scalar_t>(), T, N, static_cast<opmath_t>(opt.decay),
+                data_or_null<scalar_t>(grad_u0), T, N, static_cast<opmath_t>(opt.decay),
                 static_cast<opmath_t>(opt.threshold), static_cast<opmath_t>(opt.alpha));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
@@ -254,7 +254,7 @@ std::tuple<at::Tensor, at::Tensor> lif_repeated_backward_cuda(const at::Tensor& 
             <<<cuda::num_blocks(N), cuda::kThreads, 0, stream>>>(
                 grad_spikes.const_data_ptr<scalar_t>(), optional_data<scalar_t>(grad_state),
                 x.const_data_ptr<scalar_t>(), optional_data<scalar_t>(u0), stash.data_ptr<scalar_t>(),
-                grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), T, N, static_cast<opmath_t>(opt.decay),
+                grad_x.data_ptr<scalar_t>(), data_or_null<scalar_t>(grad_u0), T, N, static_cast<opmath_t>(opt.decay),
                 static_cast<opmath_t>(opt.threshold), static_cast<opmath_t>(opt.alpha));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });

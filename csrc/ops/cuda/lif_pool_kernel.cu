@@ -118,7 +118,7 @@ __global__ void lif_pool_backward_kernel(const scalar_t* __restrict__ grad_poole
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       if (x_step == 0) grad_x[n[k]] = static_cast<scalar_t>(total[k]);
-      grad_u0[n[k]] = static_cast<scalar_t>(carry[k]);
+      if (grad_u0) grad_u0[n[k]] = static_cast<scalar_t>(carry[k]);
     }
   }
 }
@@ -167,7 +167,7 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad
             <<<cuda::num_blocks(g.Q), cuda::kThreads, 0, stream>>>(
                 grad_pooled.const_data_ptr<scalar_t>(), grad_step, optional_data<scalar_t>(grad_state),
                 x.const_data_ptr<scalar_t>(), x_step, optional_data<scalar_t>(u0), stash.data_ptr<scalar_t>(),
-                winner.data_ptr<uint8_t>(), grad_x.data_ptr<scalar_t>(), grad_u0.data_ptr<scalar_t>(), g.T, g.N, g.Q,
+                winner.data_ptr<uint8_t>(), grad_x.data_ptr<scalar_t>(), data_or_null<scalar_t>(grad_u0), g.T, g.N, g.Q,
                 g.W, static_cast<opmath_t>(opt.decay), static_cast<opmath_t>(opt.threshold),
                 static_cast<opmath_t>(opt.alpha));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
