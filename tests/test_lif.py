@@ -383,3 +383,84 @@ def test_forward_without_saved_membrane_is_still_differentiable():
     x_ref = x.detach().clone().requires_grad_()
     reference.lif(x_ref, 0.5, 1.0).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("steps", [None, 1], ids=["sequence", "repeated"])
+@pytest.mark.parametrize("return_membrane", [False, True])
+def test_one_step_from_a_constant_state_is_charged_first(device, dtype, steps, return_membrane):
+    """One step from a u0 that needs no gradient (real-time learning's carried
+    membrane) runs as x + decay·u0 from rest: the spikes, membrane, state and
+    x's gradient equal those of the unfolded op (u0 requiring a gradient) bit
+    for bit, autograd keeps one tensor of x's size instead of x and u0, and
+    no gradient of u0 is computed."""
+    shape = (3, 300)
+    x = crowded_input((1, *shape), dtype, device)[0 if steps else slice(None)]
+    u0 = crowded_input((1, *shape), dtype, device)[0] * 0.5
+    grads = [torch.randn((1, *shape), dtype=dtype, device=device) for _ in range(2)]
+    for grad_mode in GRAD_MODES:
+        results = []
+        for u0_grad in (False, True):
+            xi, u0i = x.clone().requires_grad_(), u0.clone().requires_grad_(u0_grad)
+            saved = []
+            with torch.autograd.graph.saved_tensors_hooks(_recording(saved), lambda t: t):
+                out = pysnn.ops.lif(
+                    xi,
+                    DECAY,
+                    THRESHOLD,
+                    grad_mode=grad_mode,
+                    u0=u0i,
+                    steps=steps,
+                    return_membrane=return_membrane,
+                    return_state=True,
+                )
+            loss = sum((o * g).sum() for o, g in zip(out[:-1], grads))
+            (grad_x,) = torch.autograd.grad(loss, xi)
+            results.append([o.detach() for o in out] + [grad_x])
+            if not u0_grad:
+                assert sum(t.numel() for t in saved) == x.numel()
+        assert all(torch.equal(a, b) for a, b in zip(*results)), grad_mode
+
+
+def test_no_gradient_of_an_absent_u0(device):
+    """Without a u0 the backward ops return an empty dL/du0 (nothing to
+    differentiate, nothing allocated); with one, dL/du0 has its shape."""
+    x = torch.rand(4, 2, 50, device=device)
+    grad = torch.randn_like(x)
+    options = (DECAY, THRESHOLD, "sigmoid", 4.0, "bptt")
+    _, grad_u0 = torch.ops.pysnn.lif_backward_input(grad, None, x, None, *options)
+    assert grad_u0.shape == (0,)
+    _, grad_u0 = torch.ops.pysnn.lif_backward_input(grad, None, x, torch.rand_like(x[0]), *options)
+    assert grad_u0.shape == x.shape[1:]
+
+
+def test_in_place_charge_keeps_the_graph_and_allocates_nothing():
+    """charge_single_step(in_place=True), as real-time learning calls it on a
+    block's fresh input (a view) and its own carried membrane: x + decay·u0 in
+    x's buffer, bit for bit the out-of-place charge, with x's gradient path
+    unchanged (no as_strided view whose backward would copy the base)."""
+    from pysnn.ops.lif import charge_single_step
+
+    base = torch.randn(2 * 30, requires_grad=True)
+    x = (base * 3).view(1, 2, 30)  # a view of a non-leaf, as a folded block's output
+    u0 = torch.randn(2, 30)
+    want = x.detach() + u0 * DECAY
+    pointer, grad_fn = x.data_ptr(), type(x.grad_fn)
+    charged, rest = charge_single_step(x, u0.clone(), DECAY, 1, in_place=True)
+    assert rest is None and charged is x and charged.data_ptr() == pointer
+    assert torch.equal(charged.detach(), want) and type(charged.grad_fn) is grad_fn
+    (grad,) = torch.autograd.grad(charged.sum(), base)
+    assert torch.equal(grad, torch.full_like(base, 3.0))
+    for steps, dtype in ((2, torch.float32), (1, torch.bfloat16)):  # more steps, or a kernel-side charge: untouched
+        y, u = torch.randn(1, 2, 30).to(dtype), torch.randn(2, 30).to(dtype)
+        assert charge_single_step(y, u, DECAY, steps, in_place=True)[1] is u
+
+
+def _recording(saved):
+    """A saved-tensor pack hook that appends each tensor to `saved`."""
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    return pack

@@ -212,3 +212,40 @@ def test_a_gradient_repeated_over_the_steps_is_read_in_place(device, repeated):
     copied = torch.ops.pysnn.lif_pool_backward(one_step.expand(6, *one_step.shape).clone(), grad_state, x, u0, *args)
     for got, want in zip(strided, copied):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("repeated", [False, True], ids=["sequence", "repeated"])
+def test_one_step_from_a_constant_state_is_charged_first(device, dtype, repeated):
+    """As pysnn.ops.lif: one step from a u0 that needs no gradient runs as
+    x + decay·u0 from rest, equal bit for bit to the unfolded op, saving one
+    tensor of x's size and computing no dL/du0 (which is empty without u0)."""
+    x, u0, grad_pooled, grad_state = _case((2, 3, 8, 6), 1, dtype, device, repeated)
+    for grad_mode in GRAD_MODES:
+        results = []
+        for u0_grad in (False, True):
+            xi, u0i = x.clone().requires_grad_(), u0.clone().requires_grad_(u0_grad)
+            saved = []
+            with torch.autograd.graph.saved_tensors_hooks(_recording(saved), lambda t: t):
+                pooled, state = pysnn.ops.lif_max_pool2d(
+                    xi, DECAY, THRESHOLD, grad_mode=grad_mode, u0=u0i, return_state=True, steps=1 if repeated else None
+                )
+            (grad_x,) = torch.autograd.grad((pooled * grad_pooled).sum() + (state * grad_state).sum(), xi)
+            results.append((pooled.detach(), state.detach(), grad_x))
+            if not u0_grad:
+                assert sum(t.numel() for t in saved) == x.numel()
+        assert all(torch.equal(a, b) for a, b in zip(*results)), grad_mode
+    options = (DECAY, THRESHOLD, "sigmoid", 4.0, "bptt")
+    one_step = x if not repeated else x.unsqueeze(0)
+    _, grad_u0 = torch.ops.pysnn.lif_pool_backward(grad_pooled, None, one_step, None, *options)
+    assert grad_u0.shape == (0,)
+
+
+def _recording(saved):
+    """A saved-tensor pack hook that appends each tensor to `saved`."""
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    return pack

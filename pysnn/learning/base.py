@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from ..config import TrainConfig
 from ..models import SpikingNetwork
+from ..ops.lif import charge_single_step
 from .optim import make_optimizer, make_scheduler
 
 
@@ -187,7 +188,13 @@ class LocalTrainer(Trainer):
         fire = block.fire_pooled if pooled else functools.partial(block.fire, return_membrane=return_membrane)
         if self.neuron_state is None:
             return fire(x, steps=steps)
-        *outputs, state = fire(x, u0=self.neuron_state[index], return_state=True, steps=steps)
+        # x (the block's fresh synaptic input) and the carried membrane are this
+        # trainer's own: one step is charged in place and the old membrane goes
+        # before the op allocates the new one
+        u0, self.neuron_state[index] = self.neuron_state[index], None
+        x, u0 = charge_single_step(x, u0, block.neuron.decay, x.shape[0] if steps is None else steps, in_place=True)
+        *outputs, state = fire(x, u0=u0, return_state=True, steps=steps)
+        del u0
         self.neuron_state[index] = state.detach()
         return tuple(outputs) if len(outputs) > 1 else outputs[0]
 

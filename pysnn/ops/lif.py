@@ -13,6 +13,12 @@ With `steps`, x is one step's input repeated at every step (direct coding):
 `lif_repeated_forward` runs it and `lif_repeated_backward` returns x's
 gradient summed over the steps, so neither direction holds a [T, ...] copy
 of x or of its gradient.
+
+A single step from a `u0` that needs no gradient (real-time learning's
+carried membrane) is charged before the kernel, `x + decay * u0`, rounded
+as the kernel's first step rounds it, and run from rest: autograd then
+saves one input-sized tensor instead of two, and the backward computes no
+gradient for u0 (`charge_single_step`).
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ def lif(
         spikes ``[T, ...]`` in x's dtype (0 or 1), then the membrane if
         ``return_membrane``, then the final state if ``return_state``.
     """
+    x, u0 = charge_single_step(x, u0, decay, 1 if steps is None and x.dim() >= 1 and x.shape[0] == 1 else steps)
     if steps is not None:
         check_steps(steps)
         if not return_membrane:
@@ -86,6 +93,48 @@ def lif(
         x, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0, return_membrane
     )
     return select_outputs(spikes, membrane, state, return_membrane, return_state)
+
+
+def charge_single_step(
+    x: Tensor, u0: Optional[Tensor], decay: float, steps: Optional[int], in_place: bool = False
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """(x + decay * u0, None) for one step (`steps` == 1) from a u0 that needs
+    no gradient, else (x, u0) unchanged. Exact: the product and the sum are
+    rounded separately in x's dtype, as the kernels' first step does in
+    float32 and float64 (other dtypes charge in float32 inside the kernel,
+    so they are left to it), and the first step from rest is that charge.
+
+    Without `in_place` the charge is a new tensor, made only while autograd
+    records x (it then saves one tensor instead of x and u0). With it, the
+    caller owns x and u0 (real-time learning's fresh synaptic input and
+    carried membrane) and nothing autograd saved holds x: u0 is scaled and
+    added into x, allocating nothing.
+    Arguments the op would reject pass through to its checks."""
+    if (
+        steps != 1
+        or u0 is None
+        or u0.requires_grad
+        or x.dtype not in (torch.float32, torch.float64)
+        or u0.dtype != x.dtype
+        or u0.device != x.device
+        or x.numel() == 0
+        or u0.shape != x.shape[-u0.dim() :]
+        or x.numel() != u0.numel()
+    ):
+        return x, u0
+    if in_place:
+        # Adding a constant has the identity for gradient, so it goes through
+        # `.data`, which autograd does not track: an in-place op on x, or one
+        # through detach() (which shares x's version counter), would turn x,
+        # a view in a block, into an as_strided view whose backward copies
+        # its gradient into a zeroed buffer of the whole base.
+        x.data.add_(u0.mul_(decay).view(x.shape))
+        return x, None
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return x, u0
+    # decay·u0 rounded first, then + x into the same buffer: one new tensor
+    # (not a view, so the backward passes x's gradient through uncopied)
+    return (u0.view(x.shape) * decay).add_(x), None
 
 
 @torch.library.register_fake("pysnn::lif_forward")

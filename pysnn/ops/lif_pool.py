@@ -6,7 +6,8 @@ pooled spikes leave the kernel, and the backward recomputes each window's
 membranes and its first spike from x, so neither the full-size spikes nor
 their gradient is ever allocated. The pooled gradient reaches the first
 neuron of each window that spiked (row-major), or the window's first neuron
-when none did, as `F.max_pool2d`'s does.
+when none did, as `F.max_pool2d`'s does. A single step from a u0 that
+needs no gradient is charged before the kernel, as in `pysnn.ops.lif`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .._validation import check_lif_pool_args, check_like, check_steps, check_time_first, pooled_shape
+from .lif import charge_single_step
 
 Tensor = torch.Tensor
 
@@ -53,6 +55,7 @@ def lif_max_pool2d(
         steps, x = x.shape[0], x[:1]  # a stride-0 expand over time: run its one step
     else:
         steps = x.shape[0] if x.dim() >= 1 else 0
+    x, u0 = charge_single_step(x, u0, decay, steps)  # (see pysnn.ops.lif)
     pooled, state = torch.ops.pysnn.lif_pool_forward(
         x, steps, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0
     )
