@@ -5,6 +5,7 @@ summed learning signal for such an input."""
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from pysnn.config import TrainConfig
 from pysnn.learning import make_trainer
@@ -129,3 +130,24 @@ def test_direct_coding_keeps_no_time_sized_copy_of_the_first_layer():
     saved = _saved(lambda: trainer.step(images, labels))
     full_map = 10 * 8 * 32 * 28 * 28
     assert not [t for t in saved if t.numel() >= full_map]  # pooled outputs hold a quarter
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_spike_max_pool_without_a_gradient_is_the_max_of_each_window(dtype):
+    """Outside autograd the 2×2 spike pool takes the maximum of each window's
+    corners itself (no int64 indices): max_pool2d's values, NaN included."""
+    x = torch.randn(5, 3, 8, 6).to(dtype)
+    x[0, 0, 0, 0] = float("nan")
+    with torch.no_grad():
+        got = spike_max_pool(x, nn.MaxPool2d(2))
+    assert torch.equal(got.nan_to_num(), F.max_pool2d(x, 2).nan_to_num())
+    assert got[0, 0, 0, 0].isnan()
+
+
+def test_time_mean_of_one_step_is_a_view():
+    from pysnn.nn.blocks import time_mean
+
+    x = torch.rand(1, 4, 5)
+    assert time_mean(x).data_ptr() == x.data_ptr() and torch.equal(time_mean(x), x.mean(0))
+    y = torch.rand(7, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(time_mean(y), y.mean(0))

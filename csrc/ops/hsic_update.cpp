@@ -34,19 +34,21 @@ void check_three_factor(const char* op, const at::Tensor& post_grad, const at::T
   scale_by_dim(op, sigma_scaling);
 }
 
-// G = dL/drates by the closed form, and the loss.
-std::tuple<at::Tensor, at::Tensor> rates_gradient(const at::Tensor& rates, const at::Tensor& modulator, double sigma,
-                                                  c10::string_view sigma_scaling) {
+// G / T (G = dL/drates by the closed form, in the compute dtype, divided in
+// place: no second rates-sized buffer), and the loss.
+std::tuple<at::Tensor, at::Tensor> rates_gradient_per_step(const at::Tensor& rates, const at::Tensor& modulator,
+                                                           double sigma, c10::string_view sigma_scaling,
+                                                           int64_t steps) {
   auto [loss, weighted] = hsic_loss(rates, modulator, sigma, sigma_scaling);
-  return {hsic_loss_backward(at::ones({}, loss.options()), rates, weighted, sigma, sigma_scaling), loss};
+  at::Tensor grad = to_compute(hsic_loss_backward(at::ones({}, loss.options()), rates, weighted, sigma, sigma_scaling));
+  return {grad.div_(static_cast<double>(steps)), loss};
 }
 
 // δ[t] = G ⊙ post_grad[t] / T.
 std::tuple<at::Tensor, at::Tensor> post_signal(const at::Tensor& post_grad, const at::Tensor& rates,
                                                const at::Tensor& modulator, double sigma,
                                                c10::string_view sigma_scaling) {
-  auto [grad_rates, loss] = rates_gradient(rates, modulator, sigma, sigma_scaling);
-  const at::Tensor scaled = to_compute(grad_rates) / static_cast<double>(post_grad.size(0));
+  auto [scaled, loss] = rates_gradient_per_step(rates, modulator, sigma, sigma_scaling, post_grad.size(0));
   return {to_compute(post_grad) * scaled.unsqueeze(0), loss};
 }
 
@@ -71,9 +73,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hsic_update(const at::Tensor& pre
   if (pre.stride(0) == 0) {
     // The same input at every step (direct coding, pre expanded over T):
     // Σ_t δ[t]ᵀ pre[0] = (G/T ⊙ Σ_t post_grad[t])ᵀ pre[0], a T-times smaller GEMM.
-    auto [grad_rates, loss] = rates_gradient(rates, modulator, sigma, sigma_scaling);
-    const at::Tensor delta_sum =
-        to_compute(post_grad).sum(0) * (to_compute(grad_rates) / static_cast<double>(post_grad.size(0)));
+    auto [scaled, loss] = rates_gradient_per_step(rates, modulator, sigma, sigma_scaling, post_grad.size(0));
+    const at::Tensor delta_sum = to_compute(post_grad).sum(0).mul_(scaled);
     return {at::mm(delta_sum.t(), to_compute(pre.select(0, 0))), delta_sum.sum(0), loss};
   }
   auto [delta, loss] = post_signal(post_grad, rates, modulator, sigma, sigma_scaling);

@@ -15,6 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from ..backends import get_backend
+from ..nn.blocks import time_mean
 from .base import LocalTrainer
 
 
@@ -88,7 +89,7 @@ class HBHTrainer(LocalTrainer):
         with torch.no_grad():
             spikes, membrane = self.fire(index, block.integrate(inputs), return_membrane=True)
             post_grad = block.surrogate_grad_(membrane)
-            rates = spikes.mean(0)
+            rates = time_mean(spikes)
             grad_w, grad_b, loss = self.ops.hsic_update(
                 inputs.flatten(2),
                 post_grad,
@@ -113,7 +114,7 @@ class HBHTrainer(LocalTrainer):
             del membrane
             if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
                 post_grad = post_grad.mean(0, keepdim=True)
-            rates = spikes.mean(0).flatten(1)
+            rates = time_mean(spikes).flatten(1)
             # the layer's output now: a pooled block then holds its pooled
             # spikes, not the full [T, B, ...] map, through its backward
             out = block.emit(spikes)
@@ -130,7 +131,7 @@ class HBHTrainer(LocalTrainer):
             kz = self.kernel(z)
             (grad_rates,) = torch.autograd.grad((modulator * kz).sum(), z)
             delta = post_grad.mul_(self.batch.local_rows(grad_rates) / post_grad.shape[0])
-        del post_grad
+        del post_grad, rates
         x.backward(delta.reshape(x.shape).to(x.dtype))
         return out
 

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..nn.blocks import time_mean
+
 # Thesis Table 3-5.
 LOSS_WEIGHTS: Dict[str, Dict[str, float]] = {
     "pred": {"pred": 1.0},
@@ -122,9 +124,7 @@ class LayerObjective(nn.Module):
         from .base import LocalBatch
 
         batch = batch or LocalBatch()
-        # a sum over the steps, then / T: its gradient reaches every step as
-        # one stride-0 expand (mean's backward would materialise [T, ...])
-        rates = spikes.sum(0) / spikes.shape[0]
+        rates = time_mean(spikes)
         total = spikes.new_zeros(())
         w = self.weights
         if "pred" in w:

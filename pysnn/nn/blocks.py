@@ -33,6 +33,14 @@ def fold(fn, x: torch.Tensor) -> torch.Tensor:
     return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
 
 
+def time_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of x [T, ...] over time as a sum / T, whose gradient reaches
+    every step as one stride-0 expand (mean's backward would materialise
+    [T, ...]); one step (real-time learning) is returned as a view of
+    itself, which equals v / 1 exactly and copies nothing."""
+    return x[0] if x.shape[0] == 1 else x.sum(0) / x.shape[0]
+
+
 def repeated_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, repeats: int) -> torch.Tensor:
     """`norm` over `repeats` copies of x [1, B, ...] along time, computed on x
     alone: the copies' batch mean and (biased) variance are x's own, and the
