@@ -183,7 +183,8 @@ class LocalTrainer(Trainer):
         """Block `index`'s LIF on x (one step repeated `steps` times if given:
         SpikingBlock.drive), its pool too with `pooled` (SpikingBlock.fire_pooled),
         continuing from its carried membrane in real-time mode (and carrying
-        the new one, detached)."""
+        the new one, detached). A real-time step's membrane, outside autograd,
+        is x itself once charged (not a copy): callers may overwrite it."""
         block = self.model.blocks[index]
         fire = block.fire_pooled if pooled else functools.partial(block.fire, return_membrane=return_membrane)
         if self.neuron_state is None:
@@ -193,7 +194,12 @@ class LocalTrainer(Trainer):
         # before the op allocates the new one
         u0, self.neuron_state[index] = self.neuron_state[index], None
         x, u0 = charge_single_step(x, u0, block.neuron.decay, x.shape[0] if steps is None else steps, in_place=True)
-        *outputs, state = fire(x, u0=u0, return_state=True, steps=steps)
+        if return_membrane and u0 is None and steps is None and x.shape[0] == 1 and not torch.is_grad_enabled():
+            # one step from rest: its pre-reset membrane is x, bit for bit
+            spikes, state = block.fire(x, return_state=True)
+            outputs = [spikes, x]
+        else:
+            *outputs, state = fire(x, u0=u0, return_state=True, steps=steps)
         del u0
         self.neuron_state[index] = state.detach()
         return tuple(outputs) if len(outputs) > 1 else outputs[0]

@@ -109,7 +109,9 @@ class HBHTrainer(LocalTrainer):
         c = self.config
         x = block.integrate(inputs, expand=False)  # [1, B, ...] if the input repeats over the T steps
         with torch.no_grad():
-            spikes, membrane = self.fire(index, x.detach().expand(inputs.shape[0], *x.shape[1:]), return_membrane=True)
+            # x.data: the LIF's input and, in real time, its membrane (see
+            # `fire`), overwritten below by σ' without autograd seeing x change
+            spikes, membrane = self.fire(index, x.data.expand(inputs.shape[0], *x.shape[1:]), return_membrane=True)
             post_grad = block.surrogate_grad_(membrane).flatten(2)
             del membrane
             if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
@@ -122,16 +124,19 @@ class HBHTrainer(LocalTrainer):
             if self.batch.is_global:  # kernels over every rank's samples
                 rates, labels = self.batch.gather(rates), self.batch.gather(labels)
             modulator = self.modulator(rates, labels, shared)
+        # G = ∂L/∂rates: the gaussian's closed form (the fused `hsic_loss`
+        # backward, as in `hsic_post_signal`), else through the kernel; with
+        # global kernels, this rank's rows of it. δ = σ' ⊙ G / T is written
+        # over σ': no second buffer of the layer's size.
+        z = rates.detach().requires_grad_()
         if c.kernel == "gaussian" and not self.batch.is_global:
-            delta, _ = self.ops.hsic_post_signal(
-                post_grad, rates, modulator, sigma=c.sigma, sigma_scaling=c.sigma_scaling
-            )
-        else:  # ∂L/∂rates through the kernel; with global kernels, this rank's rows of it
-            z = rates.clone().requires_grad_()
-            kz = self.kernel(z)
-            (grad_rates,) = torch.autograd.grad((modulator * kz).sum(), z)
-            delta = post_grad.mul_(self.batch.local_rows(grad_rates) / post_grad.shape[0])
-        del post_grad, rates
+            loss = self.ops.hsic_loss(z, modulator, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
+        else:
+            loss = (modulator * self.kernel(z)).sum()
+        (grad_rates,) = torch.autograd.grad(loss, z)
+        del z, rates, loss
+        delta = post_grad.mul_(self.batch.local_rows(grad_rates).div_(post_grad.shape[0]))
+        del post_grad, grad_rates
         x.backward(delta.reshape(x.shape).to(x.dtype))
         return out
 
