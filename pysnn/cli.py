@@ -9,6 +9,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 BENCHMARKS: Dict[str, str] = {
     "lif": "pysnn.bench.lif",
+    "lif-pool": "pysnn.bench.lif_pool",
     "hsic": "pysnn.bench.hsic",
     "train": "pysnn.bench.train",
     "parallel": "pysnn.bench.parallel",

@@ -63,6 +63,8 @@ tail -15 "$OUT/gpu_runs.log" | tee -a "$SUMMARY"
 # could lose every row); rows are written as they are measured.
 step "bench lif" 40 "$OUT/bench_lif.txt" $PY -m pysnn bench lif --device cuda --rounds 20 --no-compile \
   --json "$OUT/bench_lif.json"
+step "bench lif-pool" 30 "$OUT/bench_lif_pool.txt" $PY -m pysnn bench lif-pool --device cuda --rounds 20 --no-compile \
+  --json "$OUT/bench_lif_pool.json"
 step "bench hsic" 60 "$OUT/bench_hsic.txt" $PY -m pysnn bench hsic --device cuda --rounds 10 --no-compile \
   --json "$OUT/bench_hsic.json"
 step "bench train MLP" 45 "$OUT/bench_train_mlp.txt" $PY -m pysnn bench train --device cuda --rounds 5 \

@@ -198,6 +198,20 @@ def test_lif_benchmark_reports_time_against_both_floors():
         assert all(row["fused_faults"] < 2_000_000 // 4096 // 4 for row in rows)
 
 
+def test_lif_pool_benchmark_compares_the_fused_op_with_two_ops():
+    from pysnn.bench import lif_pool
+
+    rows = lif_pool.run(steps=(3,), shape=(2, 4, 8, 8), rounds=1, compiled=False)
+    assert [row["mode"] for row in rows] == ["forward", "forward+backward"]
+    assert all(row["fused_ms"] > 0 and row["two_ops/fused"] > 0 and row["eager/fused"] > 0 for row in rows)
+    saved = rows[1]
+    # the fused op saves x alone (3·2·4·8·8 float32); the two ops also the spikes and the pool's indices
+    assert saved["fused_saved_MB"] == round(3 * 2 * 4 * 8 * 8 * 4 / 1e6, 1)
+    assert saved["two_ops_saved_MB"] >= saved["fused_saved_MB"]
+    bad = _pysnn("bench", "lif-pool", "--shape", "2", "4", "7", "8")
+    assert bad.returncode == 2 and "must be even" in bad.stderr
+
+
 def test_bench_help_reaches_the_benchmark():
     result = _pysnn("bench", "lif", "--help")
     assert result.returncode == 0 and result.stdout.startswith("usage: pysnn bench lif") and "--peers" in result.stdout
