@@ -115,3 +115,25 @@ def test_every_loss_setting_trains(loss, model, tmp_path):
     assert not torch.equal(initial, final), "the first layer did not learn"
     epoch = metrics["epochs"][0]
     assert all(math.isfinite(epoch[k]) for k in ("train_loss", "test_loss", "train_acc", "test_acc"))
+
+
+def test_a_silent_sample_gives_sim_a_zero_similarity_and_a_finite_gradient():
+    """A sample whose features are all equal (a step in which it did not
+    spike) has no direction: its similarities are 0 and it sends no
+    gradient, where F.normalize would send its upstream gradient / 1e-12.
+    Every other row is F.normalize's, bit for bit."""
+    from torch.nn import functional as F
+
+    from pysnn.learning.hll_losses import similarity_matrix, unit_rows
+
+    x = torch.randn(5, 7, dtype=torch.float64)
+    assert torch.equal(unit_rows(x), F.normalize(x, dim=1))
+    rates = torch.rand(4, 6, dtype=torch.float64)
+    rates[1] = 0.0  # silent
+    rates = rates.requires_grad_()
+    onehot = F.one_hot(torch.tensor([0, 1, 0, 2]), 3).double()
+    sim = similarity_matrix(rates)
+    assert torch.equal(sim[1], torch.zeros(4, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(sim_loss(rates, onehot), rates)
+    assert torch.isfinite(grad).all() and grad.abs().max() < 10
+    assert torch.equal(grad[1], torch.zeros(6, dtype=torch.float64))

@@ -35,8 +35,18 @@ def similarity_matrix(features: torch.Tensor) -> torch.Tensor:
     if features.dim() > 2 and features[0, 0].numel() > 1:
         features = features.flatten(2).std(2, correction=0)
     centred = features.flatten(1) - features.flatten(1).mean(1, keepdim=True)
-    unit = F.normalize(centred, dim=1)
+    unit = unit_rows(centred)
     return (unit @ unit.T).clamp(-1, 1)
+
+
+def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """F.normalize(x, dim=1), but a row of norm <= eps (a sample whose
+    features are all equal once centred, e.g. one that did not spike in a
+    real-time step) is 0 with a zero gradient: F.normalize's gradient there
+    is x's upstream gradient / eps, which blows the layer's update up."""
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    has_direction = norm > eps
+    return torch.where(has_direction, x / torch.where(has_direction, norm, torch.ones_like(norm)), 0.0)
 
 
 def sim_loss(embedded: torch.Tensor, labels_onehot: torch.Tensor) -> torch.Tensor:
