@@ -214,3 +214,32 @@ def test_realtime_refuses_data_parallel():
 
 def test_old_checkpoints_online_mode_is_per_step_pred():
     assert TrainConfig(update="online").update == "per-step-pred"
+
+
+@pytest.mark.parametrize(
+    "rule, overrides",
+    [
+        ("hll", {"loss": "pred-sim"}),
+        ("hbh", {}),  # the fused linear update
+        ("hbh", {"batch_norm": True}),  # the learning signal through the layer's backward
+        ("hll", {"model": "cnn", "loss": "pred-sim"}),  # the fused LIF and pool
+        ("hbh", {"model": "cnn"}),
+    ],
+)
+def test_charging_the_carried_membrane_in_place_changes_nothing(monkeypatch, rule, overrides):
+    """Real-time steps charge the carried membrane into the layer's input in
+    place and run from rest (HBH reading that input as the membrane): the
+    weights after two batches equal, bit for bit, those of the same steps
+    run with the membrane handed to the LIF op as u0."""
+    from pysnn.learning import base
+
+    images, labels = _batch(torch.float32)
+    weights = []
+    for charged in (True, False):
+        if not charged:
+            monkeypatch.setattr(base, "charge_single_step", lambda x, u0, *args, **kwargs: (x, u0))
+        _, model, trainer = _trainer(rule, timesteps=4, dtype=torch.float32, **overrides)  # SGD: no normalised step
+        for _ in range(2):
+            trainer.step(images, labels)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
