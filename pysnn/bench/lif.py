@@ -207,21 +207,31 @@ def page_fault_seconds(x: torch.Tensor) -> Optional[float]:
     return max(0.0, times["fresh"] - times["reused"]) / faults if faults else None
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="pysnn bench lif", description=__doc__)
+def add_neuron_bench_arguments(parser: argparse.ArgumentParser, peers_help: str) -> None:
+    """The options the neuron benchmarks (lif, lif-pool) share."""
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 10, 32])
-    parser.add_argument("--neurons", type=int, default=1 << 20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
-    parser.add_argument(
-        "--peers",
-        action="store_true",
-        help="add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
-        "and snnTorch's Leaky (`pip install --no-deps spikingjelly loguru snntorch`)",
-    )
+    parser.add_argument("--peers", action="store_true", help=peers_help)
     add_cpu_memory_argument(parser)
     parser.add_argument("--json", help="also write the rows to this file")
+
+
+def report_missing_peers(rows: list[dict], asked: bool) -> None:
+    for name in PEERS:
+        if asked and f"{name}_ms" not in rows[0]:
+            print(f"--peers: {name} is not installed (pip install --no-deps {name}); no {name} column")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="pysnn bench lif", description=__doc__)
+    add_neuron_bench_arguments(
+        parser,
+        "add the peers users would pick instead, where installed: SpikingJelly's LIFNode "
+        "and snnTorch's Leaky (`pip install --no-deps spikingjelly loguru snntorch`)",
+    )
+    parser.add_argument("--neurons", type=int, default=1 << 20)
     args = parser.parse_args(argv)
     cpu_memory.apply(args.cpu_memory)
     rows = run(
@@ -233,9 +243,7 @@ def main(argv=None) -> None:
         peers=args.peers,
         on_row=JsonRows(args.json),
     )
-    for name in PEERS:
-        if args.peers and f"{name}_ms" not in rows[0]:
-            print(f"--peers: {name} is not installed (pip install --no-deps {name}); no {name} column")
+    report_missing_peers(rows, args.peers)
     columns = [
         "T",
         "mode",

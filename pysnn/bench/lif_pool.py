@@ -16,8 +16,16 @@ import torch
 from torch.nn import functional as F
 
 from .. import cpu_memory, ops, reference
-from .lif import DECAY, PEERS, THRESHOLD, _forward, _forward_backward
-from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
+from .lif import (
+    DECAY,
+    PEERS,
+    THRESHOLD,
+    _forward,
+    _forward_backward,
+    add_neuron_bench_arguments,
+    report_missing_peers,
+)
+from .timing import JsonRows, compare, format_table
 
 
 def pooled(lif: Callable) -> Callable:
@@ -89,20 +97,12 @@ def run(
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="pysnn bench lif-pool", description=__doc__)
-    parser.add_argument("--steps", type=int, nargs="+", default=[4, 10, 32])
+    add_neuron_bench_arguments(
+        parser, "add SpikingJelly's LIFNode and snnTorch's Leaky, each then F.max_pool2d, where installed"
+    )
     parser.add_argument(
         "--shape", type=int, nargs=4, default=[64, 16, 32, 32], metavar=("B", "C", "H", "W"), help="one step's map"
     )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
-    parser.add_argument(
-        "--peers",
-        action="store_true",
-        help="add SpikingJelly's LIFNode and snnTorch's Leaky, each then F.max_pool2d, where installed",
-    )
-    add_cpu_memory_argument(parser)
-    parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     if args.shape[2] % 2 or args.shape[3] % 2:
         parser.error(f"--shape: H and W must be even (a 2x2 pool of whole windows), got {args.shape}")
@@ -116,6 +116,7 @@ def main(argv=None) -> None:
         peers=args.peers,
         on_row=JsonRows(args.json),
     )
+    report_missing_peers(rows, args.peers)
     names = ["two_ops", "eager", "compiled", "spikingjelly", "snntorch"]
     columns = ["T", "mode", "fused_ms", *(f"{n}_ms" for n in names), *(f"{n}/fused" for n in names)]
     columns += ["fused_saved_MB", *(f"{n}_saved_MB" for n in names)]
