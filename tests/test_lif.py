@@ -464,3 +464,12 @@ def _recording(saved):
         return t
 
     return pack
+
+
+def test_one_step_from_a_non_contiguous_state():
+    """A transposed u0 (any layout the op accepts) is charged like a contiguous one."""
+    x = torch.rand(1, 5, 3, dtype=torch.float64, requires_grad=True)
+    u0 = torch.rand(3, 5, dtype=torch.float64).t()
+    spikes, state = pysnn.ops.lif(x, DECAY, THRESHOLD, u0=u0, return_state=True)
+    want, want_state = reference.lif(x.detach(), DECAY, THRESHOLD, u0=u0.contiguous(), return_state=True)
+    assert torch.equal(spikes, want) and torch.equal(state, want_state)

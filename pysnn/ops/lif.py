@@ -128,13 +128,13 @@ def charge_single_step(
         # through detach() (which shares x's version counter), would turn x,
         # a view in a block, into an as_strided view whose backward copies
         # its gradient into a zeroed buffer of the whole base.
-        x.data.add_(u0.mul_(decay).view(x.shape))
+        x.data.add_(u0.mul_(decay).reshape(x.shape))
         return x, None
     if not (torch.is_grad_enabled() and x.requires_grad):
         return x, u0
     # decay·u0 rounded first, then + x into the same buffer: one new tensor
     # (not a view, so the backward passes x's gradient through uncopied)
-    return (u0.view(x.shape) * decay).add_(x), None
+    return (u0.reshape(x.shape) * decay).add_(x), None
 
 
 @torch.library.register_fake("pysnn::lif_forward")
