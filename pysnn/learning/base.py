@@ -193,7 +193,7 @@ class LocalTrainer(Trainer):
         # trainer's own: one step is charged in place and the old membrane goes
         # before the op allocates the new one
         u0, self.neuron_state[index] = self.neuron_state[index], None
-        x, u0 = charge_single_step(x, u0, block.neuron.decay, x.shape[0] if steps is None else steps, in_place=True)
+        x, u0 = charge_single_step(x, u0, block.neuron.decay, steps, in_place=True)
         if return_membrane and u0 is None and steps is None and x.shape[0] == 1 and not torch.is_grad_enabled():
             # one step from rest: its pre-reset membrane is x, bit for bit
             spikes, state = block.fire(x, return_state=True)

@@ -80,7 +80,7 @@ def lif(
         spikes ``[T, ...]`` in x's dtype (0 or 1), then the membrane if
         ``return_membrane``, then the final state if ``return_state``.
     """
-    x, u0 = charge_single_step(x, u0, decay, 1 if steps is None and x.dim() >= 1 and x.shape[0] == 1 else steps)
+    x, u0 = charge_single_step(x, u0, decay, steps)
     if steps is not None:
         check_steps(steps)
         if not return_membrane:
@@ -98,11 +98,13 @@ def lif(
 def charge_single_step(
     x: Tensor, u0: Optional[Tensor], decay: float, steps: Optional[int], in_place: bool = False
 ) -> Tuple[Tensor, Optional[Tensor]]:
-    """(x + decay * u0, None) for one step (`steps` == 1) from a u0 that needs
-    no gradient, else (x, u0) unchanged. Exact: the product and the sum are
-    rounded separately in x's dtype, as the kernels' first step does in
-    float32 and float64 (other dtypes charge in float32 inside the kernel,
-    so they are left to it), and the first step from rest is that charge.
+    """(x + decay * u0, None) for one step from a u0 that needs no gradient,
+    else (x, u0) unchanged; `steps` is the op's (x's one step repeated
+    `steps` times, or None for a sequence x [T, ...]). Exact: the product
+    and the sum are rounded separately in x's dtype, as the kernels' first
+    step does in float32 and float64 (other dtypes charge in float32 inside
+    the kernel, so they are left to it), and the first step from rest is
+    that charge.
 
     Without `in_place` the charge is a new tensor, made only while autograd
     records x (it then saves one tensor instead of x and u0). With it, the
@@ -111,7 +113,7 @@ def charge_single_step(
     added into x, allocating nothing.
     Arguments the op would reject pass through to its checks."""
     if (
-        steps != 1
+        (steps if steps is not None else (x.shape[0] if x.dim() >= 1 else 0)) != 1
         or u0 is None
         or u0.requires_grad
         or x.dtype not in (torch.float32, torch.float64)
