@@ -11,6 +11,7 @@ from torch.nn import functional as F
 import pysnn
 from pysnn import reference
 from pysnn._validation import GRAD_MODES, SURROGATES
+from pysnn.reference.lif import max_pool_last_2x2
 
 DECAY, THRESHOLD = 0.75, 0.6
 
@@ -43,8 +44,7 @@ def _run(impl, x, u0, grad_pooled, grad_state, repeated, **options):
 def _unfused(x, decay, threshold, steps=None, return_state=False, **options):
     """The fused LIF, then F.max_pool2d: the same per-element math, two ops."""
     spikes, state = pysnn.ops.lif(x, decay, threshold, steps=steps, return_state=True, **options)
-    *lead, h, w = spikes.shape
-    pooled = F.max_pool2d(spikes.reshape(-1, h, w), 2).reshape(*lead, h // 2, w // 2)
+    pooled = max_pool_last_2x2(spikes)
     return (pooled, state) if return_state else pooled
 
 

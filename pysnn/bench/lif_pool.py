@@ -13,9 +13,9 @@ import argparse
 from typing import Callable, Dict, Sequence
 
 import torch
-from torch.nn import functional as F
 
 from .. import cpu_memory, ops, reference
+from ..reference.lif import max_pool_last_2x2
 from .lif import (
     DECAY,
     PEERS,
@@ -32,9 +32,7 @@ def pooled(lif: Callable) -> Callable:
     """x [T, ..., H, W] → F.max_pool2d(lif(x, decay, threshold), 2), as two ops."""
 
     def run(x, decay, threshold):
-        spikes = lif(x, decay, threshold)
-        *lead, h, w = spikes.shape
-        return F.max_pool2d(spikes.reshape(-1, h, w), 2).reshape(*lead, h // 2, w // 2)
+        return max_pool_last_2x2(lif(x, decay, threshold))
 
     return run
 

@@ -122,9 +122,14 @@ def lif_max_pool2d(
         return_state=True,
         steps=steps,
     )
-    *lead, h, w = spikes.shape
-    pooled = F.max_pool2d(spikes.reshape(-1, 1, h, w), 2).reshape(*lead, h // 2, w // 2)
+    pooled = max_pool_last_2x2(spikes)
     return (pooled, state) if return_state else pooled
+
+
+def max_pool_last_2x2(x: Tensor) -> Tensor:
+    """`F.max_pool2d(·, 2)` over the last two dims of x [..., H, W]."""
+    *lead, h, w = x.shape
+    return F.max_pool2d(x.reshape(-1, 1, h, w), 2).reshape(*lead, h // 2, w // 2)
 
 
 def select_outputs(
