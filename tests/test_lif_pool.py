@@ -249,3 +249,87 @@ def _recording(saved):
         return t
 
     return pack
+
+
+def _run_over_input(impl, x, u0, grad_pooled, grad_state, repeated, **options):
+    """_run with x handed to the op as a fresh, non-leaf buffer it may overwrite."""
+    leaf = x.detach().clone().requires_grad_()
+    u0 = u0.detach().clone().requires_grad_()
+    fresh = leaf.clone()
+    steps = grad_pooled.shape[0] if repeated else None
+    pooled, state = impl(
+        fresh, DECAY, THRESHOLD, u0=u0, return_state=True, steps=steps, overwrite_input=True, **options
+    )
+    loss = (pooled * grad_pooled).sum() + (state * grad_state).sum()
+    grads = torch.autograd.grad(loss, (leaf, u0))
+    return (pooled.detach(), state.detach(), *grads), fresh
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("repeated", [False, True], ids=["sequence", "repeated"])
+@pytest.mark.parametrize("grad_mode", GRAD_MODES)
+def test_backward_over_the_input_equals_the_allocating_one(device, dtype, repeated, grad_mode):
+    tensors = _case((3, 4, 6, 8), 5, dtype, device, repeated, seed=4)
+    options = dict(surrogate="atan", grad_mode=grad_mode)
+    over, fresh = _run_over_input(pysnn.ops.lif_max_pool2d, *tensors, repeated, **options)
+    want = _run(pysnn.ops.lif_max_pool2d, *tensors, repeated, **options)
+    assert over[2].abs().sum() > 0
+    for got, expected in zip(over, want):
+        assert torch.equal(got, expected)
+    assert torch.equal(fresh.detach(), over[2])  # dL/dx was written over x
+
+
+def test_backward_over_the_input_allocates_no_gradient_buffer(device):
+    x = torch.rand(2, 4, 8, 8, device=device, requires_grad=True)
+    fresh = x * 2.0
+    pooled = pysnn.ops.lif_max_pool2d(fresh, DECAY, THRESHOLD, overwrite_input=True, steps=3)
+    grads = []
+    fresh.register_hook(grads.append)
+    pooled.sum().backward()
+    assert grads[0].data_ptr() == fresh.data_ptr()
+    torch.testing.assert_close(x.grad, 2.0 * grads[0])
+
+
+def test_backward_over_the_input_runs_once(device):
+    fresh = torch.rand(2, 1, 4, 4, device=device, requires_grad=True).clone()
+    pooled = pysnn.ops.lif_max_pool2d(fresh, DECAY, THRESHOLD, overwrite_input=True)
+    pooled.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="cannot be run backward again"):
+        pooled.sum().backward()
+
+
+@pytest.mark.parametrize("kind", ["leaf", "non_contiguous", "no_grad"])
+def test_overwrite_input_is_not_taken_where_it_cannot_be(device, kind):
+    """A leaf (its .grad would alias it), a non-contiguous x and a forward
+    without grad run the allocating op; x keeps its values."""
+    base = torch.rand(2, 2, 4, 8, device=device, requires_grad=True)
+    x = {"leaf": base, "non_contiguous": base.clone().transpose(-1, -2), "no_grad": base.detach().clone()}[kind]
+    before = x.detach().clone()
+    pooled = pysnn.ops.lif_max_pool2d(x, DECAY, THRESHOLD, overwrite_input=True)
+    if pooled.requires_grad:
+        pooled.sum().backward()
+        assert base.grad is not None
+    assert torch.equal(x.detach(), before)
+
+
+def test_opcheck_backward_over_input(device):
+    x = torch.rand(3, 2, 4, 6, device=device)
+    u0 = torch.rand(2, 4, 6, device=device)
+    grad = torch.randn(3, 2, 2, 3, device=device)
+    for x_, u0_, grad_state in [(x, None, None), (x, u0, torch.randn_like(u0)), (x[:1], u0, None)]:
+        torch.library.opcheck(
+            torch.ops.pysnn.lif_pool_backward_over_input.default,
+            (grad, grad_state, x_.clone(), u0_, DECAY, THRESHOLD, "sigmoid", 4.0, "bptt"),
+        )
+    with pytest.raises(ValueError, match="contiguous"):
+        torch.ops.pysnn.lif_pool_backward_over_input(
+            grad,
+            None,
+            x.transpose(-1, -2).contiguous().transpose(-1, -2),
+            None,
+            DECAY,
+            THRESHOLD,
+            "sigmoid",
+            4.0,
+            "bptt",
+        )

@@ -82,7 +82,10 @@ PoolForwardCall prepare_pool_forward(const at::Tensor& x, int64_t steps, const c
 }
 
 PoolBackwardCall prepare_pool_backward(const at::Tensor& grad_pooled, const c10::optional<at::Tensor>& grad_state,
-                                       const at::Tensor& x, const c10::optional<at::Tensor>& u0) {
+                                       const at::Tensor& x, const c10::optional<at::Tensor>& u0, bool over_x) {
+  // Over x, each neuron's dL/dx is written after the kernel's last read of
+  // its x (per block on the CPU, per window on CUDA), so x may be the output.
+  TORCH_CHECK_VALUE(!over_x || x.is_contiguous(), "lif_pool_backward_over_input: x must be contiguous");
   const at::Tensor rows = x.contiguous();
   const PoolGeometry g = geometry(x, grad_pooled.size(0));
   // A loss on the rates (the mean over T) sends the same gradient to every
@@ -96,7 +99,7 @@ PoolBackwardCall prepare_pool_backward(const at::Tensor& grad_pooled, const c10:
           optional_contiguous(grad_state),
           optional_contiguous(u0),
           g,
-          empty_output(x.sizes(), rows.options()),
+          over_x ? rows : empty_output(x.sizes(), rows.options()),
           empty_output(grad_shape_if(u0, x.sizes().slice(1)), rows.options())};
 }
 
@@ -115,4 +118,9 @@ TORCH_LIBRARY_FRAGMENT(pysnn, m) {
   m.def(
       "lif_pool_backward(Tensor grad_pooled, Tensor? grad_state, Tensor x, Tensor? u0, float decay, "
       "float threshold, str surrogate, float alpha, str grad_mode) -> (Tensor grad_x, Tensor grad_u0)");
+  // lif_pool_backward with dL/dx written over x (contiguous), which the
+  // caller no longer needs: no second x-sized buffer. Returns dL/du0.
+  m.def(
+      "lif_pool_backward_over_input(Tensor grad_pooled, Tensor? grad_state, Tensor(a!) x, Tensor? u0, float decay, "
+      "float threshold, str surrogate, float alpha, str grad_mode) -> Tensor grad_u0");
 }

@@ -42,10 +42,10 @@ struct PoolBackwardCall {
   int64_t grad_step;
   c10::optional<at::Tensor> grad_state, u0;
   PoolGeometry g;
-  at::Tensor grad_x, grad_u0;  // as x (summed over the steps when S = 1), as u0
+  at::Tensor grad_x, grad_u0;  // as x (summed over the steps when S = 1; x itself if over_x), as u0
 };
 PoolBackwardCall prepare_pool_backward(const at::Tensor& grad_pooled, const c10::optional<at::Tensor>& grad_state,
-                                       const at::Tensor& x, const c10::optional<at::Tensor>& u0);
+                                       const at::Tensor& x, const c10::optional<at::Tensor>& u0, bool over_x);
 
 // Which of a 2×2 window's neurons (top left, top right, bottom left, bottom
 // right: spikes a, b, c, d, each 0 or 1) its max pool's gradient reaches, as

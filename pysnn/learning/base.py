@@ -186,7 +186,12 @@ class LocalTrainer(Trainer):
         the new one, detached). A real-time step's membrane, outside autograd,
         is x itself once charged (not a copy): callers may overwrite it."""
         block = self.model.blocks[index]
-        fire = block.fire_pooled if pooled else functools.partial(block.fire, return_membrane=return_membrane)
+        # x is the block's fresh input, this trainer's own: the pool's backward may overwrite it
+        fire = (
+            functools.partial(block.fire_pooled, overwrite_input=True)
+            if pooled
+            else functools.partial(block.fire, return_membrane=return_membrane)
+        )
         if self.neuron_state is None:
             return fire(x, steps=steps)
         # x (the block's fresh synaptic input) and the carried membrane are this

@@ -10,9 +10,9 @@ from typing import Optional, Tuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..backends import get_backend
+from .batch_norm import batch_norm_over_input
 from .dropout import SeededDropout
 from .pooling import pools_2x2_evenly, spike_max_pool
 
@@ -49,7 +49,7 @@ def repeated_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, 
     flat = x.reshape(-1, *x.shape[2:])
     if not (norm.training and norm.track_running_stats):
         return fold(norm, x)
-    y = F.batch_norm(flat, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+    y = batch_norm_over_input(norm, flat, update_stats=False)
     with torch.no_grad():
         dims = [0, *range(2, flat.dim())]
         mean, var = flat.mean(dims), flat.var(dims, correction=0)
@@ -100,7 +100,10 @@ class SpikingBlock(nn.Module):
                 x = repeated_batch_norm(self.norm, x, h.shape[0])
             return x.expand(h.shape[0], *x.shape[1:]) if expand else x
         x = self._layer(h)
-        return fold(self.norm, x) if self.norm is not None else x
+        if self.norm is None:
+            return x
+        # the layer's fresh output is the norm's alone: its backward may overwrite it
+        return fold(lambda v: batch_norm_over_input(self.norm, v), x)
 
     def drive(self, h: torch.Tensor) -> Tuple[torch.Tensor, Optional[int]]:
         """The LIF's input for h and its `steps` argument: x[t] of every step
@@ -145,14 +148,24 @@ class SpikingBlock(nn.Module):
         u0: Optional[torch.Tensor] = None,
         return_state: bool = False,
         steps: Optional[int] = None,
+        overwrite_input: bool = False,
     ):
         """`pooled(fire(x, ...))`. With a 2×2 spike max pool over an even map
         the two run as one op (`lif_max_pool2d`) that never holds the
-        full-size spikes nor, in the backward, their gradient."""
+        full-size spikes nor, in the backward, their gradient; with
+        `overwrite_input` (x is the caller's to give up) its backward writes
+        dL/dx over x."""
         if not self.fuses_pool(x):
             out = self.fire(x, grad_mode, u0=u0, return_state=return_state, steps=steps)
             return (self.pooled(out[0]), out[1]) if return_state else self.pooled(out)
-        return self._lif_max_pool2d(x, **self._neuron_args(grad_mode), u0=u0, return_state=return_state, steps=steps)
+        return self._lif_max_pool2d(
+            x,
+            **self._neuron_args(grad_mode),
+            u0=u0,
+            return_state=return_state,
+            steps=steps,
+            overwrite_input=overwrite_input,
+        )
 
     def _neuron_args(self, grad_mode: Optional[str]) -> dict:
         """The neuron's parameters as the LIF ops take them (grad_mode: this call's, or the block's)."""
@@ -193,7 +206,7 @@ class SpikingBlock(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x, steps = self.drive(h)
-        return self.drop(self.fire_pooled(x, steps=steps))
+        return self.drop(self.fire_pooled(x, steps=steps, overwrite_input=True))
 
     def output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         with torch.no_grad():

@@ -7,7 +7,9 @@ membranes and its first spike from x, so neither the full-size spikes nor
 their gradient is ever allocated. The pooled gradient reaches the first
 neuron of each window that spiked (row-major), or the window's first neuron
 when none did, as `F.max_pool2d`'s does. A single step from a u0 that
-needs no gradient is charged before the kernel, as in `pysnn.ops.lif`.
+needs no gradient is charged before the kernel, as in `pysnn.ops.lif`. With
+`overwrite_input`, the backward (`lif_pool_backward_over_input`) writes
+dL/dx over x instead of allocating a buffer of x's size.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .._validation import check_lif_pool_args, check_like, check_steps, check_time_first, pooled_shape
 from .lif import charge_single_step
@@ -33,6 +36,7 @@ def lif_max_pool2d(
     u0: Optional[Tensor] = None,
     return_state: bool = False,
     steps: Optional[int] = None,
+    overwrite_input: bool = False,
 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """``F.max_pool2d(lif(x, ...), 2)`` over the last two dims, fused.
 
@@ -43,6 +47,11 @@ def lif_max_pool2d(
         decay, threshold, surrogate, alpha, grad_mode, u0: as `pysnn.ops.lif`.
         return_state: also return the post-reset membrane after the last step
             (``[..., H, W]``), which continues the sequence as ``u0``.
+        overwrite_input: the caller gives x up (e.g. a layer's fresh output
+            that nothing else holds): the backward writes dL/dx over x, which
+            must not be read after it, and the graph cannot be run backward
+            twice. Taken when x is contiguous and not a leaf; otherwise the
+            backward allocates dL/dx as usual.
 
     Returns:
         the pooled spikes ``[T, ..., H/2, W/2]`` in x's dtype, then the state
@@ -56,9 +65,11 @@ def lif_max_pool2d(
     else:
         steps = x.shape[0] if x.dim() >= 1 else 0
     x, u0 = charge_single_step(x, u0, decay, steps)  # (see pysnn.ops.lif)
-    pooled, state = torch.ops.pysnn.lif_pool_forward(
-        x, steps, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0
-    )
+    args = (x, steps, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0)
+    if overwrite_input and x.grad_fn is not None and x.is_contiguous() and torch.is_grad_enabled():
+        pooled, state = _LifPoolOverInput.apply(*args)
+    else:
+        pooled, state = torch.ops.pysnn.lif_pool_forward(*args)
     return (pooled, state) if return_state else pooled
 
 
@@ -96,3 +107,37 @@ def _backward(ctx, grad_pooled, grad_state):
 
 
 torch.library.register_autograd("pysnn::lif_pool_forward", _backward, setup_context=_setup_context)
+
+
+@torch.library.register_fake("pysnn::lif_pool_backward_over_input")
+def _lif_pool_backward_over_input_fake(grad_pooled, grad_state, x, u0, decay, threshold, surrogate, alpha, grad_mode):
+    _lif_pool_backward_fake(grad_pooled, grad_state, x, u0, decay, threshold, surrogate, alpha, grad_mode)
+    if not x.is_contiguous():
+        raise ValueError("lif_pool_backward_over_input: x must be contiguous")
+    return x.new_empty(x.shape[1:] if u0 is not None else (0,))
+
+
+class _LifPoolOverInput(torch.autograd.Function):
+    """lif_pool_forward whose backward writes dL/dx over the saved x."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        pooled, state = torch.ops.pysnn.lif_pool_forward(*inputs)
+        _setup_context(ctx, inputs, (pooled, state))
+        ctx.spent = False
+        return pooled, state
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_pooled, grad_state):
+        if ctx.spent:
+            raise RuntimeError(
+                "lif_max_pool2d(overwrite_input=True): the first backward wrote dL/dx over x, "
+                "so this graph cannot be run backward again (retain_graph)"
+            )
+        ctx.spent = True
+        x, u0 = ctx.saved_tensors
+        if grad_pooled is None:
+            grad_pooled = torch.zeros(pooled_shape(ctx.steps, x.shape), dtype=x.dtype, device=x.device)
+        grad_u0 = torch.ops.pysnn.lif_pool_backward_over_input(grad_pooled, grad_state, x, u0, *ctx.options)
+        return x, None, None, None, None, None, None, (grad_u0 if ctx.has_u0 else None)

@@ -99,8 +99,10 @@ def lif_max_pool2d(
     u0: Optional[Tensor] = None,
     return_state: bool = False,
     steps: Optional[int] = None,
+    overwrite_input: bool = False,
 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-    """Reference for `pysnn.ops.lif_max_pool2d`: `lif`, then `F.max_pool2d(·, 2)`."""
+    """Reference for `pysnn.ops.lif_max_pool2d`: `lif`, then `F.max_pool2d(·, 2)`
+    (`overwrite_input` is a permission: the reference never takes it)."""
     check_lif_pool_args(
         x.unsqueeze(0) if steps is not None else x,
         steps if steps is not None else (x.shape[0] if x.dim() else 0),

@@ -177,18 +177,18 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_forward_cpu(const at::Tensor& x_, in
   return {pooled, state};
 }
 
-std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cpu(const at::Tensor& grad_pooled_,
-                                                         const c10::optional<at::Tensor>& grad_state_,
-                                                         const at::Tensor& x_, const c10::optional<at::Tensor>& u0_,
-                                                         double decay, double threshold, c10::string_view surrogate,
-                                                         double alpha, c10::string_view grad_mode) {
-  const Options opt = check_pool_backward_args("lif_pool_backward_cpu", c10::DeviceType::CPU, grad_pooled_, grad_state_,
-                                               x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
+std::tuple<at::Tensor, at::Tensor> pool_backward_cpu(const char* op, const at::Tensor& grad_pooled_,
+                                                     const c10::optional<at::Tensor>& grad_state_, const at::Tensor& x_,
+                                                     const c10::optional<at::Tensor>& u0_, double decay,
+                                                     double threshold, c10::string_view surrogate, double alpha,
+                                                     c10::string_view grad_mode, bool over_x) {
+  const Options opt = check_pool_backward_args(op, c10::DeviceType::CPU, grad_pooled_, grad_state_, x_, u0_, decay,
+                                               threshold, surrogate, alpha, grad_mode);
   auto [x, x_step, grad_pooled, grad_step, grad_state, u0, g, grad_x, grad_u0] =
-      prepare_pool_backward(grad_pooled_, grad_state_, x_, u0_);
+      prepare_pool_backward(grad_pooled_, grad_state_, x_, u0_, over_x);
   if (g.N == 0) return {grad_x, grad_u0};
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_pool_backward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_pool_backward", [&] {
     dispatch_surrogate(opt.surrogate, [&](auto kind) {
       dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
         at::parallel_for(0, g.planes * g.H / 2, row_grain(g), [&](int64_t begin, int64_t end) {
@@ -210,6 +210,23 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cpu(const at::Tensor& grad_
   return {grad_x, grad_u0};
 }
 
+std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cpu(const at::Tensor& grad_pooled,
+                                                         const c10::optional<at::Tensor>& grad_state,
+                                                         const at::Tensor& x, const c10::optional<at::Tensor>& u0,
+                                                         double decay, double threshold, c10::string_view surrogate,
+                                                         double alpha, c10::string_view grad_mode) {
+  return pool_backward_cpu("lif_pool_backward_cpu", grad_pooled, grad_state, x, u0, decay, threshold, surrogate, alpha,
+                           grad_mode, false);
+}
+
+at::Tensor lif_pool_backward_over_input_cpu(const at::Tensor& grad_pooled, const c10::optional<at::Tensor>& grad_state,
+                                            const at::Tensor& x, const c10::optional<at::Tensor>& u0, double decay,
+                                            double threshold, c10::string_view surrogate, double alpha,
+                                            c10::string_view grad_mode) {
+  return std::get<1>(pool_backward_cpu("lif_pool_backward_over_input_cpu", grad_pooled, grad_state, x, u0, decay,
+                                       threshold, surrogate, alpha, grad_mode, true));
+}
+
 }  // namespace
 }  // namespace lif
 }  // namespace pysnn
@@ -217,4 +234,5 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cpu(const at::Tensor& grad_
 TORCH_LIBRARY_IMPL(pysnn, CPU, m) {
   m.impl("lif_pool_forward", &pysnn::lif::lif_pool_forward_cpu);
   m.impl("lif_pool_backward", &pysnn::lif::lif_pool_backward_cpu);
+  m.impl("lif_pool_backward_over_input", &pysnn::lif::lif_pool_backward_over_input_cpu);
 }

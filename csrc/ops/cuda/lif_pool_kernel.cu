@@ -66,13 +66,15 @@ __global__ void lif_pool_forward_kernel(const scalar_t* __restrict__ x, int64_t 
 // each window's first maximum. For a sequence (x_step = N) the stash is
 // grad_x itself, swept in place as lif_backward_input_kernel does; for one
 // repeated step (x_step = 0, dL/dx[t] summed over t) it is a transient
-// buffer the caller allocates and frees on return, as is `winner`.
+// buffer the caller allocates and frees on return, as is `winner`. grad_x
+// may be x itself (lif_pool_backward_over_input): a thread writes only its
+// own window's neurons, each after reading its x (hence x is not restrict).
 template <Surrogate kind, GradMode mode, typename scalar_t>
 __global__ void lif_pool_backward_kernel(const scalar_t* __restrict__ grad_pooled, int64_t grad_step,
-                                         const scalar_t* __restrict__ grad_state, const scalar_t* __restrict__ x,
-                                         int64_t x_step, const scalar_t* __restrict__ u0, scalar_t* stash,
-                                         uint8_t* winner, scalar_t* grad_x, scalar_t* __restrict__ grad_u0, int64_t T,
-                                         int64_t N, int64_t Q, int64_t W, at::opmath_type<scalar_t> decay,
+                                         const scalar_t* __restrict__ grad_state, const scalar_t* x, int64_t x_step,
+                                         const scalar_t* __restrict__ u0, scalar_t* stash, uint8_t* winner,
+                                         scalar_t* grad_x, scalar_t* __restrict__ grad_u0, int64_t T, int64_t N,
+                                         int64_t Q, int64_t W, at::opmath_type<scalar_t> decay,
                                          at::opmath_type<scalar_t> threshold, at::opmath_type<scalar_t> alpha) {
   using opmath_t = at::opmath_type<scalar_t>;
   PYSNN_CUDA_1D_KERNEL_LOOP(q, Q) {
@@ -144,22 +146,22 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_forward_cuda(const at::Tensor& x_, i
   return {pooled, state};
 }
 
-std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad_pooled_,
-                                                          const c10::optional<at::Tensor>& grad_state_,
-                                                          const at::Tensor& x_, const c10::optional<at::Tensor>& u0_,
-                                                          double decay, double threshold, c10::string_view surrogate,
-                                                          double alpha, c10::string_view grad_mode) {
-  const Options opt = check_pool_backward_args("lif_pool_backward_cuda", c10::DeviceType::CUDA, grad_pooled_,
-                                               grad_state_, x_, u0_, decay, threshold, surrogate, alpha, grad_mode);
+std::tuple<at::Tensor, at::Tensor> pool_backward_cuda(const char* op, const at::Tensor& grad_pooled_,
+                                                      const c10::optional<at::Tensor>& grad_state_,
+                                                      const at::Tensor& x_, const c10::optional<at::Tensor>& u0_,
+                                                      double decay, double threshold, c10::string_view surrogate,
+                                                      double alpha, c10::string_view grad_mode, bool over_x) {
+  const Options opt = check_pool_backward_args(op, c10::DeviceType::CUDA, grad_pooled_, grad_state_, x_, u0_, decay,
+                                               threshold, surrogate, alpha, grad_mode);
   const c10::cuda::CUDAGuard device_guard(x_.device());
   auto [x, x_step, grad_pooled, grad_step, grad_state, u0, g, grad_x, grad_u0] =
-      prepare_pool_backward(grad_pooled_, grad_state_, x_, u0_);
+      prepare_pool_backward(grad_pooled_, grad_state_, x_, u0_, over_x);
   if (g.N == 0) return {grad_x, grad_u0};
 
   const at::Tensor stash = x_step == 0 ? at::empty({g.T, g.N}, x.options()) : grad_x;
   const at::Tensor winner = at::empty({g.T, g.Q}, x.options().dtype(at::kByte));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_pool_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "lif_pool_backward", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     dispatch_surrogate(opt.surrogate, [&](auto kind) {
       dispatch_grad_mode(opt.grad_mode, [&](auto mode) {
@@ -177,6 +179,23 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad
   return {grad_x, grad_u0};
 }
 
+std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad_pooled,
+                                                          const c10::optional<at::Tensor>& grad_state,
+                                                          const at::Tensor& x, const c10::optional<at::Tensor>& u0,
+                                                          double decay, double threshold, c10::string_view surrogate,
+                                                          double alpha, c10::string_view grad_mode) {
+  return pool_backward_cuda("lif_pool_backward_cuda", grad_pooled, grad_state, x, u0, decay, threshold, surrogate,
+                            alpha, grad_mode, false);
+}
+
+at::Tensor lif_pool_backward_over_input_cuda(const at::Tensor& grad_pooled, const c10::optional<at::Tensor>& grad_state,
+                                             const at::Tensor& x, const c10::optional<at::Tensor>& u0, double decay,
+                                             double threshold, c10::string_view surrogate, double alpha,
+                                             c10::string_view grad_mode) {
+  return std::get<1>(pool_backward_cuda("lif_pool_backward_over_input_cuda", grad_pooled, grad_state, x, u0, decay,
+                                        threshold, surrogate, alpha, grad_mode, true));
+}
+
 }  // namespace
 }  // namespace lif
 }  // namespace pysnn
@@ -184,4 +203,5 @@ std::tuple<at::Tensor, at::Tensor> lif_pool_backward_cuda(const at::Tensor& grad
 TORCH_LIBRARY_IMPL(pysnn, CUDA, m) {
   m.impl("lif_pool_forward", &pysnn::lif::lif_pool_forward_cuda);
   m.impl("lif_pool_backward", &pysnn::lif::lif_pool_backward_cuda);
+  m.impl("lif_pool_backward_over_input", &pysnn::lif::lif_pool_backward_over_input_cuda);
 }

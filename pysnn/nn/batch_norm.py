@@ -1,0 +1,100 @@
+"""Training-mode batch norm whose backward writes dL/dx over its input.
+
+A spiking block's norm is the only holder of its layer's fresh output x,
+which native batch norm saves for its backward and then meets with a new
+x-sized buffer for dL/dx. Here the backward computes dL/dx in x's own
+buffer (x̂ first, then the gradient over it), so a block's backward holds
+one buffer of that size fewer. The forward and the running statistics are
+native batch norm's (`native_batch_norm`, as `F.batch_norm` calls on the
+CPU); dL/dx, dL/dweight and dL/dbias equal native's up to the order of
+the sums.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
+
+# The elementwise product Σ g·x̂ needs is formed this many elements at a
+# time, so its temporary stays small beside x.
+_PRODUCT_CHUNK = 1 << 18
+
+
+def batch_norm_over_input(norm: nn.Module, x: torch.Tensor, update_stats: bool = True) -> torch.Tensor:
+    """``norm(x)`` for x ``[N, C, ...]`` that the caller gives up: in training
+    mode, with an nn.BatchNorm1d/2d/3d (not a SyncBatchNorm) on a float32 or
+    float64 x that is contiguous and not a leaf, the backward overwrites x
+    (which must not be read after this call, and whose graph runs backward
+    once). Otherwise ``norm(x)`` itself. With ``update_stats=False`` the
+    running statistics are left alone (the caller keeps them) and x is
+    normalised by its batch statistics in any mode."""
+    if not update_stats and not norm.training:
+        raise ValueError("batch_norm_over_input: update_stats=False is for training mode")
+    if not (
+        type(norm) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+        and norm.training
+        and torch.is_grad_enabled()
+        and x.grad_fn is not None
+        and x.is_contiguous()
+        and x.dtype in (torch.float32, torch.float64)
+        and x.dim() >= 2
+    ):
+        if not update_stats:
+            return F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+        return norm(x)
+    norm._check_input_dim(x)
+    F._verify_batch_size(x.size())
+    if not update_stats:
+        return _BatchNormOverInput.apply(x, norm.weight, norm.bias, None, None, 0.0, norm.eps)
+    momentum = 0.0 if norm.momentum is None else norm.momentum
+    if norm.track_running_stats and norm.num_batches_tracked is not None:  # as _BatchNorm.forward
+        norm.num_batches_tracked.add_(1)
+        if norm.momentum is None:
+            momentum = 1.0 / float(norm.num_batches_tracked)
+    running = (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
+    return _BatchNormOverInput.apply(x, norm.weight, norm.bias, *running, momentum, norm.eps)
+
+
+class _BatchNormOverInput(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
+        y, mean, invstd = torch.ops.aten.native_batch_norm(
+            x, weight, bias, running_mean, running_var, True, momentum, eps
+        )
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.spent = False
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        if ctx.spent:
+            raise RuntimeError(
+                "batch_norm_over_input: the first backward wrote dL/dx over x, "
+                "so this graph cannot be run backward again (retain_graph)"
+            )
+        ctx.spent = True
+        x, weight, mean, invstd = ctx.saved_tensors
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        dims = [0, *range(2, x.dim())]
+        n = x.numel() // x.shape[1]
+        grad_y = grad_y.contiguous()
+        x_hat = x.sub_(mean.view(shape)).mul_(invstd.view(shape))
+        grad_bias = grad_y.sum(dims)
+        rows = max(1, _PRODUCT_CHUNK // max(1, x[0].numel()))
+        grad_weight = sum((g * h).sum(dims) for g, h in zip(grad_y.split(rows), x_hat.split(rows)))
+        # dL/dx = weight·invstd·(g − Σg/n − x̂·Σ(g·x̂)/n), formed over x̂
+        scale = invstd if weight is None else weight * invstd
+        grad_x = x_hat.mul_((grad_weight / -n).view(shape)).add_(grad_y).sub_((grad_bias / n).view(shape))
+        grad_x.mul_(scale.view(shape))
+        return (
+            grad_x,
+            grad_weight if ctx.needs_input_grad[1] else None,
+            grad_bias if ctx.needs_input_grad[2] else None,
+            None,
+            None,
+            None,
+            None,
+        )
