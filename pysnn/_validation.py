@@ -197,12 +197,22 @@ def _modulator_for(op: str, modulator, z, z_name: str) -> None:
         )
 
 
-def check_hsic_loss_args(z, modulator, sigma, sigma_scaling) -> None:
-    _floating("hsic_loss", z, "z")
+def check_hsic_loss_args(z, modulator, sigma, sigma_scaling, op: str = "hsic_loss") -> None:
+    _floating(op, z, "z")
     if z.dim() < 1 or z.shape[0] < 2:
-        raise ValueError(f"hsic_loss: HSIC needs at least 2 samples; z has shape {list(z.shape)}")
-    _modulator_for("hsic_loss", modulator, z, "z")
-    check_sigma("hsic_loss", sigma, sigma_scaling)
+        raise ValueError(f"{op}: HSIC needs at least 2 samples; z has shape {list(z.shape)}")
+    _modulator_for(op, modulator, z, "z")
+    check_sigma(op, sigma, sigma_scaling)
+
+
+def check_hsic_loss_grad_args(z, modulator, sigma, sigma_scaling) -> None:
+    """hsic_loss_grad_ writes into z: a contiguous float32/float64 tensor."""
+    check_hsic_loss_args(z, modulator, sigma, sigma_scaling, op="hsic_loss_grad_")
+    if z.dtype not in (torch.float32, torch.float64) or not z.is_contiguous():
+        raise ValueError(
+            f"hsic_loss_grad_: z must be a contiguous float32 or float64 tensor (it takes the gradient), got {z.dtype}"
+            + ("" if z.is_contiguous() else ", not contiguous")
+        )
 
 
 def check_three_factor_args(op, post_grad, rates, modulator, sigma, sigma_scaling, pre=None) -> None:

@@ -141,6 +141,43 @@ def test_hsic_loss_closed_form_gradient(device, sigma_scaling):
     assert torch.autograd.gradcheck(lambda z: ops.hsic_loss(z, mod, sigma=1.5, sigma_scaling=sigma_scaling), (zz,))
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("m,d", [(12, 9000), (12, 3000), (40, 8192)])
+def test_hsic_loss_grad_over_z_equals_the_backward(device, dtype, m, d):
+    """The gradient written over z is hsic_loss's backward bit for bit (one
+    GEMM, or column blocks past 4096 features, the last one narrower), and
+    the loss is hsic_loss's."""
+    gen = torch.Generator().manual_seed(6)
+    z = (torch.rand(m, d, generator=gen, dtype=F64) < 0.3).to(device, dtype)
+    kx = reference.kernel_matrix(torch.rand(m, 7, generator=gen, dtype=F64).to(device))
+    mod = ops.hsic_modulator(kx, symmetric_kernel(m, device, seed=3)).to(dtype)
+    zz = z.clone().requires_grad_()
+    want_loss = ops.hsic_loss(zz, mod, sigma=0.7, sigma_scaling="dim")
+    want_loss.backward()
+    over = z.clone()
+    loss = ops.hsic_loss_grad_(over, mod, sigma=0.7, sigma_scaling="dim")
+    assert torch.equal(loss, want_loss.detach())
+    assert torch.equal(over, zz.grad)
+    ref = z.clone()
+    ref_loss = reference.hsic_loss_grad_(ref, mod, sigma=0.7, sigma_scaling="dim")
+    tol = 1e-10 if dtype == F64 else 1e-4
+    torch.testing.assert_close(ref, over, rtol=tol, atol=tol * 1e-2)
+    torch.testing.assert_close(ref_loss, loss, rtol=tol, atol=0.0)
+
+
+@pytest.mark.parametrize("impl", ["ops", "reference"])
+def test_hsic_loss_grad_needs_a_tensor_it_can_write(impl):
+    lib = ops if impl == "ops" else reference
+    z = torch.rand(4, 6)
+    mod = torch.eye(4)
+    with pytest.raises(ValueError, match="contiguous"):
+        lib.hsic_loss_grad_(z.t().contiguous().t(), mod.clone())  # [4, 6], column-major
+    with pytest.raises(ValueError, match="float32 or float64"):
+        lib.hsic_loss_grad_(z.bfloat16(), mod.bfloat16())
+    with pytest.raises(ValueError, match="2 samples"):
+        lib.hsic_loss_grad_(z[:1].clone(), mod[:1, :1].clone())
+
+
 @pytest.mark.parametrize("m,d", [(12, 9000), (300, 600)])
 def test_hsic_loss_gradient_on_wide_and_tall_rates(device, m, d):
     # d > 4096 writes the gradient GEMM in column blocks; m >= 256 with d >= 512
@@ -243,6 +280,7 @@ def _samples(device):
         (p.hsic_modulator.default, (k, l, 2.0, "biased")),
         (p.hsic_loss.default, (z.clone().requires_grad_(), mod, 5.0, "dim")),
         (p.hsic_loss_backward.default, (torch.tensor(1.0, dtype=F64, device=device), z, mod, 5.0, "none")),
+        (p.hsic_loss_grad_.default, (z.clone(), mod, 5.0, "dim")),
         (p.hsic_post_signal.default, (post_grad, rates, mod, 1.0, "none")),
         (p.hsic_update.default, (pre, post_grad, rates, mod, 1.0, "dim")),
         (p._kernel_from_gram.default, (k, "gaussian", 0.5, 0.0)),

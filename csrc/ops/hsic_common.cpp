@@ -168,5 +168,22 @@ at::Tensor small_by_wide(const at::Tensor& s, const at::Tensor& rows) {
   return out;
 }
 
+void small_by_wide_over(const at::Tensor& s, const at::Tensor& rows) {
+  // S·Z's column block j needs only Z's column block j: each is formed as
+  // small_by_wide forms it, then copied over Z's.
+  const int64_t d = rows.size(1);
+  if (d <= 2 * kColumnBlock) {
+    rows.copy_(at::mm(s, rows));
+    return;
+  }
+  at::Tensor block = at::empty({s.size(0), kColumnBlock}, rows.options());
+  for (int64_t j = 0; j < d; j += kColumnBlock) {
+    const int64_t width = std::min(kColumnBlock, d - j);
+    at::Tensor out = block.narrow(1, 0, width);
+    at::mm_out(out, s, rows.narrow(1, j, width));
+    rows.narrow(1, j, width).copy_(out);
+  }
+}
+
 }  // namespace hsic
 }  // namespace pysnn

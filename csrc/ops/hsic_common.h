@@ -68,6 +68,8 @@ at::Tensor gram_of(const at::Tensor& rows);
 at::Tensor laplacian(const at::Tensor& s);
 // S·Z for S [m, m] and Z [m, d].
 at::Tensor small_by_wide(const at::Tensor& s, const at::Tensor& rows);
+// small_by_wide written over rows (contiguous), with one [m, 2048] buffer.
+void small_by_wide_over(const at::Tensor& s, const at::Tensor& rows);
 
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> internal_op(const char* name) {

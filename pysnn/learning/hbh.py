@@ -124,17 +124,22 @@ class HBHTrainer(LocalTrainer):
             if self.batch.is_global:  # kernels over every rank's samples
                 rates, labels = self.batch.gather(rates), self.batch.gather(labels)
             modulator = self.modulator(rates, labels, shared)
-        # G = ∂L/∂rates: the gaussian's closed form (the fused `hsic_loss`
-        # backward, as in `hsic_post_signal`), else through the kernel; with
-        # global kernels, this rank's rows of it. δ = σ' ⊙ G / T is written
-        # over σ': no second buffer of the layer's size.
-        z = rates.detach().requires_grad_()
+        # G = ∂L/∂rates: the gaussian's closed form (`hsic_loss_grad_`, the
+        # fused `hsic_loss` backward, as in `hsic_post_signal`) written over
+        # the rates, else through the kernel; with global kernels, this rank's
+        # rows of it. δ = σ' ⊙ G / T is written over σ': no second buffer of
+        # the layer's size.
         if c.kernel == "gaussian" and not self.batch.is_global:
-            loss = self.ops.hsic_loss(z, modulator, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
+            if not rates.is_contiguous() or rates.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+                rates = rates.contiguous() if not rates.is_contiguous() else rates.clone()  # (out is a view of them)
+            with torch.no_grad():
+                self.ops.hsic_loss_grad_(rates, modulator, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
+            grad_rates = rates
         else:
-            loss = (modulator * self.kernel(z)).sum()
-        (grad_rates,) = torch.autograd.grad(loss, z)
-        del z, rates, loss
+            z = rates.detach().requires_grad_()
+            (grad_rates,) = torch.autograd.grad((modulator * self.kernel(z)).sum(), z)
+            del z
+        del rates
         delta = post_grad.mul_(self.batch.local_rows(grad_rates).div_(post_grad.shape[0]))
         del post_grad, grad_rates
         x.backward(delta.reshape(x.shape).to(x.dtype))

@@ -7,6 +7,7 @@ _load()
 from .hsic import (  # noqa: E402
     hsic,
     hsic_loss,
+    hsic_loss_grad_,
     hsic_modulator,
     hsic_post_signal,
     hsic_update,
@@ -18,6 +19,7 @@ from .lif_pool import lif_max_pool2d  # noqa: E402
 __all__ = [
     "hsic",
     "hsic_loss",
+    "hsic_loss_grad_",
     "hsic_modulator",
     "hsic_post_signal",
     "hsic_update",

@@ -185,6 +185,20 @@ def _hsic_loss_fake(z, modulator, sigma, sigma_scaling):
     return _new(z, ()), _new(z, (z.shape[0], z.shape[0]))
 
 
+def hsic_loss_grad_(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none") -> Tensor:
+    """`hsic_loss`'s value, with ∂L/∂z written over z (in place, outside
+    autograd): z (contiguous float32 or float64) holds the gradient after the
+    call. For a caller that needs z no more, e.g. a layer's rates once its
+    kernel is built: no z-sized gradient buffer is allocated."""
+    return torch.ops.pysnn.hsic_loss_grad_(z, modulator, float(sigma), sigma_scaling)
+
+
+@torch.library.register_fake("pysnn::hsic_loss_grad_")
+def _hsic_loss_grad_fake(z, modulator, sigma, sigma_scaling):
+    v.check_hsic_loss_grad_args(z, modulator, sigma, sigma_scaling)
+    return _new(z, ())
+
+
 @torch.library.register_fake("pysnn::hsic_loss_backward")
 def _hsic_loss_backward_fake(grad, z, weighted, sigma, sigma_scaling):
     return z.new_empty(z.shape)

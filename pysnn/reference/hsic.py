@@ -165,6 +165,18 @@ def hsic_loss(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling
     return (modulator.to(kz.dtype) * kz).sum()
 
 
+def hsic_loss_grad_(z: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none") -> Tensor:
+    """Reference for `pysnn.ops.hsic_loss_grad_`: autograd's ∂L/∂z, copied over z."""
+    v.check_hsic_loss_grad_args(z, modulator, sigma, sigma_scaling)
+    with torch.enable_grad():
+        leaf = z.detach().clone().requires_grad_()
+        loss = hsic_loss(leaf, modulator, sigma=sigma, sigma_scaling=sigma_scaling)
+        (grad,) = torch.autograd.grad(loss, leaf)
+    with torch.no_grad():
+        z.copy_(grad)
+    return loss.detach()
+
+
 def hsic_post_signal(
     post_grad: Tensor, rates: Tensor, modulator: Tensor, *, sigma: float = 5.0, sigma_scaling: str = "none"
 ) -> Tuple[Tensor, Tensor]:
