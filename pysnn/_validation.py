@@ -197,6 +197,14 @@ def _modulator_for(op: str, modulator, z, z_name: str) -> None:
         )
 
 
+def is_intermediate(x: torch.Tensor) -> bool:
+    """Whether x, and the tensor it views if it is a view, came out of an op
+    autograd records (not a leaf such as a parameter or a caller's input):
+    what an op may overwrite when its caller gives x up."""
+    root = x._base if x._base is not None else x
+    return x.grad_fn is not None and root.grad_fn is not None
+
+
 def check_hsic_loss_args(z, modulator, sigma, sigma_scaling, op: str = "hsic_loss") -> None:
     _floating(op, z, "z")
     if z.dim() < 1 or z.shape[0] < 2:

@@ -90,7 +90,7 @@ def test_runs_backward_once():
         y.sum().backward()
 
 
-@pytest.mark.parametrize("case", ["eval", "leaf", "half", "no_grad", "non_contiguous", "sync"])
+@pytest.mark.parametrize("case", ["eval", "leaf", "view_of_leaf", "half", "no_grad", "non_contiguous", "sync"])
 def test_falls_back_to_the_module_where_it_may_not_overwrite(case):
     kind = nn.SyncBatchNorm if case == "sync" else nn.BatchNorm2d
     norm = kind(3)
@@ -99,6 +99,7 @@ def test_falls_back_to_the_module_where_it_may_not_overwrite(case):
     base = torch.randn(4, 3, 2, 2, requires_grad=True)
     x = {
         "leaf": base,
+        "view_of_leaf": base.view(base.shape),
         "half": base.bfloat16(),
         "no_grad": base.detach().clone(),
         "non_contiguous": (base * 1.0).transpose(2, 3),

@@ -298,12 +298,18 @@ def test_backward_over_the_input_runs_once(device):
         pooled.sum().backward()
 
 
-@pytest.mark.parametrize("kind", ["leaf", "non_contiguous", "no_grad"])
+@pytest.mark.parametrize("kind", ["leaf", "view_of_leaf", "expanded_leaf", "non_contiguous", "no_grad"])
 def test_overwrite_input_is_not_taken_where_it_cannot_be(device, kind):
-    """A leaf (its .grad would alias it), a non-contiguous x and a forward
-    without grad run the allocating op; x keeps its values."""
+    """A leaf or a view of one (its .grad would alias it), a non-contiguous x
+    and a forward without grad run the allocating op; x keeps its values."""
     base = torch.rand(2, 2, 4, 8, device=device, requires_grad=True)
-    x = {"leaf": base, "non_contiguous": base.clone().transpose(-1, -2), "no_grad": base.detach().clone()}[kind]
+    x = {
+        "leaf": base,
+        "view_of_leaf": base.view(base.shape),
+        "expanded_leaf": base[:1].expand(3, 2, 4, 8),  # (its one step is a view of the leaf)
+        "non_contiguous": base.clone().transpose(-1, -2),
+        "no_grad": base.detach().clone(),
+    }[kind]
     before = x.detach().clone()
     pooled = pysnn.ops.lif_max_pool2d(x, DECAY, THRESHOLD, overwrite_input=True)
     if pooled.requires_grad:

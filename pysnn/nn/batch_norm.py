@@ -17,6 +17,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
+from .._validation import is_intermediate
+
 # The elementwise product Σ g·x̂ needs is formed this many elements at a
 # time, so its temporary stays small beside x.
 _PRODUCT_CHUNK = 1 << 18
@@ -25,7 +27,7 @@ _PRODUCT_CHUNK = 1 << 18
 def batch_norm_over_input(norm: nn.Module, x: torch.Tensor, update_stats: bool = True) -> torch.Tensor:
     """``norm(x)`` for x ``[N, C, ...]`` that the caller gives up: in training
     mode, with an nn.BatchNorm1d/2d/3d (not a SyncBatchNorm) on a float32 or
-    float64 x that is contiguous and not a leaf, the backward overwrites x
+    float64 x that is contiguous and neither a leaf nor a view of one, the backward overwrites x
     (which must not be read after this call, and whose graph runs backward
     once). Otherwise ``norm(x)`` itself. With ``update_stats=False`` the
     running statistics are left alone (the caller keeps them) and x is
@@ -36,7 +38,7 @@ def batch_norm_over_input(norm: nn.Module, x: torch.Tensor, update_stats: bool =
         type(norm) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
         and norm.training
         and torch.is_grad_enabled()
-        and x.grad_fn is not None
+        and is_intermediate(x)
         and x.is_contiguous()
         and x.dtype in (torch.float32, torch.float64)
         and x.dim() >= 2

@@ -19,7 +19,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._validation import check_lif_pool_args, check_like, check_steps, check_time_first, pooled_shape
+from .._validation import check_lif_pool_args, check_like, check_steps, check_time_first, is_intermediate, pooled_shape
 from .lif import charge_single_step
 
 Tensor = torch.Tensor
@@ -50,13 +50,14 @@ def lif_max_pool2d(
         overwrite_input: the caller gives x up (e.g. a layer's fresh output
             that nothing else holds): the backward writes dL/dx over x, which
             must not be read after it, and the graph cannot be run backward
-            twice. Taken when x is contiguous and not a leaf; otherwise the
-            backward allocates dL/dx as usual.
+            twice. Taken when x is contiguous and neither a leaf nor a view of
+            one (`is_intermediate`); otherwise the backward allocates dL/dx.
 
     Returns:
         the pooled spikes ``[T, ..., H/2, W/2]`` in x's dtype, then the state
         if ``return_state``.
     """
+    overwrite_input = overwrite_input and is_intermediate(x) and torch.is_grad_enabled()
     if steps is not None:
         check_steps(steps)
         x = x.unsqueeze(0)
@@ -66,7 +67,7 @@ def lif_max_pool2d(
         steps = x.shape[0] if x.dim() >= 1 else 0
     x, u0 = charge_single_step(x, u0, decay, steps)  # (see pysnn.ops.lif)
     args = (x, steps, float(decay), float(threshold), surrogate, float(alpha), grad_mode, u0)
-    if overwrite_input and x.grad_fn is not None and x.is_contiguous() and torch.is_grad_enabled():
+    if overwrite_input and x.is_contiguous():
         pooled, state = _LifPoolOverInput.apply(*args)
     else:
         pooled, state = torch.ops.pysnn.lif_pool_forward(*args)
