@@ -289,6 +289,36 @@ def test_lif_max_pool2d_matches_the_reference(inputs, decay, threshold, surrogat
         close(zero if g is None else g, zero if w is None else w, x.dtype, rtol=1e-9, atol=1e-11)
 
 
+@given(
+    inputs=lif_pool_inputs(),
+    decay=st.floats(0.0, 1.0),
+    threshold=st.floats(0.05, 2.0),
+    grad_mode=st.sampled_from(GRAD_MODES),
+    seed=st.integers(0, 2**31),
+)
+def test_lif_max_pool2d_over_its_input_equals_the_allocating_op(inputs, decay, threshold, grad_mode, seed):
+    """overwrite_input on an intermediate laid out as x is: the same outputs
+    and gradients, bit for bit (non-contiguous layouts take the allocating op)."""
+    x, leaf, u0, steps = inputs
+    fresh = leaf * 1.0  # (exact: the gradient passes through unchanged)
+    if x is not leaf:  # the layouts of lif_pool_inputs: an expand over time or a transpose
+        fresh = fresh.expand(x.shape) if "Expand" in type(x.grad_fn).__name__ else fresh.transpose(-1, -2)
+    options = dict(grad_mode=grad_mode, u0=u0, steps=steps, return_state=True)
+    want = ops.lif_max_pool2d(x, decay, threshold, **options)
+    got = ops.lif_max_pool2d(fresh, decay, threshold, overwrite_input=True, **options)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    if x.numel() == 0:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    upstream = [torch.randn(w.shape, generator=gen, dtype=F64).to(x.dtype) for w in want]
+    leaves = [leaf] + ([u0] if u0 is not None else [])
+    got_grads = torch.autograd.grad(got, leaves, upstream, allow_unused=True)
+    want_grads = torch.autograd.grad(want, leaves, upstream, allow_unused=True)
+    for g, w in zip(got_grads, want_grads):
+        assert (g is None and w is None) or torch.equal(g, w)
+
+
 # ---- kernel matrices and HSIC ----
 
 
@@ -488,6 +518,17 @@ def test_hsic_loss_matches_the_reference(case):
     (want_grad,) = torch.autograd.grad(reference.hsic_loss(leaf, modulator.double(), **options), leaf)
     (got_grad,) = torch.autograd.grad(got, z)
     close(got_grad, want_grad, z.dtype, rtol=1e-9, atol=1e-11)
+
+
+@given(case=three_factor_cases())
+def test_hsic_loss_grad_over_z_equals_the_backward(case):
+    _, _, rates, modulator, options = case
+    z = rates.clone().requires_grad_()
+    loss = ops.hsic_loss(z, modulator, **options)
+    (grad,) = torch.autograd.grad(loss, z)
+    over = rates.clone()
+    assert torch.equal(ops.hsic_loss_grad_(over, modulator, **options), loss.detach())
+    assert torch.equal(over, grad)
 
 
 @given(case=three_factor_cases())
