@@ -258,6 +258,17 @@ def lif_pool_inputs(draw):
     return x, leaf, u0, (T if layout == "repeated" else None)
 
 
+def _gradients_under_one_upstream(got, want, leaves, seed):
+    """The gradients of both outputs' tuples for the leaves under the same
+    random upstream gradient (None where a leaf has no path)."""
+    gen = torch.Generator().manual_seed(seed)
+    upstream = [torch.randn(w.shape, generator=gen, dtype=F64).to(w.dtype) for w in want]
+    return (
+        torch.autograd.grad(got, leaves, upstream, allow_unused=True),
+        torch.autograd.grad(want, leaves, upstream, allow_unused=True),
+    )
+
+
 @given(
     inputs=lif_pool_inputs(),
     decay=st.floats(0.0, 1.0),
@@ -279,12 +290,8 @@ def test_lif_max_pool2d_matches_the_reference(inputs, decay, threshold, surrogat
         assert torch.equal(g, w), "differs from the reference"
     if x.numel() == 0:
         return
-    gen = torch.Generator().manual_seed(seed)
-    upstream = [torch.randn(w.shape, generator=gen, dtype=F64).to(x.dtype) for w in want]
     leaves = [leaf] + ([u0] if u0 is not None else [])
-    got_grads = torch.autograd.grad(got, leaves, upstream, allow_unused=True)
-    want_grads = torch.autograd.grad(want, leaves, upstream, allow_unused=True)
-    for g, w, t in zip(got_grads, want_grads, leaves):
+    for g, w, t in zip(*_gradients_under_one_upstream(got, want, leaves, seed), leaves):
         zero = torch.zeros_like(t)  # autograd's None: no path (time_local's u0), a zero gradient
         close(zero if g is None else g, zero if w is None else w, x.dtype, rtol=1e-9, atol=1e-11)
 
@@ -310,12 +317,8 @@ def test_lif_max_pool2d_over_its_input_equals_the_allocating_op(inputs, decay, t
         assert torch.equal(g, w)
     if x.numel() == 0:
         return
-    gen = torch.Generator().manual_seed(seed)
-    upstream = [torch.randn(w.shape, generator=gen, dtype=F64).to(x.dtype) for w in want]
     leaves = [leaf] + ([u0] if u0 is not None else [])
-    got_grads = torch.autograd.grad(got, leaves, upstream, allow_unused=True)
-    want_grads = torch.autograd.grad(want, leaves, upstream, allow_unused=True)
-    for g, w in zip(got_grads, want_grads):
+    for g, w in zip(*_gradients_under_one_upstream(got, want, leaves, seed)):
         assert (g is None and w is None) or torch.equal(g, w)
 
 
