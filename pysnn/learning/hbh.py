@@ -130,8 +130,9 @@ class HBHTrainer(LocalTrainer):
         # rows of it. δ = σ' ⊙ G / T is written over σ': no second buffer of
         # the layer's size.
         if c.kernel == "gaussian" and not self.batch.is_global:
-            if not rates.is_contiguous() or rates.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
-                rates = rates.contiguous() if not rates.is_contiguous() else rates.clone()  # (out is a view of them)
+            if rates.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+                rates = rates.clone(memory_format=torch.contiguous_format)  # (out is a view of them)
+            rates = rates.contiguous()
             with torch.no_grad():
                 self.ops.hsic_loss_grad_(rates, modulator, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
             grad_rates = rates
