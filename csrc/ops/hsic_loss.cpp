@@ -12,51 +12,62 @@
 namespace pysnn {
 namespace hsic {
 
+namespace {
+
+// The checks both forward ops make, naming the op that was called; returns
+// whether σ scales with the feature dimension.
+bool check_loss_args(const char* op, const at::Tensor& z, const at::Tensor& modulator, double sigma,
+                     c10::string_view sigma_scaling) {
+  check_floating(op, z, "z");
+  TORCH_CHECK_VALUE(z.dim() >= 1 && z.size(0) >= 2, op, ": HSIC needs at least 2 samples; z has shape ", z.sizes());
+  check_modulator(op, modulator, z, "z");
+  check_sigma(op, sigma);
+  return scale_by_dim(op, sigma_scaling);
+}
+
+// M ∘ Kz for the rows of z, and its row sums (their sum is the loss).
+std::tuple<at::Tensor, at::Tensor> weighted_kernel(const at::Tensor& rows, const at::Tensor& modulator, double a) {
+  const at::Tensor m = to_compute(modulator).to(rows.scalar_type()).contiguous();
+  return gaussian_weighted(gram_of(rows), m, a);
+}
+
+// dL/dZ = −(2/σ²)(diag(S·1) − S) Z with S the symmetric part of A = M ∘ Kz:
+// the [m, m] factor, scalars and diagonal folded in, so the [m, d] work is
+// one GEMM. a = 1/σ², grad the upstream gradient.
+at::Tensor gradient_factor(const at::Tensor& weighted, double a, const at::Tensor& grad) {
+  return laplacian((weighted + weighted.t()) * (grad * (-2 * a)));
+}
+
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> hsic_loss(const at::Tensor& z, const at::Tensor& modulator, double sigma,
                                              c10::string_view sigma_scaling) {
-  check_floating("hsic_loss", z, "z");
-  TORCH_CHECK_VALUE(z.dim() >= 1 && z.size(0) >= 2, "hsic_loss: HSIC needs at least 2 samples; z has shape ",
-                    z.sizes());
-  check_modulator("hsic_loss", modulator, z, "z");
-  check_sigma("hsic_loss", sigma);
-  const bool by_dim = scale_by_dim("hsic_loss", sigma_scaling);
+  const bool by_dim = check_loss_args("hsic_loss", z, modulator, sigma, sigma_scaling);
   const at::Tensor rows = rows_of(z);
-  const at::Tensor m = to_compute(modulator).to(rows.scalar_type()).contiguous();
   auto [weighted, row_sums] =
-      gaussian_weighted(gram_of(rows), m, kernel_scale(KernelKind::kGaussian, sigma, by_dim, rows.size(1)));
+      weighted_kernel(rows, modulator, kernel_scale(KernelKind::kGaussian, sigma, by_dim, rows.size(1)));
   return {row_sums.sum(), weighted};
 }
 
-// dL/dZ = −(2/σ²)(diag(S·1) − S) Z with S the symmetric part of A = M ∘ Kz.
-// The scalar factors and the diagonal go into the small [m, m] matrix, so
-// the [m, d] work is one GEMM.
 at::Tensor hsic_loss_backward(const at::Tensor& grad, const at::Tensor& z, const at::Tensor& weighted, double sigma,
                               c10::string_view sigma_scaling) {
   const at::Tensor rows = rows_of(z);
   const double a = kernel_scale(KernelKind::kGaussian, sigma, scale_by_dim("hsic_loss", sigma_scaling), rows.size(1));
-  const at::Tensor s = (weighted + weighted.t()) * (to_compute(grad) * (-2 * a));
-  return small_by_wide(laplacian(s), rows).reshape(z.sizes()).to(z.scalar_type());
+  return small_by_wide(gradient_factor(weighted, a, to_compute(grad)), rows).reshape(z.sizes()).to(z.scalar_type());
 }
 
 // hsic_loss, with dL/dz written over z (hsic_loss_backward's value for a
 // unit gradient): for a caller that needs z no more, no z-sized output.
 at::Tensor hsic_loss_grad_(const at::Tensor& z, const at::Tensor& modulator, double sigma,
                            c10::string_view sigma_scaling) {
-  check_floating("hsic_loss_grad_", z, "z");
-  TORCH_CHECK_VALUE(z.dim() >= 1 && z.size(0) >= 2, "hsic_loss_grad_: HSIC needs at least 2 samples; z has shape ",
-                    z.sizes());
+  const bool by_dim = check_loss_args("hsic_loss_grad_", z, modulator, sigma, sigma_scaling);
   TORCH_CHECK_VALUE(z.is_contiguous() && !at::isReducedFloatingType(z.scalar_type()),
                     "hsic_loss_grad_: z must be a contiguous float32 or float64 tensor (it takes the gradient), got ",
                     z.scalar_type(), z.is_contiguous() ? "" : ", not contiguous");
-  check_modulator("hsic_loss_grad_", modulator, z, "z");
-  check_sigma("hsic_loss_grad_", sigma);
-  const bool by_dim = scale_by_dim("hsic_loss_grad_", sigma_scaling);
   const at::Tensor rows = z.view({z.size(0), -1});
-  const at::Tensor m = to_compute(modulator).to(rows.scalar_type()).contiguous();
   const double a = kernel_scale(KernelKind::kGaussian, sigma, by_dim, rows.size(1));
-  auto [weighted, row_sums] = gaussian_weighted(gram_of(rows), m, a);
-  const at::Tensor s = (weighted + weighted.t()) * (-2 * a);
-  small_by_wide_over(laplacian(s), rows);
+  auto [weighted, row_sums] = weighted_kernel(rows, modulator, a);
+  small_by_wide_over(gradient_factor(weighted, a, at::ones({}, weighted.options())), rows);
   return row_sums.sum();
 }
 
