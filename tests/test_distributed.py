@@ -153,6 +153,8 @@ def test_layer_parallel_is_the_single_process_trainer_bit_for_bit(tmp_path):
         "hbh-input-realtime": dict(rule="hbh", hsic_term="input", dropout=0.2, update="realtime"),
         # a window term after the last step, from each stage's running sums
         "hll-realtime-recon": dict(rule="hll", loss="pred-recon", update="realtime"),
+        # conv blocks with batch norm: norm_lif_pool_step, membranes settled by each stage
+        "hll-realtime-cnn": dict(rule="hll", model="cnn", batch_norm=True, update="realtime"),
     }
     jobs = [
         (name, {**BASE, **kw, "parallel": "layer", "out": str(tmp_path / f"lp-{name}")}, None)

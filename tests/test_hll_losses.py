@@ -137,3 +137,21 @@ def test_a_silent_sample_gives_sim_a_zero_similarity_and_a_finite_gradient():
     (grad,) = torch.autograd.grad(sim_loss(rates, onehot), rates)
     assert torch.isfinite(grad).all() and grad.abs().max() < 10
     assert torch.equal(grad[1], torch.zeros(6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spatial_std_is_autograds_std_bit_for_bit(dtype):
+    """similarity_matrix's per-channel std: autograd's values and gradient,
+    0 (not NaN) for a channel whose map is constant."""
+    from pysnn.learning.hll_losses import spatial_std
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, 49, generator=gen, dtype=dtype)
+    x[1, 2] = 0.5
+    grad = torch.randn(5, 3, generator=gen, dtype=dtype)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got, want = spatial_std(a), b.std(2, correction=0)
+    got.backward(grad)
+    want.backward(grad)
+    assert torch.equal(got, want) and torch.equal(a.grad, b.grad)
+    assert torch.equal(a.grad[1, 2], torch.zeros(49, dtype=dtype))

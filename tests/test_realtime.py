@@ -243,3 +243,47 @@ def test_charging_the_carried_membrane_in_place_changes_nothing(monkeypatch, rul
             trainer.step(images, labels)
         weights.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_conv_block_step_with_batch_norm_equals_the_separate_ops(monkeypatch):
+    """A real-time HLL step of a conv block with batch norm runs as one
+    norm_lif_pool_step (two layer-sized buffers): after two batches the
+    weights equal those of batch norm, the charge and the LIF-pool op run
+    one after another, up to the order of batch norm's gradient sums (float64)."""
+    from pysnn.learning import base
+
+    images, labels = _batch()
+    taken = []
+    applies = base.norm_lif_pool_applies
+    monkeypatch.setattr(base, "norm_lif_pool_applies", lambda *a: taken.append(applies(*a)) or taken[-1])
+    weights = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(base, "norm_lif_pool_applies", lambda *a: False)
+        _, model, trainer = _trainer(timesteps=3, dtype=torch.float32, model="cnn", loss="pred-sim", batch_norm=True)
+        model.double(), trainer.aux.double()  # (built in float32: the CNN's shape probe is float32)
+        for _ in range(2):
+            trainer.step(images, labels)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert taken and all(taken)
+    for got, want in zip(*weights):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_window_sums_as_counts_change_nothing(monkeypatch):
+    """Real-time window terms keep their spike sums (and a previous block's
+    spikes' sums) as uint8 counts: the weights equal, bit for bit, those of
+    float sums."""
+    from pysnn.learning import hll
+
+    images, labels = _batch()
+    weights = []
+    accumulate = hll._accumulate
+    for counts in (True, False):
+        if not counts:
+            monkeypatch.setattr(hll, "_accumulate", lambda total, steps, counts: accumulate(total, steps, False))
+        _, model, trainer = _trainer(timesteps=4, hidden=[8, 6], loss="pred-recon")
+        for _ in range(2):
+            trainer.step(images, labels)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from ..config import TrainConfig
 from ..models import SpikingNetwork
+from ..nn.norm_lif_pool import norm_lif_pool_applies, norm_lif_pool_step, settle_membrane_
 from ..ops.lif import charge_single_step
 from .optim import make_optimizer, make_scheduler
 
@@ -157,6 +158,9 @@ class LocalTrainer(Trainer):
         # Each layer's post-reset membrane between real-time steps (None: a
         # sequence starts from rest at every call of `fire`).
         self.neuron_state: Optional[List[Optional[torch.Tensor]]] = None
+        # Charged inputs of `norm_lif_pool_step`s that become their layer's
+        # membrane after the layer's update (`layer_step`), by block index.
+        self._unsettled: dict = {}
 
     def start_sequence(self) -> None:
         """Every layer at rest: the next real-time step starts a new sequence."""
@@ -209,6 +213,25 @@ class LocalTrainer(Trainer):
         self.neuron_state[index] = state.detach()
         return tuple(outputs) if len(outputs) > 1 else outputs[0]
 
+    def drive_pooled(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
+        """Block `index`'s pooled spikes for its detached input: `drive`, then
+        `fire` with `pooled`. A real-time step of a conv block with batch norm
+        and a fused pool runs as one `norm_lif_pool_step`, which holds two
+        buffers of the layer's size instead of three; its charged input
+        becomes the block's membrane after the update (`layer_step`)."""
+        block = self.model.blocks[index]
+        if self.neuron_state is not None and block.neuron.backend == "fused" and inputs.shape[0] == 1:
+            x = block.layer_output(inputs)
+            if block.fuses_pool(x) and norm_lif_pool_applies(block.norm, x, self.neuron_state[index]):
+                carried = [self.neuron_state[index]]
+                self.neuron_state[index] = None  # (the step charges into its buffer)
+                pooled, self._unsettled[index] = norm_lif_pool_step(block.norm, x, carried, block.neuron_args())
+                return pooled
+            x = block.normalise(x)
+            return self.fire(index, x, pooled=True)
+        x, steps = block.drive(inputs)
+        return self.fire(index, x, steps=steps, pooled=True)
+
     def batch_context(self, images: torch.Tensor, labels: torch.Tensor) -> Optional[torch.Tensor]:
         """A tensor every layer needs for this batch, built from the input
         (sent between layer-parallel stages), or None."""
@@ -227,6 +250,9 @@ class LocalTrainer(Trainer):
         optimizer = self.layer_optimizers[index]
         optimizer.zero_grad(set_to_none=True)
         out = self.update_layer(index, h.detach(), labels, context)
+        charged = self._unsettled.pop(index, None)
+        if charged is not None:
+            self.neuron_state[index] = settle_membrane_(charged, self.model.blocks[index].neuron_args())
         self.sync.after_backward(optimizer)
         return out
 

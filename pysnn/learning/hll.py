@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import torch
+
 from .base import LocalTrainer
 from .hll_losses import LayerObjective
 
@@ -33,9 +35,7 @@ class HLLTrainer(LocalTrainer):
 
     def update_layer(self, index, inputs, labels, context):
         block, objective = self.model.blocks[index], self.aux[index]
-        x, steps = block.drive(inputs)
-        spikes = self.fire(index, x, steps=steps, pooled=True)
-        del x  # (autograd frees the LIF's input once the LIF's backward has run)
+        spikes = self.drive_pooled(index, inputs)
         # In real-time mode spikes and inputs hold one step: the losses are L[t] (3-4, 3-8).
         loss = objective(spikes, inputs, labels, self.config.update, self.batch)
         if self.config.update == "realtime" and objective.has_window:
@@ -49,12 +49,34 @@ class HLLTrainer(LocalTrainer):
         the rates of running sums; their gradient reaches the layer through the
         last step's spikes only (the time-local gradient, 3-17), the earlier
         steps enter as constants. 0 at every other step."""
-        steps, spike_sum, input_sum = self.window_sums[index] or (0, 0.0, 0.0)
+        steps, spike_sum, input_sum = self.window_sums[index] or (0, None, None)
         steps += spikes.shape[0]
         if steps < self.config.timesteps:
-            self.window_sums[index] = (steps, spike_sum + spikes.detach().sum(0), input_sum + inputs.sum(0))
+            # Spikes (and a previous block's undropped spikes) are 0/1: their
+            # sums are kept as exact counts in a byte each.
+            counts = self.config.timesteps < 256
+            input_counts = counts and index > 0 and self.model.blocks[index - 1].dropout is None
+            self.window_sums[index] = (
+                steps,
+                _accumulate(spike_sum, spikes.detach(), counts),
+                _accumulate(input_sum, inputs, input_counts),
+            )
             return 0.0
         self.window_sums[index] = None
-        rates = (spike_sum + spikes.sum(0)) / steps
-        input_rates = (input_sum + inputs.sum(0)) / steps
+        rates = _plus(spike_sum, spikes.sum(0)) / steps
+        input_rates = _plus(input_sum, inputs.sum(0)) / steps
         return self.aux[index].window(rates, input_rates, self.batch.gather(labels), self.batch)
+
+
+def _accumulate(total: Optional[torch.Tensor], steps: torch.Tensor, counts: bool) -> torch.Tensor:
+    """total + the sum of steps [S, ...] over time; as uint8 counts with
+    `counts` (steps of 0/1 values, fewer than 256 in all)."""
+    step_sum = steps.sum(0)
+    if counts:
+        step_sum = step_sum.to(torch.uint8)
+    return step_sum if total is None else total + step_sum
+
+
+def _plus(total: Optional[torch.Tensor], step_sum: torch.Tensor) -> torch.Tensor:
+    """total (None, float sums or uint8 counts, all exact) + step_sum, in step_sum's dtype."""
+    return step_sum if total is None else total + step_sum

@@ -8,6 +8,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from ..nn.blocks import time_mean
@@ -33,10 +34,33 @@ def similarity_matrix(features: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of centred rows (Nøkland & Eidnes); conv maps larger
     than 1×1 are first reduced to their per-channel std over H·W."""
     if features.dim() > 2 and features[0, 0].numel() > 1:
-        features = features.flatten(2).std(2, correction=0)
+        features = spatial_std(features.flatten(2))
     centred = features.flatten(1) - features.flatten(1).mean(1, keepdim=True)
     unit = unit_rows(centred)
     return (unit @ unit.T).clamp(-1, 1)
+
+
+def spatial_std(x: torch.Tensor) -> torch.Tensor:
+    """``x.std(2, correction=0)`` for x [B, C, N], whose backward forms its
+    x-sized gradient in one buffer (autograd's forms x − mean, then the
+    product: two); the values are autograd's bit for bit."""
+    return _SpatialStd.apply(x)
+
+
+class _SpatialStd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        std = x.std(2, correction=0)
+        ctx.save_for_backward(x, std)
+        return std
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, std = ctx.saved_tensors
+        # std's backward: grad / (2·std), 0 where std = 0; var's: (2/N)·that·(x − mean)
+        grad_var = (grad / (std * 2)).masked_fill_(std == 0, 0)
+        return (x - x.mean(2, keepdim=True)).mul_((2.0 / x.shape[2]) * grad_var.unsqueeze(2))
 
 
 def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -50,13 +50,20 @@ def batch_norm_over_input(norm: nn.Module, x: torch.Tensor, update_stats: bool =
     F._verify_batch_size(x.size())
     if not update_stats:
         return _BatchNormOverInput.apply(x, norm.weight, norm.bias, None, None, 0.0, norm.eps)
+    return _BatchNormOverInput.apply(x, *native_arguments(norm))
+
+
+def native_arguments(norm: nn.Module) -> tuple:
+    """weight, bias, running mean and variance, momentum and eps for one
+    training-mode `native_batch_norm` call in place of ``norm(x)``, counting
+    the batch as `_BatchNorm.forward` does."""
     momentum = 0.0 if norm.momentum is None else norm.momentum
     if norm.track_running_stats and norm.num_batches_tracked is not None:  # as _BatchNorm.forward
         norm.num_batches_tracked.add_(1)
         if norm.momentum is None:
             momentum = 1.0 / float(norm.num_batches_tracked)
     running = (norm.running_mean, norm.running_var) if norm.track_running_stats else (None, None)
-    return _BatchNormOverInput.apply(x, norm.weight, norm.bias, *running, momentum, norm.eps)
+    return (norm.weight, norm.bias, *running, momentum, norm.eps)
 
 
 class _BatchNormOverInput(torch.autograd.Function):

@@ -95,14 +95,17 @@ class SpikingBlock(nn.Module):
             # forward GEMM and, through expand's backward (a sum over T), the
             # weight-gradient GEMM are T times smaller, and the LIF saves the
             # stride-0 view for its backward: no T·B-row copy is kept.
-            x = self._layer(h[:1])
+            x = self.layer_output(h[:1])
             if self.norm is not None:
                 x = repeated_batch_norm(self.norm, x, h.shape[0])
             return x.expand(h.shape[0], *x.shape[1:]) if expand else x
-        x = self._layer(h)
+        return self.normalise(self.layer_output(h))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm (if any) over x [T, B, ...], the layer's fresh output,
+        which the norm's backward may overwrite (`batch_norm_over_input`)."""
         if self.norm is None:
             return x
-        # the layer's fresh output is the norm's alone: its backward may overwrite it
         return fold(lambda v: batch_norm_over_input(self.norm, v), x)
 
     def drive(self, h: torch.Tensor) -> Tuple[torch.Tensor, Optional[int]]:
@@ -115,7 +118,8 @@ class SpikingBlock(nn.Module):
             return x.squeeze(0), h.shape[0]
         return x, None
 
-    def _layer(self, h: torch.Tensor) -> torch.Tensor:
+    def layer_output(self, h: torch.Tensor) -> torch.Tensor:
+        """The layer (not its norm) over h [T, B, ...]."""
         if self.is_linear:  # a Linear applies to the last dim of [T, B, n] directly
             return self.layer(h.flatten(2))
         return fold(self.layer, h)
@@ -134,7 +138,7 @@ class SpikingBlock(nn.Module):
         With `steps`, x is one step repeated `steps` times (see `drive`)."""
         return self._lif(
             x,
-            **self._neuron_args(grad_mode),
+            **self.neuron_args(grad_mode),
             u0=u0,
             return_membrane=return_membrane,
             return_state=return_state,
@@ -160,14 +164,14 @@ class SpikingBlock(nn.Module):
             return (self.pooled(out[0]), out[1]) if return_state else self.pooled(out)
         return self._lif_max_pool2d(
             x,
-            **self._neuron_args(grad_mode),
+            **self.neuron_args(grad_mode),
             u0=u0,
             return_state=return_state,
             steps=steps,
             overwrite_input=overwrite_input,
         )
 
-    def _neuron_args(self, grad_mode: Optional[str]) -> dict:
+    def neuron_args(self, grad_mode: Optional[str] = None) -> dict:
         """The neuron's parameters as the LIF ops take them (grad_mode: this call's, or the block's)."""
         n = self.neuron
         return dict(
