@@ -197,6 +197,17 @@ def _modulator_for(op: str, modulator, z, z_name: str) -> None:
         )
 
 
+def backward_once(ctx, op: str) -> None:
+    """For an autograd.Function whose backward writes dL/dx over its saved
+    input: raises on a second backward of the same graph (retain_graph)
+    instead of reading the overwritten input."""
+    if getattr(ctx, "spent", False):
+        raise RuntimeError(
+            f"{op}: the first backward wrote dL/dx over x, so this graph cannot be run backward again (retain_graph)"
+        )
+    ctx.spent = True
+
+
 def is_intermediate(x: torch.Tensor) -> bool:
     """Whether x, and the tensor it views if it is a view, came out of an op
     autograd records (not a leaf such as a parameter or a caller's input):

@@ -17,7 +17,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-from .._validation import is_intermediate
+from .._validation import backward_once, is_intermediate
 
 # The elementwise product Σ g·x̂ needs is formed this many elements at a
 # time, so its temporary stays small beside x.
@@ -73,18 +73,12 @@ class _BatchNormOverInput(torch.autograd.Function):
             x, weight, bias, running_mean, running_var, True, momentum, eps
         )
         ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.spent = False
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        if ctx.spent:
-            raise RuntimeError(
-                "batch_norm_over_input: the first backward wrote dL/dx over x, "
-                "so this graph cannot be run backward again (retain_graph)"
-            )
-        ctx.spent = True
+        backward_once(ctx, "batch_norm_over_input")
         x, weight, mean, invstd = ctx.saved_tensors
         shape = (1, -1) + (1,) * (x.dim() - 2)
         dims = [0, *range(2, x.dim())]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-from .._validation import is_intermediate
+from .._validation import backward_once, is_intermediate
 from .batch_norm import native_arguments
 
 Tensor = torch.Tensor
@@ -117,7 +117,6 @@ class _NormLifPool(torch.autograd.Function):
             out.copy_(torch.ops.pysnn.lif_pool_forward(part.unsqueeze(0), 1, *options, None)[0][0])
         ctx.save_for_backward(x, h, weight, mean, invstd)
         ctx.options = options
-        ctx.spent = False
         ctx.mark_non_differentiable(h)
         ctx.set_materialize_grads(False)  # (h's gradient would be an h-sized zeros)
         return pooled, h
@@ -125,12 +124,7 @@ class _NormLifPool(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_pooled, _grad_h):
-        if ctx.spent:
-            raise RuntimeError(
-                "norm_lif_pool_step: the first backward wrote dL/dx over x, "
-                "so this graph cannot be run backward again (retain_graph)"
-            )
-        ctx.spent = True
+        backward_once(ctx, "norm_lif_pool_step")
         x, h, weight, mean, invstd = ctx.saved_tensors
         rows = x.view(x.shape[1:])
         channel = (1, -1, 1, 1)

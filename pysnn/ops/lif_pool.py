@@ -19,7 +19,15 @@ from typing import Optional, Tuple, Union
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._validation import check_lif_pool_args, check_like, check_steps, check_time_first, is_intermediate, pooled_shape
+from .._validation import (
+    backward_once,
+    check_lif_pool_args,
+    check_like,
+    check_steps,
+    check_time_first,
+    is_intermediate,
+    pooled_shape,
+)
 from .lif import charge_single_step
 
 Tensor = torch.Tensor
@@ -125,18 +133,12 @@ class _LifPoolOverInput(torch.autograd.Function):
     def forward(ctx, *inputs):
         pooled, state = torch.ops.pysnn.lif_pool_forward(*inputs)
         _setup_context(ctx, inputs, (pooled, state))
-        ctx.spent = False
         return pooled, state
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_pooled, grad_state):
-        if ctx.spent:
-            raise RuntimeError(
-                "lif_max_pool2d(overwrite_input=True): the first backward wrote dL/dx over x, "
-                "so this graph cannot be run backward again (retain_graph)"
-            )
-        ctx.spent = True
+        backward_once(ctx, "lif_max_pool2d(overwrite_input=True)")
         x, u0 = ctx.saved_tensors
         if grad_pooled is None:
             grad_pooled = torch.zeros(pooled_shape(ctx.steps, x.shape), dtype=x.dtype, device=x.device)
