@@ -66,6 +66,17 @@ def native_arguments(norm: nn.Module) -> tuple:
     return (norm.weight, norm.bias, *running, momentum, norm.eps)
 
 
+def input_grad_over_(x_hat, grad_y, weight, invstd, grad_weight, grad_bias, n: int) -> torch.Tensor:
+    """Training-mode batch norm's dL/dx = weight·invstd·(g − Σg/n − x̂·Σ(g·x̂)/n),
+    written over x̂ [N, C, ...] (or a few of its samples): g = grad_y,
+    grad_bias = Σg and grad_weight = Σ(g·x̂) over all n values of a channel;
+    the per-channel tensors are [C]."""
+    shape = (1, -1) + (1,) * (x_hat.dim() - 2)
+    scale = invstd if weight is None else weight * invstd
+    grad_x = x_hat.mul_((grad_weight / -n).view(shape)).add_(grad_y).sub_((grad_bias / n).view(shape))
+    return grad_x.mul_(scale.view(shape))
+
+
 class _BatchNormOverInput(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
@@ -88,12 +99,8 @@ class _BatchNormOverInput(torch.autograd.Function):
         grad_bias = grad_y.sum(dims)
         rows = max(1, _PRODUCT_CHUNK // max(1, x[0].numel()))
         grad_weight = sum((g * h).sum(dims) for g, h in zip(grad_y.split(rows), x_hat.split(rows)))
-        # dL/dx = weight·invstd·(g − Σg/n − x̂·Σ(g·x̂)/n), formed over x̂
-        scale = invstd if weight is None else weight * invstd
-        grad_x = x_hat.mul_((grad_weight / -n).view(shape)).add_(grad_y).sub_((grad_bias / n).view(shape))
-        grad_x.mul_(scale.view(shape))
         return (
-            grad_x,
+            input_grad_over_(x_hat, grad_y, weight, invstd, grad_weight, grad_bias, n),
             grad_weight if ctx.needs_input_grad[1] else None,
             grad_bias if ctx.needs_input_grad[2] else None,
             None,

@@ -24,7 +24,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from .._validation import backward_once, is_intermediate
-from .batch_norm import native_arguments
+from .batch_norm import input_grad_over_, native_arguments
 
 Tensor = torch.Tensor
 
@@ -128,7 +128,6 @@ class _NormLifPool(torch.autograd.Function):
         x, h, weight, mean, invstd = ctx.saved_tensors
         rows = x.view(x.shape[1:])
         channel = (1, -1, 1, 1)
-        mean, invstd = mean.view(channel), invstd.view(channel)
         if grad_pooled is None:
             grad_pooled = h.new_zeros(1, *h.shape[:2], h.shape[2] // 2, h.shape[3] // 2)
         grad_pooled = grad_pooled[0].contiguous()
@@ -139,19 +138,17 @@ class _NormLifPool(torch.autograd.Function):
             return torch.ops.pysnn.lif_pool_backward(*args)[0][0]
 
         dims = [0, 2, 3]
-        grad_bias = torch.zeros_like(mean).view(-1)
+        grad_bias = torch.zeros_like(mean)
         grad_weight = torch.zeros_like(grad_bias)
         for x_part, h_part, grad_part in parts:
             g = grad_h(h_part, grad_part)
             grad_bias += g.sum(dims)
-            grad_weight += (g * (x_part - mean).mul_(invstd)).sum(dims)
-        # dL/dx = weight·invstd·(g − Σg/n − x̂·Σ(g·x̂)/n), written over x
+            grad_weight += (g * (x_part - mean.view(channel)).mul_(invstd.view(channel))).sum(dims)
+        # dL/dx over x, a few samples at a time: x̂ first, then batch norm's input gradient
         n = rows.numel() // rows.shape[1]
-        scale = (invstd if weight is None else weight.view(channel) * invstd).view(channel)
         for x_part, h_part, grad_part in parts:
-            g = grad_h(h_part, grad_part)
-            x_part.sub_(mean).mul_(invstd).mul_((grad_weight / -n).view(channel))
-            x_part.add_(g).sub_((grad_bias / n).view(channel)).mul_(scale)
+            x_hat = x_part.sub_(mean.view(channel)).mul_(invstd.view(channel))
+            input_grad_over_(x_hat, grad_h(h_part, grad_part), weight, invstd, grad_weight, grad_bias, n)
         return (
             x,
             grad_weight if ctx.needs_input_grad[1] else None,
