@@ -221,15 +221,15 @@ class LocalTrainer(Trainer):
         becomes the block's membrane after the update (`layer_step`)."""
         block = self.model.blocks[index]
         if self.neuron_state is not None and block.neuron.backend == "fused" and inputs.shape[0] == 1:
-            x = block.layer_output(inputs)
+            x, steps = block.layer_output(inputs), None  # (one step: `drive` without its norm)
             if block.fuses_pool(x) and norm_lif_pool_applies(block.norm, x, self.neuron_state[index]):
                 carried = [self.neuron_state[index]]
                 self.neuron_state[index] = None  # (the step charges into its buffer)
                 pooled, self._unsettled[index] = norm_lif_pool_step(block.norm, x, carried, block.neuron_args())
                 return pooled
             x = block.normalise(x)
-            return self.fire(index, x, pooled=True)
-        x, steps = block.drive(inputs)
+        else:
+            x, steps = block.drive(inputs)
         return self.fire(index, x, steps=steps, pooled=True)
 
     def batch_context(self, images: torch.Tensor, labels: torch.Tensor) -> Optional[torch.Tensor]:

@@ -74,7 +74,7 @@ def _accumulate(total: Optional[torch.Tensor], steps: torch.Tensor, counts: bool
     step_sum = steps.sum(0)
     if counts:
         step_sum = step_sum.to(torch.uint8)
-    return step_sum if total is None else total + step_sum
+    return _plus(total, step_sum)
 
 
 def _plus(total: Optional[torch.Tensor], step_sum: torch.Tensor) -> torch.Tensor:
