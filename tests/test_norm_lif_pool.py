@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from pysnn.nn import norm_lif_pool
 from pysnn.nn.norm_lif_pool import norm_lif_pool_applies, norm_lif_pool_step, settle_membrane_
 from pysnn.ops import lif_max_pool2d
 
@@ -43,7 +44,10 @@ def _options(neuron):
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("with_u0", [False, True])
 @pytest.mark.parametrize("surrogate", ["sigmoid", "atan"])
-def test_equals_the_separate_ops(dtype, tol, with_u0, surrogate):
+@pytest.mark.parametrize("one_sample_chunks", [False, True])
+def test_equals_the_separate_ops(dtype, tol, with_u0, surrogate, one_sample_chunks, monkeypatch):
+    if one_sample_chunks:
+        monkeypatch.setattr(norm_lif_pool, "_CHUNK", 1)
     neuron = _neuron(surrogate=surrogate)
     norm, twin = _norms(dtype)
     gen = torch.Generator().manual_seed(1)
@@ -108,7 +112,18 @@ def test_refuses_settling_before_the_backward():
 
 @pytest.mark.parametrize(
     "case",
-    ["leaf", "non-contiguous", "batch_norm_1d", "eval", "no_grad", "odd_width", "bfloat16", "u0_dtype", "two_steps"],
+    [
+        "leaf",
+        "non-contiguous",
+        "batch_norm_1d",
+        "eval",
+        "no_grad",
+        "odd_width",
+        "bfloat16",
+        "u0_dtype",
+        "two_steps",
+        "zero_eps",  # (1/√(var + eps) of a constant channel: native batch norm's 0, not inf)
+    ],
 )
 def test_applies_only_where_it_may_overwrite(case):
     norm, x, u0 = nn.BatchNorm2d(SHAPE[2]), torch.randn(SHAPE, requires_grad=True) * 1.0, torch.randn(SHAPE[1:])
@@ -132,5 +147,7 @@ def test_applies_only_where_it_may_overwrite(case):
         u0 = u0.double()
     elif case == "two_steps":
         x = torch.randn((2,) + SHAPE[1:], requires_grad=True) * 1.0
+    elif case == "zero_eps":
+        norm.eps = 0.0
     with torch.set_grad_enabled(grad):
         assert not norm_lif_pool_applies(norm, x, u0)

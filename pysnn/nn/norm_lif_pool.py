@@ -30,7 +30,7 @@ Tensor = torch.Tensor
 
 # Elements of the layer's output the backward and the reset work on at a
 # time: their temporaries stay small beside x and h.
-_CHUNK = 1 << 18
+_CHUNK = 1 << 16
 
 
 def norm_lif_pool_applies(norm: Optional[nn.Module], x: Tensor, u0: Optional[Tensor]) -> bool:
@@ -39,6 +39,7 @@ def norm_lif_pool_applies(norm: Optional[nn.Module], x: Tensor, u0: Optional[Ten
     return (
         type(norm) is nn.BatchNorm2d
         and norm.training
+        and norm.eps > 0
         and torch.is_grad_enabled()
         and is_intermediate(x)
         and x.is_contiguous()
@@ -72,12 +73,30 @@ def norm_lif_pool_step(
 
 
 def settle_membrane_(h: Tensor, neuron: dict) -> Tensor:
-    """The post-reset membrane of charged input h, written over h (the LIF
-    op's state, bit for bit)."""
+    """The post-reset membrane of charged input h [B, ...], written over h
+    (the LIF op's state, bit for bit), a few samples at a time."""
     for rows in _row_chunks(h):
-        _, state = torch.ops.pysnn.lif_pool_forward(rows.unsqueeze(0), 1, *_lif_options(neuron), None)
+        state = torch.ops.pysnn.lif_forward(rows.unsqueeze(0), *_lif_options(neuron), None, False)[2]
         rows.copy_(state)
     return h
+
+
+def _batch_statistics(rows, running_mean, running_var, momentum, eps):
+    """Training-mode `native_batch_norm`'s mean and invstd of rows, and its
+    update of the running statistics, without its output (bit for bit:
+    invstd = 1/√(var + eps) in double, rounded once, as its kernel does)."""
+    mean, var = torch.ops.aten.batch_norm_update_stats(rows, running_mean, running_var, momentum)
+    return mean, torch.rsqrt(var.double() + eps).to(var.dtype)
+
+
+def _normalised(rows, weight, bias, mean, invstd):
+    """Training-mode batch norm's output for a few samples: the eval-mode
+    kernel with a variance of 1, eps 0 and weight·invstd as the weight
+    computes the training kernel's x·(weight·invstd) + (bias − mean·weight·invstd)
+    with its roundings (the same per-channel terms and elementwise pass)."""
+    scale = invstd if weight is None else invstd * weight
+    one = torch.ones_like(invstd)
+    return torch.ops.aten.native_batch_norm(rows, scale, bias, mean, one, False, 0.0, 0.0)[0]
 
 
 def _lif_options(neuron: dict) -> tuple:
@@ -101,16 +120,16 @@ class _NormLifPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, carried, neuron):
         rows = x.view(x.shape[1:])
-        y, mean, invstd = torch.ops.aten.native_batch_norm(
-            rows, weight, bias, running_mean, running_var, True, momentum, eps
-        )
+        mean, invstd = _batch_statistics(rows, running_mean, running_var, momentum, eps)
         u0 = carried.pop()
-        if u0 is None:
-            h = y
-        else:  # decay·u0 rounded, then + y: charge_single_step's sum, in u0's buffer
-            h = u0.mul_(neuron["decay"]).add_(y)
-            del y
-        del u0
+        h = torch.empty_like(rows) if u0 is None else u0
+        for part, h_part in zip(_row_chunks(rows), _row_chunks(h)):
+            y = _normalised(part, weight, bias, mean, invstd)
+            if u0 is None:
+                h_part.copy_(y)
+            else:  # decay·u0 rounded, then + y: charge_single_step's sum, in u0's buffer
+                h_part.mul_(neuron["decay"]).add_(y)
+        del u0, y
         options = _lif_options(neuron)
         pooled = h.new_empty(1, *h.shape[:2], h.shape[2] // 2, h.shape[3] // 2)
         for out, part in zip(_row_chunks(pooled[0], h), _row_chunks(h)):
