@@ -270,6 +270,36 @@ def test_conv_block_step_with_batch_norm_equals_the_separate_ops(monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("rule", ["hll", "hbh"])
+def test_realtime_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule):
+    """Real-time steps run their convolutions a few samples at a time
+    (pysnn.nn.conv): the weights after two batches equal those of whole
+    convolutions up to the order of the weight gradients' sums (float64)."""
+    from pysnn.nn import conv
+
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.rand(20, *SHAPE, generator=generator), torch.arange(20) % CLASSES
+    chunked = conv._ChunkedConv2d.apply
+    calls = []
+    monkeypatch.setattr(conv._ChunkedConv2d, "apply", lambda *a: calls.append(1) or chunked(*a))
+    monkeypatch.setattr(conv, "_CHUNK", 1)
+    weights = []
+    for chunks in (True, False):
+        if not chunks:
+            monkeypatch.setattr(conv, "_CHUNK", 1 << 40)
+        _, model, trainer = _trainer(
+            rule, timesteps=3, dtype=torch.float32, batch_size=20, model="cnn", loss="pred-sim"
+        )
+        model.double(), trainer.aux.double()
+        for _ in range(2):
+            trainer.step(images.double(), labels)
+        weights.append([p.detach().clone() for p in model.parameters()])
+        if chunks:
+            assert calls
+    for got, want in zip(*weights):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
 def test_window_sums_as_counts_change_nothing(monkeypatch):
     """Real-time window terms keep their spike sums (and a previous block's
     spikes' sums) as uint8 counts: the weights equal, bit for bit, those of

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from ..config import TrainConfig
 from ..models import SpikingNetwork
+from ..nn.conv import low_memory_convolutions
 from ..nn.norm_lif_pool import norm_lif_pool_applies, norm_lif_pool_step, settle_membrane_
 from ..ops.lif import charge_single_step
 from .optim import make_optimizer, make_scheduler
@@ -249,7 +250,9 @@ class LocalTrainer(Trainer):
     ) -> torch.Tensor:
         optimizer = self.layer_optimizers[index]
         optimizer.zero_grad(set_to_none=True)
-        out = self.update_layer(index, h.detach(), labels, context)
+        # real time, the step that holds least: convolutions in chunks (pysnn.nn.conv)
+        with low_memory_convolutions(self.config.update == "realtime"):
+            out = self.update_layer(index, h.detach(), labels, context)
         charged = self._unsettled.pop(index, None)
         if charged is not None:
             self.neuron_state[index] = settle_membrane_(charged, self.model.blocks[index].neuron_args())

@@ -12,6 +12,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from ..nn.blocks import time_mean
+from ..nn.conv import conv2d
 
 # Thesis Table 3-5.
 LOSS_WEIGHTS: Dict[str, Dict[str, float]] = {
@@ -139,7 +140,7 @@ class LayerObjective(nn.Module):
     def _recon(self, rates: torch.Tensor, input_rates: torch.Tensor) -> torch.Tensor:
         if rates.dim() == 4:
             rates = F.interpolate(rates, size=input_rates.shape[-2:], mode="nearest")
-            return F.mse_loss(self.decoder(rates), input_rates)
+            return F.mse_loss(conv2d(self.decoder, rates), input_rates)
         return F.mse_loss(self.decoder(rates.flatten(1)), input_rates.flatten(1))
 
     def forward(
@@ -171,7 +172,8 @@ class LayerObjective(nn.Module):
         all_labels = batch.gather(labels) if "sim" in w or "contrast" in w else labels  # one gather for both
         if "sim" in w:
             onehot = F.one_hot(all_labels, self.classes).to(rates.dtype)
-            embedded = batch.gather(self.embedding(rates if rates.dim() == 4 else rates.flatten(1)))
+            embedding = conv2d(self.embedding, rates) if rates.dim() == 4 else self.embedding(rates.flatten(1))
+            embedded = batch.gather(embedding)
             total = total + w["sim"] * batch.coupled_scale * sim_loss(embedded, onehot)
         if update != "realtime":
             total = total + self.window(rates, inputs.mean(0), all_labels, batch)

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..backends import get_backend
 from .batch_norm import batch_norm_over_input
+from .conv import conv2d
 from .dropout import SeededDropout
 from .pooling import pools_2x2_evenly, spike_max_pool
 
@@ -122,7 +123,7 @@ class SpikingBlock(nn.Module):
         """The layer (not its norm) over h [T, B, ...]."""
         if self.is_linear:  # a Linear applies to the last dim of [T, B, n] directly
             return self.layer(h.flatten(2))
-        return fold(self.layer, h)
+        return fold(lambda v: conv2d(self.layer, v), h)
 
     def fire(
         self,
