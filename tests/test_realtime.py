@@ -317,3 +317,33 @@ def test_window_sums_as_counts_change_nothing(monkeypatch):
             trainer.step(images, labels)
         weights.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+@pytest.mark.parametrize("overrides", [{"batch_norm": True}, {"model": "cnn"}])
+def test_hbh_step_reading_the_unsettled_membrane_changes_nothing(monkeypatch, overrides):
+    """A real-time HBH step through the layer's backward keeps the charged
+    input as the membrane until the update is done, reads σ' from it a few
+    samples at a time and settles it afterwards: the weights after two
+    batches equal, bit for bit, those of σ' formed over the membrane and the
+    LIF's own state (convolutions in chunks on both sides)."""
+    from pysnn.learning import base
+    from pysnn.nn import blocks, conv, norm_lif_pool
+
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.rand(12, *SHAPE, generator=generator), torch.arange(12) % CLASSES
+    taken = []
+    fire_unsettled = base.LocalTrainer.fire_unsettled
+    monkeypatch.setattr(base.LocalTrainer, "fire_unsettled", lambda *a: taken.append(fire_unsettled(*a)) or taken[-1])
+    for module, name in ((blocks, "_SURROGATE_CHUNK"), (norm_lif_pool, "_CHUNK"), (conv, "_CHUNK")):
+        monkeypatch.setattr(module, name, 1)  # one sample at a time (8 in a convolution's forward)
+    weights = []
+    for unsettled in (True, False):
+        if not unsettled:
+            monkeypatch.setattr(base.LocalTrainer, "fire_unsettled", lambda *a: None)
+        _, model, trainer = _trainer("hbh", timesteps=3, dtype=torch.float32, batch_size=12, **overrides)
+        model.double()
+        for _ in range(2):
+            trainer.step(images.double(), labels)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert taken and all(t is not None for t in taken)
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

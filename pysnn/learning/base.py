@@ -214,6 +214,23 @@ class LocalTrainer(Trainer):
         self.neuron_state[index] = state.detach()
         return tuple(outputs) if len(outputs) > 1 else outputs[0]
 
+    def fire_unsettled(self, index: int, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Real time: block `index`'s spikes for one step x [1, B, ...] (its
+        fresh input, this trainer's own), with x charged in place from the
+        carried membrane: x then is the step's pre-reset membrane, and becomes
+        the block's post-reset one only after the update (`layer_step`), so the
+        update can read it and no third buffer of the layer's size exists
+        while it runs. None (x untouched) where the charge cannot run in place."""
+        block = self.model.blocks[index]
+        if self.neuron_state is None or x.shape[0] != 1:
+            return None
+        x, u0 = charge_single_step(x, self.neuron_state[index], block.neuron.decay, None, in_place=True)
+        if u0 is not None:
+            return None
+        self.neuron_state[index] = None
+        self._unsettled[index] = x[0]
+        return block.spikes_of(x)  # (the LIF's state would be a buffer of the layer's size)
+
     def drive_pooled(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
         """Block `index`'s pooled spikes for its detached input: `drive`, then
         `fire` with `pooled`. A real-time step of a conv block with batch norm

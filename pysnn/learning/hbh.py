@@ -109,13 +109,19 @@ class HBHTrainer(LocalTrainer):
         c = self.config
         x = block.integrate(inputs, expand=False)  # [1, B, ...] if the input repeats over the T steps
         with torch.no_grad():
-            # x.data: the LIF's input and, in real time, its membrane (see
-            # `fire`), overwritten below by σ' without autograd seeing x change
-            spikes, membrane = self.fire(index, x.data.expand(inputs.shape[0], *x.shape[1:]), return_membrane=True)
-            post_grad = block.surrogate_grad_(membrane).flatten(2)
-            del membrane
-            if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
-                post_grad = post_grad.mean(0, keepdim=True)
+            # Real time: x.data is charged into the step's membrane in place
+            # and σ' is read from it after G exists, a few samples at a time
+            # (`fire_unsettled`). Otherwise σ' is formed now, over the membrane:
+            # x.data itself when a real-time step's charge could not run in place.
+            # Autograd never sees x change.
+            post_grad = None
+            spikes = self.fire_unsettled(index, x.data)
+            if spikes is None:
+                spikes, membrane = self.fire(index, x.data.expand(inputs.shape[0], *x.shape[1:]), return_membrane=True)
+                post_grad = block.surrogate_grad_(membrane).flatten(2)
+                del membrane
+                if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
+                    post_grad = post_grad.mean(0, keepdim=True)
             rates = time_mean(spikes).flatten(1)
             # the layer's output now: a pooled block then holds its pooled
             # spikes, not the full [T, B, ...] map, through its backward
@@ -141,7 +147,10 @@ class HBHTrainer(LocalTrainer):
             (grad_rates,) = torch.autograd.grad((modulator * self.kernel(z)).sum(), z)
             del z
         del rates
-        delta = post_grad.mul_(self.batch.local_rows(grad_rates).div_(post_grad.shape[0]))
+        if post_grad is None:  # one step: δ = G ⊙ σ'(u), over G
+            delta = block.times_surrogate_grad_(self.batch.local_rows(grad_rates).view(x.shape), x.data)
+        else:
+            delta = post_grad.mul_(self.batch.local_rows(grad_rates).div_(post_grad.shape[0]))
         del post_grad, grad_rates
         x.backward(delta.reshape(x.shape).to(x.dtype))
         return out

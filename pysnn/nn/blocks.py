@@ -17,6 +17,9 @@ from .conv import conv2d
 from .dropout import SeededDropout
 from .pooling import pools_2x2_evenly, spike_max_pool
 
+# Elements `times_surrogate_grad_` forms σ' of at a time.
+_SURROGATE_CHUNK = 1 << 16
+
 
 @dataclass
 class NeuronConfig:
@@ -192,6 +195,19 @@ class SpikingBlock(nn.Module):
         from ..reference.lif import surrogate_grad_
 
         return surrogate_grad_(membrane.sub_(self.neuron.threshold), self.neuron.surrogate, self.neuron.alpha)
+
+    def spikes_of(self, membrane: torch.Tensor) -> torch.Tensor:
+        """The spikes of pre-reset membrane u: u ≥ threshold, in u's dtype
+        (the LIF's spikes, bit for bit)."""
+        return membrane.ge(self.neuron.threshold).to(membrane.dtype)
+
+    def times_surrogate_grad_(self, grad: torch.Tensor, membrane: torch.Tensor) -> torch.Tensor:
+        """grad ⊙ σ'(membrane) (same shape, [T, B, ...]), written over grad,
+        a few samples at a time: membrane is left as it is."""
+        rows = max(1, _SURROGATE_CHUNK // max(1, membrane[0, 0].numel()))
+        for g, u in zip(grad.split(rows, 1), membrane.split(rows, 1)):
+            g.mul_(self.surrogate_grad_(u.clone()))
+        return grad
 
     def pooled(self, spikes: torch.Tensor) -> torch.Tensor:
         if isinstance(self.pool, nn.MaxPool2d):  # (spike_max_pool falls back to the module itself)
