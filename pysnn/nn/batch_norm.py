@@ -21,7 +21,7 @@ from .._validation import backward_once, is_intermediate
 
 # The elementwise product Σ g·x̂ needs is formed this many elements at a
 # time, so its temporary stays small beside x.
-_PRODUCT_CHUNK = 1 << 16
+_PRODUCT_CHUNK = 1 << 17
 
 
 def batch_norm_over_input(norm: nn.Module, x: torch.Tensor, update_stats: bool = True) -> torch.Tensor:

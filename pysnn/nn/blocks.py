@@ -18,7 +18,7 @@ from .dropout import SeededDropout
 from .pooling import pools_2x2_evenly, spike_max_pool
 
 # Elements `times_surrogate_grad_` forms σ' of at a time.
-_SURROGATE_CHUNK = 1 << 16
+_SURROGATE_CHUNK = 1 << 17
 
 
 @dataclass

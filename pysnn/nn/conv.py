@@ -28,7 +28,7 @@ Tensor = torch.Tensor
 # Output elements per chunk; in the forward, in samples a multiple of 8
 # (oneDNN's batch blocking: a chunk of 8k samples gives bit for bit the whole
 # batch's output). The backward's sums change order in any chunks.
-_CHUNK = 1 << 16
+_CHUNK = 1 << 17
 _SAMPLE_MULTIPLE = 8
 
 

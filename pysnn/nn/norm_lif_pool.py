@@ -30,7 +30,7 @@ Tensor = torch.Tensor
 
 # Elements of the layer's output the backward and the reset work on at a
 # time: their temporaries stay small beside x and h.
-_CHUNK = 1 << 16
+_CHUNK = 1 << 17
 
 
 def norm_lif_pool_applies(norm: Optional[nn.Module], x: Tensor, u0: Optional[Tensor]) -> bool:
