@@ -94,6 +94,13 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="--update realtime: each step's learning rate is lr / T (scaled, default) or lr (full)",
     )
     a(
+        "--realtime-convolutions",
+        default=d.realtime_convolutions,
+        choices=["chunked", "whole"],
+        help="--update realtime on the CPU: convolutions a few samples at a time (chunked, default: "
+        "less memory) or whole (faster)",
+    )
+    a(
         "--kernel",
         default=d.kernel,
         help="HBH kernel on the input and on each layer: gaussian, laplacian, cosine, sigmoid, linear",

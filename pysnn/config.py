@@ -39,6 +39,9 @@ class TrainConfig:
     update: str = "final"
     # Real-time updates: each step's learning rate is lr / T ("scaled") or lr ("full").
     realtime_lr: str = "scaled"
+    # Real-time updates: convolutions a few samples at a time ("chunked",
+    # less memory; pysnn.nn.conv) or whole ("whole", faster on the CPU).
+    realtime_convolutions: str = "chunked"
     dim_in_decoder: int = 1024
     # HBH
     kernel: str = "gaussian"  # on the input X and on each layer's Z alike
@@ -117,6 +120,10 @@ class TrainConfig:
             (
                 self.realtime_lr in ("scaled", "full"),
                 f"--realtime-lr must be scaled or full, got '{self.realtime_lr}'",
+            ),
+            (
+                self.realtime_convolutions in ("chunked", "whole"),
+                f"--realtime-convolutions must be chunked or whole, got '{self.realtime_convolutions}'",
             ),
             (
                 self.update != "realtime" or self.rule in ("hll", "hbh"),

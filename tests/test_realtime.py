@@ -195,6 +195,7 @@ def test_realtime_trains_digits(tmp_path, rule, target):
     [
         (["--rule", "bptt"], "--update realtime is for the local rules"),
         (["--realtime-lr", "half"], "invalid choice"),
+        (["--realtime-convolutions", "half"], "invalid choice"),
     ],
 )
 def test_bad_realtime_combinations_are_one_line(tmp_path, flags, message):
@@ -273,8 +274,9 @@ def test_conv_block_step_with_batch_norm_equals_the_separate_ops(monkeypatch):
 @pytest.mark.parametrize("rule", ["hll", "hbh"])
 def test_realtime_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule):
     """Real-time steps run their convolutions a few samples at a time
-    (pysnn.nn.conv): the weights after two batches equal those of whole
-    convolutions up to the order of the weight gradients' sums (float64)."""
+    (pysnn.nn.conv) unless --realtime-convolutions whole: the weights after
+    two batches equal those of whole convolutions up to the order of the
+    weight gradients' sums (float64)."""
     from pysnn.nn import conv
 
     generator = torch.Generator().manual_seed(1)
@@ -285,17 +287,22 @@ def test_realtime_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule):
     monkeypatch.setattr(conv, "_CHUNK", 1)
     weights = []
     for chunks in (True, False):
-        if not chunks:
-            monkeypatch.setattr(conv, "_CHUNK", 1 << 40)
+        calls.clear()
+        convolutions = "chunked" if chunks else "whole"  # (--realtime-convolutions)
         _, model, trainer = _trainer(
-            rule, timesteps=3, dtype=torch.float32, batch_size=20, model="cnn", loss="pred-sim"
+            rule,
+            timesteps=3,
+            dtype=torch.float32,
+            batch_size=20,
+            model="cnn",
+            loss="pred-sim",
+            realtime_convolutions=convolutions,
         )
         model.double(), trainer.aux.double()
         for _ in range(2):
             trainer.step(images.double(), labels)
         weights.append([p.detach().clone() for p in model.parameters()])
-        if chunks:
-            assert calls
+        assert bool(calls) == chunks
     for got, want in zip(*weights):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 

@@ -25,12 +25,15 @@ from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
 
 
-def _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final"):
+def _network(
+    rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final", realtime_convolutions="chunked"
+):
     """The config and the freshly seeded network of one benchmark case."""
     torch.manual_seed(0)
     config = TrainConfig(
         rule=rule,
         update=update,
+        realtime_convolutions=realtime_convolutions,
         model=model,
         backend=backend,
         timesteps=timesteps,
@@ -58,9 +61,12 @@ def step_case(
     hidden: Sequence[int] = (1024,),
     device: str = "cpu",
     update: str = "final",
+    realtime_convolutions: str = "chunked",
 ):
     """A callable running one training step of `rule` on random 28×28 images."""
-    config, net = _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update)
+    config, net = _network(
+        rule, model, backend, batch, timesteps, width_mult, hidden, device, update, realtime_convolutions
+    )
     trainer = make_trainer(net, config, 10, SHAPES[model])
     trainer.aux.to(device)
     trainer.train()
