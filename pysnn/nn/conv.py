@@ -9,8 +9,9 @@ time, each of those copies is a few samples' size, and the output and
 the gradients are written into buffers of their own size. The output is
 each sample's own computation, the weight and bias gradients are sums of
 the per-chunk sums (so they equal native's up to the order of the sums).
-The calls cost time (about a tenth of a real-time CNN step on 2 cores),
-so they are taken only inside `low_memory_convolutions()`.
+The calls cost time (an epoch of real-time CNN training takes 7-17 %
+longer on 2 cores), so they are taken only inside `low_memory_convolutions()`
+(`--realtime-convolutions chunked`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from torch.autograd.function import once_differentiable
 Tensor = torch.Tensor
 
 # Output elements per chunk; in the forward, in samples a multiple of 8
-# (oneDNN's batch blocking: a chunk of 8k samples gives bit for bit the whole
-# batch's output). The backward's sums change order in any chunks.
+# (oneDNN's batch blocking: a chunk of 8k samples gave bit for bit the whole
+# batch's output on the CPUs tested). The backward's sums change order in any chunks.
 _CHUNK = 1 << 17
 _SAMPLE_MULTIPLE = 8
 
