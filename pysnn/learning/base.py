@@ -220,9 +220,10 @@ class LocalTrainer(Trainer):
         carried membrane: x then is the step's pre-reset membrane, and becomes
         the block's post-reset one only after the update (`layer_step`), so the
         update can read it and no third buffer of the layer's size exists
-        while it runs. None (x untouched) where the charge cannot run in place."""
+        while it runs. None (x untouched) where the charge cannot run in place
+        (or x is not float32/64, whose spikes the kernels compute in x's dtype)."""
         block = self.model.blocks[index]
-        if self.neuron_state is None or x.shape[0] != 1:
+        if self.neuron_state is None or x.shape[0] != 1 or x.dtype not in (torch.float32, torch.float64):
             return None
         x, u0 = charge_single_step(x, self.neuron_state[index], block.neuron.decay, None, in_place=True)
         if u0 is not None:
