@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from pysnn.nn import chunks
 from pysnn.nn import conv as conv_module
 from pysnn.nn.conv import chunked_conv2d, chunked_conv_applies, conv2d, low_memory_convolutions
 
@@ -12,7 +13,7 @@ from pysnn.nn.conv import chunked_conv2d, chunked_conv_applies, conv2d, low_memo
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 8 samples whatever the map's size."""
-    monkeypatch.setattr(conv_module, "_CHUNK", 1)
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1)
 
 
 CASES = {

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from pysnn.nn import norm_lif_pool
+from pysnn.nn import chunks
 from pysnn.nn.norm_lif_pool import norm_lif_pool_applies, norm_lif_pool_step, settle_membrane_
 from pysnn.ops import lif_max_pool2d
 
@@ -47,7 +47,7 @@ def _options(neuron):
 @pytest.mark.parametrize("one_sample_chunks", [False, True])
 def test_equals_the_separate_ops(dtype, tol, with_u0, surrogate, one_sample_chunks, monkeypatch):
     if one_sample_chunks:
-        monkeypatch.setattr(norm_lif_pool, "_CHUNK", 1)
+        monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1)
     neuron = _neuron(surrogate=surrogate)
     norm, twin = _norms(dtype)
     gen = torch.Generator().manual_seed(1)

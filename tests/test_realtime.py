@@ -277,18 +277,18 @@ def test_realtime_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule):
     (pysnn.nn.conv) unless --realtime-convolutions whole: the weights after
     two batches equal those of whole convolutions up to the order of the
     weight gradients' sums (float64)."""
-    from pysnn.nn import conv
+    from pysnn.nn import chunks, conv
 
     generator = torch.Generator().manual_seed(1)
     images, labels = torch.rand(20, *SHAPE, generator=generator), torch.arange(20) % CLASSES
     chunked = conv._ChunkedConv2d.apply
     calls = []
     monkeypatch.setattr(conv._ChunkedConv2d, "apply", lambda *a: calls.append(1) or chunked(*a))
-    monkeypatch.setattr(conv, "_CHUNK", 1)
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1)
     weights = []
-    for chunks in (True, False):
+    for in_chunks in (True, False):
         calls.clear()
-        convolutions = "chunked" if chunks else "whole"  # (--realtime-convolutions)
+        convolutions = "chunked" if in_chunks else "whole"  # (--realtime-convolutions)
         _, model, trainer = _trainer(
             rule,
             timesteps=3,
@@ -302,7 +302,7 @@ def test_realtime_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule):
         for _ in range(2):
             trainer.step(images.double(), labels)
         weights.append([p.detach().clone() for p in model.parameters()])
-        assert bool(calls) == chunks
+        assert bool(calls) == in_chunks
     for got, want in zip(*weights):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
@@ -334,15 +334,14 @@ def test_hbh_step_reading_the_unsettled_membrane_changes_nothing(monkeypatch, ov
     batches equal, bit for bit, those of σ' formed over the membrane and the
     LIF's own state (convolutions in chunks on both sides)."""
     from pysnn.learning import base
-    from pysnn.nn import blocks, conv, norm_lif_pool
+    from pysnn.nn import chunks
 
     generator = torch.Generator().manual_seed(1)
     images, labels = torch.rand(12, *SHAPE, generator=generator), torch.arange(12) % CLASSES
     taken = []
     fire_unsettled = base.LocalTrainer.fire_unsettled
     monkeypatch.setattr(base.LocalTrainer, "fire_unsettled", lambda *a: taken.append(fire_unsettled(*a)) or taken[-1])
-    for module, name in ((blocks, "_SURROGATE_CHUNK"), (norm_lif_pool, "_CHUNK"), (conv, "_CHUNK")):
-        monkeypatch.setattr(module, name, 1)  # one sample at a time (8 in a convolution's forward)
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1)  # one sample at a time (8 in a convolution's forward)
     weights = []
     for unsettled in (True, False):
         if not unsettled:

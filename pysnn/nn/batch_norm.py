@@ -18,10 +18,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from .._validation import backward_once, is_intermediate
-
-# The elementwise product Σ g·x̂ needs is formed this many elements at a
-# time, so its temporary stays small beside x.
-_PRODUCT_CHUNK = 1 << 17
+from .chunks import row_chunks
 
 
 def batch_norm_over_input(norm: nn.Module, x: torch.Tensor, update_stats: bool = True) -> torch.Tensor:
@@ -97,8 +94,8 @@ class _BatchNormOverInput(torch.autograd.Function):
         grad_y = grad_y.contiguous()
         x_hat = x.sub_(mean.view(shape)).mul_(invstd.view(shape))
         grad_bias = grad_y.sum(dims)
-        rows = max(1, _PRODUCT_CHUNK // max(1, x[0].numel()))
-        grad_weight = sum((g * h).sum(dims) for g, h in zip(grad_y.split(rows), x_hat.split(rows)))
+        # (the elementwise product Σ g·x̂ needs, a few samples at a time)
+        grad_weight = sum((g * h).sum(dims) for g, h in zip(row_chunks(grad_y, x), row_chunks(x_hat)))
         return (
             input_grad_over_(x_hat, grad_y, weight, invstd, grad_weight, grad_bias, n),
             grad_weight if ctx.needs_input_grad[1] else None,

@@ -13,12 +13,10 @@ from torch import nn
 
 from ..backends import get_backend
 from .batch_norm import batch_norm_over_input
+from .chunks import rows_per_chunk
 from .conv import conv2d
 from .dropout import SeededDropout
 from .pooling import pools_2x2_evenly, spike_max_pool
-
-# Elements `times_surrogate_grad_` forms σ' of at a time.
-_SURROGATE_CHUNK = 1 << 17
 
 
 @dataclass
@@ -204,7 +202,7 @@ class SpikingBlock(nn.Module):
     def times_surrogate_grad_(self, grad: torch.Tensor, membrane: torch.Tensor) -> torch.Tensor:
         """grad ⊙ σ'(membrane) (same shape, [T, B, ...]), written over grad,
         a few samples at a time: membrane is left as it is."""
-        rows = max(1, _SURROGATE_CHUNK // max(1, membrane[0, 0].numel()))
+        rows = rows_per_chunk(membrane[0, 0].numel())
         for g, u in zip(grad.split(rows, 1), membrane.split(rows, 1)):
             g.mul_(self.surrogate_grad_(u.clone()))
         return grad

@@ -24,12 +24,13 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .chunks import rows_per_chunk
+
 Tensor = torch.Tensor
 
-# Output elements per chunk; in the forward, in samples a multiple of 8
-# (oneDNN's batch blocking: a chunk of 8k samples gave bit for bit the whole
-# batch's output on the CPUs tested). The backward's sums change order in any chunks.
-_CHUNK = 1 << 17
+# Chunks of the output (pysnn.nn.chunks); in the forward, in samples a multiple
+# of 8 (oneDNN's batch blocking: a chunk of 8k samples gave bit for bit the
+# whole batch's output on the CPUs tested). The backward's sums change order in any chunks.
 _SAMPLE_MULTIPLE = 8
 
 
@@ -82,9 +83,7 @@ def _options(conv: nn.Conv2d) -> tuple:
 
 def _rows_per_chunk(conv: nn.Module, x: Tensor, multiple: int = _SAMPLE_MULTIPLE) -> int:
     out_channels = getattr(conv, "out_channels", 1)
-    per_sample = max(1, out_channels * x[0, 0].numel())  # (about: the output's map is no larger)
-    rows = max(1, _CHUNK // per_sample)
-    return max(multiple, rows - rows % multiple)
+    return rows_per_chunk(out_channels * x[0, 0].numel(), multiple)  # (about: the output's map is no larger)
 
 
 class _ChunkedConv2d(torch.autograd.Function):

@@ -25,12 +25,9 @@ from torch.nn import functional as F
 
 from .._validation import backward_once, is_intermediate
 from .batch_norm import input_grad_over_, native_arguments
+from .chunks import row_chunks
 
 Tensor = torch.Tensor
-
-# Elements of the layer's output the backward and the reset work on at a
-# time: their temporaries stay small beside x and h.
-_CHUNK = 1 << 17
 
 
 def norm_lif_pool_applies(norm: Optional[nn.Module], x: Tensor, u0: Optional[Tensor]) -> bool:
@@ -75,7 +72,7 @@ def norm_lif_pool_step(
 def settle_membrane_(h: Tensor, neuron: dict) -> Tensor:
     """The post-reset membrane of charged input h [B, ...], written over h
     (the LIF op's state, bit for bit), a few samples at a time."""
-    for rows in _row_chunks(h):
+    for rows in row_chunks(h):
         state = torch.ops.pysnn.lif_forward(rows.unsqueeze(0), *_lif_options(neuron), None, False)[2]
         rows.copy_(state)
     return h
@@ -110,12 +107,6 @@ def _lif_options(neuron: dict) -> tuple:
     )
 
 
-def _row_chunks(t: Tensor, like: Optional[Tensor] = None) -> List[Tensor]:
-    """t [B, ...] as views of a few samples each (as many as `like`'s chunks)."""
-    like = t if like is None else like
-    return list(t.split(max(1, _CHUNK // max(1, like[0].numel()))))
-
-
 class _NormLifPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, carried, neuron):
@@ -123,7 +114,7 @@ class _NormLifPool(torch.autograd.Function):
         mean, invstd = _batch_statistics(rows, running_mean, running_var, momentum, eps)
         u0 = carried.pop()
         h = torch.empty_like(rows) if u0 is None else u0
-        for part, h_part in zip(_row_chunks(rows), _row_chunks(h)):
+        for part, h_part in zip(row_chunks(rows), row_chunks(h)):
             y = _normalised(part, weight, bias, mean, invstd)
             if u0 is None:
                 h_part.copy_(y)
@@ -132,7 +123,7 @@ class _NormLifPool(torch.autograd.Function):
         del u0, y
         options = _lif_options(neuron)
         pooled = h.new_empty(1, *h.shape[:2], h.shape[2] // 2, h.shape[3] // 2)
-        for out, part in zip(_row_chunks(pooled[0], h), _row_chunks(h)):
+        for out, part in zip(row_chunks(pooled[0], h), row_chunks(h)):
             out.copy_(torch.ops.pysnn.lif_pool_forward(part.unsqueeze(0), 1, *options, None)[0][0])
         ctx.save_for_backward(x, h, weight, mean, invstd)
         ctx.options = options
@@ -150,7 +141,7 @@ class _NormLifPool(torch.autograd.Function):
         if grad_pooled is None:
             grad_pooled = h.new_zeros(1, *h.shape[:2], h.shape[2] // 2, h.shape[3] // 2)
         grad_pooled = grad_pooled[0].contiguous()
-        parts = list(zip(_row_chunks(rows), _row_chunks(h), _row_chunks(grad_pooled, h)))
+        parts = list(zip(row_chunks(rows), row_chunks(h), row_chunks(grad_pooled, h)))
 
         def grad_h(part, grad_part):  # dL/dh of these samples: the LIF-pool op's gradient
             args = (grad_part.unsqueeze(0), None, part.unsqueeze(0), None, *ctx.options)
