@@ -353,3 +353,64 @@ def test_hbh_step_reading_the_unsettled_membrane_changes_nothing(monkeypatch, ov
         weights.append([p.detach().clone() for p in model.parameters()])
     assert taken and all(t is not None for t in taken)
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+@pytest.mark.parametrize(
+    "dtype, overrides",
+    [
+        (torch.float64, {"batch_norm": True}),
+        (torch.float64, {"model": "cnn"}),
+        (torch.float32, {"model": "cnn", "dropout": 0.2}),
+        (torch.float32, {"model": "cnn", "hsic_term": "input"}),
+        (torch.float32, {"model": "cnn", "kernel": "laplacian"}),
+    ],
+)
+def test_final_step_hbh_firing_step_by_step_changes_nothing(monkeypatch, dtype, overrides):
+    """A final-step HBH update through the layer's backward fires one step at
+    a time (SpikingBlock.fire_step_by_step: the membranes over the layer's
+    output, no spike sequence): the weights after three batches equal, bit
+    for bit, those of the LIF op's spikes and membranes over the whole
+    sequence, for a repeated input (the first block) and a sequence."""
+    from pysnn.learning import hbh
+
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.rand(12, *SHAPE, generator=generator, dtype=dtype), torch.arange(12) % CLASSES
+    taken = []
+    fires = hbh.HBHTrainer._fires_step_by_step
+    monkeypatch.setattr(hbh.HBHTrainer, "_fires_step_by_step", lambda *a: taken.append(fires(*a)) or taken[-1])
+    weights = []
+    for step_by_step in (True, False):
+        if not step_by_step:
+            monkeypatch.setattr(hbh.HBHTrainer, "_fires_step_by_step", lambda *a: False)
+        _, model, trainer = _trainer("hbh", update="final", timesteps=4, dtype=dtype, batch_size=12, **overrides)
+        for _ in range(3):
+            trainer.step(images, labels)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert taken and all(taken)
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_fire_step_by_step_is_the_lif_op():
+    """SpikingBlock.fire_step_by_step against the LIF op over the whole
+    sequence: the membranes written over x, the rates and the pooled spikes
+    bit for bit; for a repeated step, σ' averaged over the steps."""
+    from pysnn.nn.blocks import NeuronConfig, SpikingBlock
+
+    torch.manual_seed(0)
+    neuron = NeuronConfig(decay=0.6, threshold=0.4)
+    block = SpikingBlock(torch.nn.Conv2d(2, 3, 3, padding=1), neuron, pool=torch.nn.MaxPool2d(2))
+    x = torch.randn(5, 4, 3, 6, 6, dtype=torch.float64)
+    spikes, membrane = block.fire(x, return_membrane=True)
+    own = x.clone()
+    pooled, rates, post = block.fire_step_by_step(own, 5)
+    assert post is None
+    assert torch.equal(own, membrane)
+    assert torch.equal(rates, spikes.mean(0))
+    assert torch.equal(pooled, block.pooled(spikes))
+    step = x[:1]
+    spikes, membrane = block.fire(step.expand(5, *step.shape[1:]), return_membrane=True)
+    pooled, rates, post = block.fire_step_by_step(step, 5)
+    assert torch.equal(rates, spikes.mean(0)) and torch.equal(pooled, block.pooled(spikes))
+    torch.testing.assert_close(post, block.surrogate_grad_(membrane).mean(0, keepdim=True), rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValueError, match="expected 5"):
+        block.fire_step_by_step(x[:3].clone(), 5)

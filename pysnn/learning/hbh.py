@@ -111,22 +111,33 @@ class HBHTrainer(LocalTrainer):
         with torch.no_grad():
             # Real time: x.data is charged into the step's membrane in place
             # and σ' is read from it after G exists, a few samples at a time
-            # (`fire_unsettled`). Otherwise σ' is formed now, over the membrane:
-            # x.data itself when a real-time step's charge could not run in place.
-            # Autograd never sees x change.
-            post_grad = None
+            # (`fire_unsettled`). Final step: x.data becomes the membranes in
+            # the same way (`fire_step_by_step`). Otherwise σ' is formed now,
+            # over the LIF op's membrane. Autograd never sees x change.
+            post_grad, membranes_in_x = None, False
             spikes = self.fire_unsettled(index, x.data)
-            if spikes is None:
-                spikes, membrane = self.fire(index, x.data.expand(inputs.shape[0], *x.shape[1:]), return_membrane=True)
-                post_grad = block.surrogate_grad_(membrane).flatten(2)
-                del membrane
-                if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
-                    post_grad = post_grad.mean(0, keepdim=True)
-            rates = time_mean(spikes).flatten(1)
-            # the layer's output now: a pooled block then holds its pooled
-            # spikes, not the full [T, B, ...] map, through its backward
-            out = block.emit(spikes)
-            del spikes
+            if spikes is None and self._fires_step_by_step(block, x):
+                # (a repeated input's σ' is averaged over the steps instead)
+                pooled, rates, post_grad = block.fire_step_by_step(x.data, inputs.shape[0])
+                membranes_in_x = post_grad is None
+                post_grad = None if post_grad is None else post_grad.flatten(2)
+                out = block.drop(pooled)
+                del pooled
+            else:
+                if spikes is None:
+                    spikes, membrane = self.fire(
+                        index, x.data.expand(inputs.shape[0], *x.shape[1:]), return_membrane=True
+                    )
+                    post_grad = block.surrogate_grad_(membrane).flatten(2)
+                    del membrane
+                    if x.shape[0] < post_grad.shape[0]:  # x's gradient is Σ_t δ[t] = G ⊙ Σ_t σ'(u[t]) / T
+                        post_grad = post_grad.mean(0, keepdim=True)
+                rates = time_mean(spikes)
+                # the layer's output now: a pooled block then holds its pooled
+                # spikes, not the full [T, B, ...] map, through its backward
+                out = block.emit(spikes)
+                del spikes
+            rates = rates.flatten(1)
             if self.batch.is_global:  # kernels over every rank's samples
                 rates, labels = self.batch.gather(rates), self.batch.gather(labels)
             modulator = self.modulator(rates, labels, shared)
@@ -147,13 +158,27 @@ class HBHTrainer(LocalTrainer):
             (grad_rates,) = torch.autograd.grad((modulator * self.kernel(z)).sum(), z)
             del z
         del rates
-        if post_grad is None:  # one step: δ = G ⊙ σ'(u), over G
+        if membranes_in_x:  # δ[t] = σ'(u[t]) ⊙ G / T, over the membranes
+            grad_rates = self.batch.local_rows(grad_rates).view(x.shape[1:]).div_(x.shape[0])
+            delta = block.surrogate_grad_(x.data).mul_(grad_rates)
+        elif post_grad is None:  # one step: δ = G ⊙ σ'(u), over G
             delta = block.times_surrogate_grad_(self.batch.local_rows(grad_rates).view(x.shape), x.data)
         else:
             delta = post_grad.mul_(self.batch.local_rows(grad_rates).div_(post_grad.shape[0]))
         del post_grad, grad_rates
         x.backward(delta.reshape(x.shape).to(x.dtype))
         return out
+
+    def _fires_step_by_step(self, block, x) -> bool:
+        """Whether a final-step update fires block's input x one step at a
+        time (`SpikingBlock.fire_step_by_step`): the fused backend (the
+        reference one stays the plain PyTorch baseline) on float32/64."""
+        return (
+            self.neuron_state is None
+            and block.neuron.backend == "fused"
+            and x.dtype in (torch.float32, torch.float64)
+            and x.is_contiguous()
+        )
 
     def update_layer(self, index, inputs, labels, context):
         block = self.model.blocks[index]

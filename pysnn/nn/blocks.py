@@ -16,6 +16,7 @@ from .batch_norm import batch_norm_over_input
 from .chunks import rows_per_chunk
 from .conv import conv2d
 from .dropout import SeededDropout
+from .norm_lif_pool import settle_membrane_
 from .pooling import pools_2x2_evenly, spike_max_pool
 
 
@@ -206,6 +207,45 @@ class SpikingBlock(nn.Module):
         for g, u in zip(grad.split(rows, 1), membrane.split(rows, 1)):
             g.mul_(self.surrogate_grad_(u.clone()))
         return grad
+
+    def fire_step_by_step(
+        self, x: torch.Tensor, steps: int
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """The LIF from rest over `steps` steps of x, outside autograd, one step
+        at a time, so no [T, B, ...] buffer of spikes or membranes is formed.
+        Returns the pooled spikes of every step [T, B, ...] (before dropout),
+        the firing rates [B, ...] and, for a repeated input, σ'(u[t]) averaged
+        over the steps [1, B, ...].
+
+        x [T, B, ...] (T = steps) is the caller's own: its membranes u[t]
+        (pre-reset) are written over it, and the third item is None.
+        x [1, B, ...] with steps > 1 is one step repeated, left as it is.
+        Spikes, rates and membranes are the LIF op's bit for bit (the charge
+        x + decay·u rounded as its kernels round it, in float32/float64)."""
+        repeated = x.shape[0] == 1 and steps > 1
+        if not repeated and x.shape[0] != steps:
+            raise ValueError(f"fire_step_by_step: x has {x.shape[0]} steps, expected {steps} (or 1 repeated)")
+        pooled, state = None, None
+        spike_sum = torch.zeros_like(x[0])
+        post_sum = torch.zeros_like(x[0]) if repeated else None
+        for t in range(steps):
+            u = x[0].clone() if repeated else x[t]
+            if state is not None:
+                u.add_(state.mul_(self.neuron.decay))
+            spikes = self.spikes_of(u)
+            spike_sum.add_(spikes)
+            step_pooled = self.pooled(spikes.unsqueeze(0))[0]
+            del spikes
+            if pooled is None:
+                pooled = step_pooled.new_empty((steps, *step_pooled.shape))
+            pooled[t].copy_(step_pooled)
+            del step_pooled
+            state = settle_membrane_(u.clone(), self.neuron_args())
+            if repeated:
+                post_sum.add_(self.surrogate_grad_(u))
+            del u
+        rates = spike_sum.div_(steps)
+        return pooled, rates, None if post_sum is None else post_sum.div_(steps).unsqueeze(0)
 
     def pooled(self, spikes: torch.Tensor) -> torch.Tensor:
         if isinstance(self.pool, nn.MaxPool2d):  # (spike_max_pool falls back to the module itself)
