@@ -94,11 +94,11 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="--update realtime: each step's learning rate is lr / T (scaled, default) or lr (full)",
     )
     a(
-        "--realtime-convolutions",
-        default=d.realtime_convolutions,
+        "--convolutions",
+        default=d.convolutions,
         choices=["chunked", "whole"],
-        help="--update realtime on the CPU: convolutions a few samples at a time (chunked, default: "
-        "less memory) or whole (faster)",
+        help="training on the CPU: convolutions a few samples at a time (chunked, default: "
+        "less memory) or whole (faster for real-time steps)",
     )
     a(
         "--kernel",

@@ -16,6 +16,8 @@ CPU_MEMORY_MODES = ("keep", "ops", "release")  # pysnn/cpu_memory.py
 
 
 UPDATES = ("final", "per-step-pred", "realtime")
+# Saved runs' fields under their names of today (TrainConfig.from_dict).
+RENAMED_FIELDS = {"realtime_convolutions": "convolutions"}
 # HLL terms the thesis computes once per window on the rates, not per step.
 
 
@@ -39,9 +41,9 @@ class TrainConfig:
     update: str = "final"
     # Real-time updates: each step's learning rate is lr / T ("scaled") or lr ("full").
     realtime_lr: str = "scaled"
-    # Real-time updates: convolutions a few samples at a time ("chunked",
-    # less memory; pysnn.nn.conv) or whole ("whole", faster on the CPU).
-    realtime_convolutions: str = "chunked"
+    # Training steps' convolutions (every rule and update): a few samples at a
+    # time ("chunked", less memory; pysnn.nn.conv) or whole ("whole").
+    convolutions: str = "chunked"
     dim_in_decoder: int = 1024
     # HBH
     kernel: str = "gaussian"  # on the input X and on each layer's Z alike
@@ -122,8 +124,8 @@ class TrainConfig:
                 f"--realtime-lr must be scaled or full, got '{self.realtime_lr}'",
             ),
             (
-                self.realtime_convolutions in ("chunked", "whole"),
-                f"--realtime-convolutions must be chunked or whole, got '{self.realtime_convolutions}'",
+                self.convolutions in ("chunked", "whole"),
+                f"--convolutions must be chunked or whole, got '{self.convolutions}'",
             ),
             (
                 self.update != "realtime" or self.rule in ("hll", "hbh"),
@@ -241,3 +243,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """The config a run saved (`to_dict`), with fields renamed since under their new names."""
+        values = dict(values)
+        for old, new in RENAMED_FIELDS.items():
+            if old in values:
+                values.setdefault(new, values.pop(old))
+        return cls(**values)

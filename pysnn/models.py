@@ -246,7 +246,7 @@ def load_trained(run_dir: str, device: str = "cpu", with_data: bool = True) -> T
     """The network of RUN_DIR's checkpoint with its weights, and (`with_data`)
     its data set, as `pysnn eval`, `export` and `compare` use it."""
     payload = checkpoint.load(Path(run_dir))
-    config = TrainConfig(**payload["config"])
+    config = TrainConfig.from_dict(payload["config"])
     dataset = None
     if with_data:
         dataset = datasets.load_dataset(

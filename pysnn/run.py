@@ -270,7 +270,7 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
         payload = payload or checkpoint.load(Path(resume))
         checkpoint.check_version(payload, Path(resume))
         overrides = {k: getattr(config, k) for k in RUNTIME_FIELDS}
-        config = TrainConfig(**{**payload["config"], **overrides, "out": str(resume)})
+        config = TrainConfig.from_dict({**payload["config"], **overrides, "out": str(resume)})
     config.validate()
     context = distributed.setup(config)
     if context is not None and not context.is_main:
@@ -347,7 +347,7 @@ def _auto_resume(config: TrainConfig, log) -> Optional[dict]:
             log(f"no checkpoint in {config.out}: starting the run")
         return None
     payload = checkpoint.load(Path(config.out))
-    saved = TrainConfig(**payload["config"]).to_dict()  # (fields added since: defaults)
+    saved = TrainConfig.from_dict(payload["config"]).to_dict()  # (fields added since: defaults)
     ignored = set(RUNTIME_FIELDS) | {"out"}
     wanted = resolved(config).to_dict()
     differences = [

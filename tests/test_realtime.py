@@ -195,7 +195,7 @@ def test_realtime_trains_digits(tmp_path, rule, target):
     [
         (["--rule", "bptt"], "--update realtime is for the local rules"),
         (["--realtime-lr", "half"], "invalid choice"),
-        (["--realtime-convolutions", "half"], "invalid choice"),
+        (["--convolutions", "half"], "invalid choice"),
     ],
 )
 def test_bad_realtime_combinations_are_one_line(tmp_path, flags, message):
@@ -271,10 +271,13 @@ def test_conv_block_step_with_batch_norm_equals_the_separate_ops(monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("rule", ["hll", "hbh"])
-def test_realtime_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule):
-    """Real-time steps run their convolutions a few samples at a time
-    (pysnn.nn.conv) unless --realtime-convolutions whole: the weights after
+@pytest.mark.parametrize(
+    "rule, update",
+    [("hll", "realtime"), ("hbh", "realtime"), ("hll", "final"), ("hbh", "final"), ("bptt", "final")],
+)
+def test_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule, update):
+    """Training steps run their convolutions a few samples at a time
+    (pysnn.nn.conv) unless --convolutions whole: the weights after
     two batches equal those of whole convolutions up to the order of the
     weight gradients' sums (float64)."""
     from pysnn.nn import chunks, conv
@@ -288,15 +291,16 @@ def test_realtime_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule):
     weights = []
     for in_chunks in (True, False):
         calls.clear()
-        convolutions = "chunked" if in_chunks else "whole"  # (--realtime-convolutions)
+        convolutions = "chunked" if in_chunks else "whole"  # (--convolutions)
         _, model, trainer = _trainer(
             rule,
+            update=update,
             timesteps=3,
             dtype=torch.float32,
             batch_size=20,
             model="cnn",
             loss="pred-sim",
-            realtime_convolutions=convolutions,
+            convolutions=convolutions,
         )
         model.double(), trainer.aux.double()
         for _ in range(2):
@@ -414,3 +418,11 @@ def test_fire_step_by_step_is_the_lif_op():
     torch.testing.assert_close(post, block.surrogate_grad_(membrane).mean(0, keepdim=True), rtol=1e-15, atol=1e-15)
     with pytest.raises(ValueError, match="expected 5"):
         block.fire_step_by_step(x[:3].clone(), 5)
+
+
+def test_saved_runs_realtime_convolutions_reads_as_convolutions():
+    """A run saved when the flag was --realtime-convolutions loads with its value as --convolutions."""
+    saved = TrainConfig(convolutions="whole").to_dict()
+    saved["realtime_convolutions"] = saved.pop("convolutions")
+    assert TrainConfig.from_dict(saved).convolutions == "whole"
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()

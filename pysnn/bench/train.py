@@ -26,14 +26,14 @@ SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
 
 
 def _network(
-    rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final", realtime_convolutions="chunked"
+    rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final", convolutions="chunked"
 ):
     """The config and the freshly seeded network of one benchmark case."""
     torch.manual_seed(0)
     config = TrainConfig(
         rule=rule,
         update=update,
-        realtime_convolutions=realtime_convolutions,
+        convolutions=convolutions,
         model=model,
         backend=backend,
         timesteps=timesteps,
@@ -61,12 +61,10 @@ def step_case(
     hidden: Sequence[int] = (1024,),
     device: str = "cpu",
     update: str = "final",
-    realtime_convolutions: str = "chunked",
+    convolutions: str = "chunked",
 ):
     """A callable running one training step of `rule` on random 28×28 images."""
-    config, net = _network(
-        rule, model, backend, batch, timesteps, width_mult, hidden, device, update, realtime_convolutions
-    )
+    config, net = _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update, convolutions)
     trainer = make_trainer(net, config, 10, SHAPES[model])
     trainer.aux.to(device)
     trainer.train()

@@ -268,8 +268,8 @@ class LocalTrainer(Trainer):
     ) -> torch.Tensor:
         optimizer = self.layer_optimizers[index]
         optimizer.zero_grad(set_to_none=True)
-        c = self.config  # real time, the step that holds least: convolutions in chunks (pysnn.nn.conv)
-        with low_memory_convolutions(c.update == "realtime" and c.realtime_convolutions == "chunked"):
+        # the layer's convolutions in chunks unless --convolutions whole (pysnn.nn.conv)
+        with low_memory_convolutions(self.config.convolutions == "chunked"):
             out = self.update_layer(index, h.detach(), labels, context)
         charged = self._unsettled.pop(index, None)
         if charged is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch.nn import functional as F
 
+from ..nn.conv import low_memory_convolutions
 from .base import Trainer
 
 
@@ -18,9 +19,11 @@ class BPTTTrainer(Trainer):
         self.loss_scale = 1.0  # set per batch by data parallelism for unequal slices
 
     def step(self, images, labels):
-        logits = self.forward_model(images)
-        loss = F.cross_entropy(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.loss_scale).backward()
+        # convolutions in chunks unless --convolutions whole (pysnn.nn.conv)
+        with low_memory_convolutions(self.config.convolutions == "chunked"):
+            logits = self.forward_model(images)
+            loss = F.cross_entropy(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * self.loss_scale).backward()
         self.optimizer.step()
         return loss.item(), logits.detach()

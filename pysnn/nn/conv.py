@@ -1,5 +1,5 @@
 """2-d convolutions on the CPU a few samples at a time, for steps that
-trade speed for memory (real-time learning, `low_memory_convolutions`).
+trade speed for memory (the local rules' layer updates, `low_memory_convolutions`).
 
 oneDNN, which runs CPU convolutions, computes a convolution's output in
 its own blocked layout and then reorders it, and computes the weight
@@ -11,7 +11,7 @@ each sample's own computation, the weight and bias gradients are sums of
 the per-chunk sums (so they equal native's up to the order of the sums).
 The calls cost time (an epoch of real-time CNN training takes 7-17 %
 longer on 2 cores), so they are taken only inside `low_memory_convolutions()`
-(`--realtime-convolutions chunked`).
+(`--convolutions chunked`).
 """
 
 from __future__ import annotations
