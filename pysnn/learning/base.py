@@ -234,12 +234,15 @@ class LocalTrainer(Trainer):
 
     def drive_pooled(self, index: int, inputs: torch.Tensor) -> torch.Tensor:
         """Block `index`'s pooled spikes for its detached input: `drive`, then
-        `fire` with `pooled`. A real-time step of a conv block with batch norm
-        and a fused pool runs as one `norm_lif_pool_step`, which holds two
-        buffers of the layer's size instead of three; its charged input
-        becomes the block's membrane after the update (`layer_step`)."""
+        `fire` with `pooled`; a whole sequence from rest as the block does it
+        (`SpikingBlock.drive_pooled`). A real-time step of a conv block with
+        batch norm and a fused pool runs as one `norm_lif_pool_step`, which
+        holds two buffers of the layer's size instead of three; its charged
+        input becomes the block's membrane after the update (`layer_step`)."""
         block = self.model.blocks[index]
-        if self.neuron_state is not None and block.neuron.backend == "fused" and inputs.shape[0] == 1:
+        if self.neuron_state is None:
+            return block.drive_pooled(inputs)
+        if block.neuron.backend == "fused" and inputs.shape[0] == 1:
             x, steps = block.layer_output(inputs), None  # (one step: `drive` without its norm)
             if block.fuses_pool(x) and norm_lif_pool_applies(block.norm, x, self.neuron_state[index]):
                 carried = [self.neuron_state[index]]

@@ -63,12 +63,14 @@ def native_arguments(norm: nn.Module) -> tuple:
     return (norm.weight, norm.bias, *running, momentum, norm.eps)
 
 
-def input_grad_over_(x_hat, grad_y, weight, invstd, grad_weight, grad_bias, n: int) -> torch.Tensor:
+def input_grad_over_(
+    x_hat, grad_y, weight, invstd, grad_weight, grad_bias, n: int, channel_dim: int = 1
+) -> torch.Tensor:
     """Training-mode batch norm's dL/dx = weight·invstd·(g − Σg/n − x̂·Σ(g·x̂)/n),
-    written over x̂ [N, C, ...] (or a few of its samples): g = grad_y,
-    grad_bias = Σg and grad_weight = Σ(g·x̂) over all n values of a channel;
-    the per-channel tensors are [C]."""
-    shape = (1, -1) + (1,) * (x_hat.dim() - 2)
+    written over x̂ [N, C, ...] (or a few of its samples; the channels in
+    dim `channel_dim`): g = grad_y, grad_bias = Σg and grad_weight = Σ(g·x̂)
+    over all n values of a channel; the per-channel tensors are [C]."""
+    shape = tuple(-1 if d == channel_dim else 1 for d in range(x_hat.dim()))
     scale = invstd if weight is None else weight * invstd
     grad_x = x_hat.mul_((grad_weight / -n).view(shape)).add_(grad_y).sub_((grad_bias / n).view(shape))
     return grad_x.mul_(scale.view(shape))

@@ -17,6 +17,7 @@ from .chunks import rows_per_chunk
 from .conv import conv2d
 from .dropout import SeededDropout
 from .norm_lif_pool import settle_membrane_
+from .norm_lif_pool_sequence import norm_lif_pool_sequence, norm_lif_pool_sequence_applies
 from .pooling import pools_2x2_evenly, spike_max_pool
 
 
@@ -92,7 +93,7 @@ class SpikingBlock(nn.Module):
     def integrate(self, h: torch.Tensor, expand: bool = True) -> torch.Tensor:
         """The synaptic input x[t] of every step of h. For an input that repeats
         over time, `expand=False` returns the one step it repeats ([1, B, ...])."""
-        if h.dim() > 2 and h.shape[0] > 1 and h.stride(0) == 0:
+        if self.repeats_over_time(h):
             # The same input at every step (direct coding, a stride-0 view): the
             # layer (and batch norm) run once and the output is expanded, so the
             # forward GEMM and, through expand's backward (a sum over T), the
@@ -103,6 +104,11 @@ class SpikingBlock(nn.Module):
                 x = repeated_batch_norm(self.norm, x, h.shape[0])
             return x.expand(h.shape[0], *x.shape[1:]) if expand else x
         return self.normalise(self.layer_output(h))
+
+    @staticmethod
+    def repeats_over_time(h: torch.Tensor) -> bool:
+        """Whether h [T, B, ...] is one step repeated (a stride-0 view over time)."""
+        return h.dim() > 2 and h.shape[0] > 1 and h.stride(0) == 0
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The norm (if any) over x [T, B, ...], the layer's fresh output,
@@ -263,9 +269,23 @@ class SpikingBlock(nn.Module):
     def emit(self, spikes: torch.Tensor) -> torch.Tensor:
         return self.drop(self.pooled(spikes))
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def drive_pooled(self, h: torch.Tensor) -> torch.Tensor:
+        """`fire_pooled` of `drive(h)`, from rest: the block's output before
+        dropout. A sequence into a conv block with batch norm and a fused pool
+        runs as one `norm_lif_pool_sequence`, which holds the convolution's
+        output and the pooled spikes only (batch norm's output and the LIF's
+        input, a second buffer of the layer's T-step size, are recomputed a
+        few samples at a time)."""
+        if self.neuron.backend == "fused" and not self.repeats_over_time(h):
+            x = self.layer_output(h)
+            if self.fuses_pool(x) and norm_lif_pool_sequence_applies(self.norm, x):
+                return norm_lif_pool_sequence(self.norm, x, self.neuron_args())
+            return self.fire_pooled(self.normalise(x), overwrite_input=True)
         x, steps = self.drive(h)
-        return self.drop(self.fire_pooled(x, steps=steps, overwrite_input=True))
+        return self.fire_pooled(x, steps=steps, overwrite_input=True)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.drive_pooled(h))
 
     def output_shape(self, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         with torch.no_grad():
