@@ -426,3 +426,46 @@ def test_saved_runs_realtime_convolutions_reads_as_convolutions():
     saved["realtime_convolutions"] = saved.pop("convolutions")
     assert TrainConfig.from_dict(saved).convolutions == "whole"
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"dropout": 0.2}, {"kernel": "laplacian"}, {"kernel": "laplacian", "hsic_norm": "cka", "hsic_term": "input"}],
+)
+def test_final_step_hbh_through_batch_norm_in_chunks_changes_nothing(monkeypatch, overrides):
+    """A final-step HBH update of a conv block with batch norm over a sequence
+    (the CNN's second block) forms batch norm's output and the membranes a
+    few samples at a time (pysnn.nn.norm_lif_signal): the weights after
+    three batches (and batch norm's running statistics) equal those of the
+    ops over the whole sequence up to the order of batch norm's sums (float64)."""
+    from pysnn.learning import hbh
+    from pysnn.nn import chunks
+
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.rand(12, *SHAPE, generator=generator, dtype=torch.float64), torch.arange(12) % CLASSES
+    taken = []
+    through_norm = hbh.HBHTrainer._signal_through_norm
+    monkeypatch.setattr(hbh.HBHTrainer, "_signal_through_norm", lambda *a: taken.append(through_norm(*a)) or taken[-1])
+    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1)  # one sample at a time
+    weights, buffers = [], []
+    for in_chunks in (True, False):
+        if not in_chunks:
+            monkeypatch.setattr(hbh.HBHTrainer, "_signal_through_norm", lambda *a: False)
+        _, model, trainer = _trainer(
+            "hbh",
+            update="final",
+            timesteps=4,
+            dtype=torch.float32,
+            batch_size=12,
+            model="cnn",
+            batch_norm=True,
+            **overrides,
+        )
+        model.double()
+        for _ in range(3):
+            trainer.step(images, labels)
+        weights.append([p.detach().clone() for p in model.parameters()])
+        buffers.append([b.clone() for b in model.buffers()])
+    assert taken.count(True) == 3  # the second block's, once per batch
+    for got, want in zip(weights[0] + buffers[0], weights[1] + buffers[1]):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from ..backends import get_backend
 from ..nn.blocks import time_mean
+from ..nn.norm_lif_signal import norm_lif_rates, norm_lif_signal_applies, norm_lif_signal_backward_
 from .base import LocalTrainer
 
 
@@ -106,8 +107,13 @@ class HBHTrainer(LocalTrainer):
     def _signal_update(self, index, block, inputs, labels, shared):
         """δ[t] = ∂L/∂x[t] under the time-local surrogate, fed to the layer's own backward.
         Buffers of the layer's full size are dropped as soon as they are used."""
-        c = self.config
-        x = block.integrate(inputs, expand=False)  # [1, B, ...] if the input repeats over the T steps
+        if self._signal_through_norm(block, inputs):
+            x = block.layer_output(inputs)
+            if norm_lif_signal_applies(block.norm, x):
+                return self._norm_signal_update(block, x, labels, shared)
+            x = block.normalise(x)
+        else:
+            x = block.integrate(inputs, expand=False)  # [1, B, ...] if the input repeats over the T steps
         with torch.no_grad():
             # Real time: x.data is charged into the step's membrane in place
             # and σ' is read from it after G exists, a few samples at a time
@@ -137,37 +143,68 @@ class HBHTrainer(LocalTrainer):
                 # spikes, not the full [T, B, ...] map, through its backward
                 out = block.emit(spikes)
                 del spikes
+        grad_rates = self._grad_of_rates(rates, out, labels, shared)
+        del rates
+        # δ = σ' ⊙ G / T is written over σ' (or G): no second buffer of the layer's size
+        if membranes_in_x:  # δ[t] = σ'(u[t]) ⊙ G / T, over the membranes
+            grad_rates = grad_rates.view(x.shape[1:]).div_(x.shape[0])
+            delta = block.surrogate_grad_(x.data).mul_(grad_rates)
+        elif post_grad is None:  # one step: δ = G ⊙ σ'(u), over G
+            delta = block.times_surrogate_grad_(grad_rates.view(x.shape), x.data)
+        else:
+            delta = post_grad.mul_(grad_rates.div_(post_grad.shape[0]))
+        del post_grad, grad_rates
+        x.backward(delta.reshape(x.shape).to(x.dtype))
+        return out
+
+    def _norm_signal_update(self, block, x, labels, shared):
+        """`_signal_update` of a sequence x (a conv block's output before its
+        batch norm), holding x and the pooled spikes only: batch norm's output
+        and the membranes are formed a few samples at a time, for the rates
+        and again for δ (pysnn.nn.norm_lif_signal)."""
+        pooled, rates, mean, invstd = norm_lif_rates(block, x.data)
+        with torch.no_grad():
+            out = block.drop(pooled)
+        del pooled
+        grad_rates = self._grad_of_rates(rates, out, labels, shared)
+        del rates
+        signal = grad_rates.view(x.shape[1:]).div_(x.shape[0])  # G / T
+        x.backward(norm_lif_signal_backward_(block, x.data, mean, invstd, signal))
+        return out
+
+    def _grad_of_rates(self, rates, out, labels, shared):
+        """G = ∂L/∂rates of this process's samples for the layer's (detached)
+        rates [B, ...] and emitted output `out`, [B, N]: the gaussian's closed
+        form (`hsic_loss_grad_`, the fused `hsic_loss` backward, as in
+        `hsic_post_signal`) written over the rates, else through the kernel;
+        with global kernels, this rank's rows of it."""
+        c = self.config
+        with torch.no_grad():
             rates = rates.flatten(1)
             if self.batch.is_global:  # kernels over every rank's samples
                 rates, labels = self.batch.gather(rates), self.batch.gather(labels)
             modulator = self.modulator(rates, labels, shared)
-        # G = ∂L/∂rates: the gaussian's closed form (`hsic_loss_grad_`, the
-        # fused `hsic_loss` backward, as in `hsic_post_signal`) written over
-        # the rates, else through the kernel; with global kernels, this rank's
-        # rows of it. δ = σ' ⊙ G / T is written over σ': no second buffer of
-        # the layer's size.
         if c.kernel == "gaussian" and not self.batch.is_global:
             if rates.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
                 rates = rates.clone(memory_format=torch.contiguous_format)  # (out is a view of them)
             rates = rates.contiguous()
             with torch.no_grad():
                 self.ops.hsic_loss_grad_(rates, modulator, sigma=c.sigma, sigma_scaling=c.sigma_scaling)
-            grad_rates = rates
-        else:
-            z = rates.detach().requires_grad_()
-            (grad_rates,) = torch.autograd.grad((modulator * self.kernel(z)).sum(), z)
-            del z
-        del rates
-        if membranes_in_x:  # δ[t] = σ'(u[t]) ⊙ G / T, over the membranes
-            grad_rates = self.batch.local_rows(grad_rates).view(x.shape[1:]).div_(x.shape[0])
-            delta = block.surrogate_grad_(x.data).mul_(grad_rates)
-        elif post_grad is None:  # one step: δ = G ⊙ σ'(u), over G
-            delta = block.times_surrogate_grad_(self.batch.local_rows(grad_rates).view(x.shape), x.data)
-        else:
-            delta = post_grad.mul_(self.batch.local_rows(grad_rates).div_(post_grad.shape[0]))
-        del post_grad, grad_rates
-        x.backward(delta.reshape(x.shape).to(x.dtype))
-        return out
+            return rates
+        z = rates.detach().requires_grad_()
+        (grad_rates,) = torch.autograd.grad((modulator * self.kernel(z)).sum(), z)
+        return self.batch.local_rows(grad_rates)
+
+    def _signal_through_norm(self, block, inputs) -> bool:
+        """Whether a final-step update may take `_norm_signal_update`: a
+        sequence (not a repeated step) into a block with 2-d batch norm, on
+        the fused backend (the reference one stays the plain PyTorch baseline)."""
+        return (
+            self.neuron_state is None
+            and block.neuron.backend == "fused"
+            and isinstance(block.norm, torch.nn.BatchNorm2d)
+            and not block.repeats_over_time(inputs)
+        )
 
     def _fires_step_by_step(self, block, x) -> bool:
         """Whether a final-step update fires block's input x one step at a
