@@ -94,12 +94,14 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="--update realtime: each step's learning rate is lr / T (scaled, default) or lr (full)",
     )
     a(
-        "--convolutions",
-        default=d.convolutions,
-        choices=["chunked", "whole"],
-        help="training on the CPU: convolutions a few samples at a time (chunked, default: "
-        "less memory) or whole (faster for real-time steps)",
+        "--low-memory",
+        dest="low_memory",
+        action="store_true",
+        default=d.low_memory,
+        help="trade time for memory in training steps (default): convolutions a few samples at a time, "
+        "a conv block's batch norm output over a sequence formed again instead of kept",
     )
+    a("--no-low-memory", dest="low_memory", action="store_false", help="faster steps, more memory")
     a(
         "--kernel",
         default=d.kernel,

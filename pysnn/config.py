@@ -16,8 +16,12 @@ CPU_MEMORY_MODES = ("keep", "ops", "release")  # pysnn/cpu_memory.py
 
 
 UPDATES = ("final", "per-step-pred", "realtime")
-# Saved runs' fields under their names of today (TrainConfig.from_dict).
-RENAMED_FIELDS = {"realtime_convolutions": "convolutions"}
+# Saved runs' fields that became another (TrainConfig.from_dict): old name ->
+# (new name, the new value of an old one).
+RENAMED_FIELDS = {
+    "realtime_convolutions": ("low_memory", lambda value: value == "chunked"),
+    "convolutions": ("low_memory", lambda value: value == "chunked"),
+}
 # HLL terms the thesis computes once per window on the rates, not per step.
 
 
@@ -41,9 +45,8 @@ class TrainConfig:
     update: str = "final"
     # Real-time updates: each step's learning rate is lr / T ("scaled") or lr ("full").
     realtime_lr: str = "scaled"
-    # Training steps' convolutions (every rule and update): a few samples at a
-    # time ("chunked", less memory; pysnn.nn.conv) or whole ("whole").
-    convolutions: str = "chunked"
+    # Training steps trade time for memory (every rule and update; pysnn.nn.low_memory).
+    low_memory: bool = True
     dim_in_decoder: int = 1024
     # HBH
     kernel: str = "gaussian"  # on the input X and on each layer's Z alike
@@ -123,10 +126,7 @@ class TrainConfig:
                 self.realtime_lr in ("scaled", "full"),
                 f"--realtime-lr must be scaled or full, got '{self.realtime_lr}'",
             ),
-            (
-                self.convolutions in ("chunked", "whole"),
-                f"--convolutions must be chunked or whole, got '{self.convolutions}'",
-            ),
+            (isinstance(self.low_memory, bool), f"low_memory must be true or false, got {self.low_memory!r}"),
             (
                 self.update != "realtime" or self.rule in ("hll", "hbh"),
                 f"--update realtime is for the local rules (hll, hbh); --rule {self.rule} updates once per batch",
@@ -248,7 +248,8 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         """The config a run saved (`to_dict`), with fields renamed since under their new names."""
         values = dict(values)
-        for old, new in RENAMED_FIELDS.items():
+        for old, (new, convert) in RENAMED_FIELDS.items():
             if old in values:
-                values.setdefault(new, values.pop(old))
+                old_value = values.pop(old)
+                values.setdefault(new, convert(old_value))
         return cls(**values)

@@ -7,7 +7,8 @@ from torch import nn
 
 from pysnn.nn import chunks
 from pysnn.nn import conv as conv_module
-from pysnn.nn.conv import chunked_conv2d, chunked_conv_applies, conv2d, low_memory_convolutions
+from pysnn.nn.conv import chunked_conv2d, chunked_conv_applies, conv2d
+from pysnn.nn.low_memory import low_memory
 
 
 @pytest.fixture
@@ -75,13 +76,13 @@ def test_gradcheck(small_chunks):
     assert torch.autograd.gradcheck(run, (x, weight, bias))
 
 
-def test_taken_only_inside_low_memory_convolutions(small_chunks):
+def test_taken_only_inside_low_memory(small_chunks):
     layer = nn.Conv2d(1, 2, 3, padding=1)
     x = torch.randn(16, 1, 5, 5)
     assert conv2d(layer, x).grad_fn.name() == "ConvolutionBackward0"
-    with low_memory_convolutions():
+    with low_memory():
         assert conv2d(layer, x).grad_fn.name() == "_ChunkedConv2dBackward"
-        with low_memory_convolutions(False):
+        with low_memory(False):
             assert conv2d(layer, x).grad_fn.name() == "ConvolutionBackward0"
         assert conv2d(layer, x).grad_fn.name() == "_ChunkedConv2dBackward"
     assert conv2d(layer, x).grad_fn.name() == "ConvolutionBackward0"

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pysnn.nn import chunks
+from pysnn.nn.low_memory import low_memory
 from pysnn.nn.norm_lif_pool_sequence import norm_lif_pool_sequence, norm_lif_pool_sequence_applies
 from pysnn.ops import lif_max_pool2d
 
@@ -53,6 +54,8 @@ def test_equals_the_separate_ops(dtype, tol, grad_mode, affine, one_sample_chunk
         weights = torch.randn(*SHAPE[:3], SHAPE[3] // 2, SHAPE[4] // 2, generator=gen, dtype=dtype)
 
         leaf = x.clone().requires_grad_()
+        with low_memory():
+            assert norm_lif_pool_sequence_applies(norm, leaf * 1.0)
         pooled = norm_lif_pool_sequence(norm, leaf * 1.0, neuron)
         (pooled * weights).sum().backward()
 
@@ -94,7 +97,9 @@ def test_runs_backward_once():
 )
 def test_applies_only_where_it_may_overwrite(case):
     norm, x = nn.BatchNorm2d(SHAPE[2]), torch.randn(SHAPE, requires_grad=True) * 1.0
-    assert norm_lif_pool_sequence_applies(norm, x)
+    with low_memory():
+        assert norm_lif_pool_sequence_applies(norm, x)
+    assert not norm_lif_pool_sequence_applies(norm, x)  # (only inside low_memory())
     grad = True
     if case == "leaf":
         x = x.detach().requires_grad_()
@@ -112,7 +117,7 @@ def test_applies_only_where_it_may_overwrite(case):
         x = x.bfloat16()
     elif case == "one_step":  # (a real-time step: norm_lif_pool_step)
         x = x[:1]
-    with torch.set_grad_enabled(grad):
+    with torch.set_grad_enabled(grad), low_memory():
         assert not norm_lif_pool_sequence_applies(norm, x)
 
 

@@ -195,7 +195,7 @@ def test_realtime_trains_digits(tmp_path, rule, target):
     [
         (["--rule", "bptt"], "--update realtime is for the local rules"),
         (["--realtime-lr", "half"], "invalid choice"),
-        (["--convolutions", "half"], "invalid choice"),
+        (["--low-memory", "half"], "unrecognized arguments"),
     ],
 )
 def test_bad_realtime_combinations_are_one_line(tmp_path, flags, message):
@@ -275,23 +275,29 @@ def test_conv_block_step_with_batch_norm_equals_the_separate_ops(monkeypatch):
     "rule, update",
     [("hll", "realtime"), ("hbh", "realtime"), ("hll", "final"), ("hbh", "final"), ("bptt", "final")],
 )
-def test_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule, update):
-    """Training steps run their convolutions a few samples at a time
-    (pysnn.nn.conv) unless --convolutions whole: the weights after
-    two batches equal those of whole convolutions up to the order of the
-    weight gradients' sums (float64)."""
-    from pysnn.nn import chunks, conv
+def test_low_memory_steps_equal_the_faster_ones(monkeypatch, rule, update):
+    """Training steps take the memory-saving passes (pysnn.nn.low_memory:
+    convolutions a few samples at a time, a conv block's batch norm output
+    over a sequence formed again) unless --no-low-memory, which takes none:
+    the weights after two batches are the same up to the order of the sums
+    (float64)."""
+    from pysnn.learning import hbh
+    from pysnn.nn import chunks, conv, norm_lif_pool_sequence
 
     generator = torch.Generator().manual_seed(1)
     images, labels = torch.rand(20, *SHAPE, generator=generator), torch.arange(20) % CLASSES
-    chunked = conv._ChunkedConv2d.apply
     calls = []
-    monkeypatch.setattr(conv._ChunkedConv2d, "apply", lambda *a: calls.append(1) or chunked(*a))
+    for label, owner, name in [
+        ("conv", conv._ChunkedConv2d, "apply"),
+        ("sequence", norm_lif_pool_sequence._NormLifPoolSequence, "apply"),
+        ("sequence", hbh, "norm_lif_rates"),
+    ]:
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, original=original, label=label: calls.append(label) or original(*a))
     monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1)
     weights = []
     for in_chunks in (True, False):
         calls.clear()
-        convolutions = "chunked" if in_chunks else "whole"  # (--convolutions)
         _, model, trainer = _trainer(
             rule,
             update=update,
@@ -300,13 +306,15 @@ def test_convolutions_in_chunks_equal_whole_ones(monkeypatch, rule, update):
             batch_size=20,
             model="cnn",
             loss="pred-sim",
-            convolutions=convolutions,
+            batch_norm=True,
+            low_memory=in_chunks,
         )
         model.double(), trainer.aux.double()
         for _ in range(2):
             trainer.step(images.double(), labels)
         weights.append([p.detach().clone() for p in model.parameters()])
-        assert bool(calls) == in_chunks
+        want = {"conv", "sequence"} if update == "final" else {"conv"}
+        assert set(calls) == (want if in_chunks else set())
     for got, want in zip(*weights):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
@@ -420,12 +428,16 @@ def test_fire_step_by_step_is_the_lif_op():
         block.fire_step_by_step(x[:3].clone(), 5)
 
 
-def test_saved_runs_realtime_convolutions_reads_as_convolutions():
-    """A run saved when the flag was --realtime-convolutions loads with its value as --convolutions."""
-    saved = TrainConfig(convolutions="whole").to_dict()
-    saved["realtime_convolutions"] = saved.pop("convolutions")
-    assert TrainConfig.from_dict(saved).convolutions == "whole"
-    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+@pytest.mark.parametrize("old_field", ["realtime_convolutions", "convolutions"])
+@pytest.mark.parametrize("value, low_memory", [("chunked", True), ("whole", False)])
+def test_saved_runs_convolutions_flag_reads_as_low_memory(old_field, value, low_memory):
+    """A run saved when the flag was --realtime-convolutions or --convolutions
+    chunked|whole loads as --low-memory / --no-low-memory."""
+    saved = TrainConfig().to_dict()
+    del saved["low_memory"]
+    saved[old_field] = value
+    assert TrainConfig.from_dict(saved).low_memory is low_memory
+    assert TrainConfig.from_dict(TrainConfig(low_memory=False).to_dict()) == TrainConfig(low_memory=False)
 
 
 @pytest.mark.parametrize(
@@ -469,3 +481,19 @@ def test_final_step_hbh_through_batch_norm_in_chunks_changes_nothing(monkeypatch
     assert taken.count(True) == 3  # the second block's, once per batch
     for got, want in zip(weights[0] + buffers[0], weights[1] + buffers[1]):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_bench_train_compares_each_low_memory_mode_with_its_own_bptt():
+    """`pysnn bench train --low-memory on off`: a row per mode, each relative to BPTT in the same mode."""
+    from pysnn.bench.train import run
+
+    rows = run(("hll", "bptt"), "cnn", 8, (2,), rounds=1, measure_memory=False, low_memory=(True, False))
+    assert [(r["rule"], r["low_memory"]) for r in rows] == [
+        ("hll", "on"),
+        ("bptt", "on"),
+        ("hll", "off"),
+        ("bptt", "off"),
+    ]
+    for row in rows:
+        bptt = next(r for r in rows if r["rule"] == "bptt" and r["low_memory"] == row["low_memory"])
+        assert row["fused_vs_bptt"] == round(row["fused_samples_s"] / bptt["fused_samples_s"], 2)

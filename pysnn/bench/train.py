@@ -25,15 +25,13 @@ from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
 
 
-def _network(
-    rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final", convolutions="chunked"
-):
+def _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final", low_memory=True):
     """The config and the freshly seeded network of one benchmark case."""
     torch.manual_seed(0)
     config = TrainConfig(
         rule=rule,
         update=update,
-        convolutions=convolutions,
+        low_memory=low_memory,
         model=model,
         backend=backend,
         timesteps=timesteps,
@@ -61,10 +59,10 @@ def step_case(
     hidden: Sequence[int] = (1024,),
     device: str = "cpu",
     update: str = "final",
-    convolutions: str = "chunked",
+    low_memory: bool = True,
 ):
     """A callable running one training step of `rule` on random 28×28 images."""
-    config, net = _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update, convolutions)
+    config, net = _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update, low_memory)
     trainer = make_trainer(net, config, 10, SHAPES[model])
     trainer.aux.to(device)
     trainer.train()
@@ -119,28 +117,51 @@ def run(
     updates: Sequence[str] = ("final",),
     on_row: Callable[[dict], None] = lambda row: None,
     peers: bool = False,
+    low_memory: Sequence[bool] = (True,),
 ) -> list[dict]:
     dev = torch.device(device)
     rows = []
     for steps in timesteps:
-        for rule in rules:
-            for update in updates if rule != "bptt" else ("final",):
-                row = _measure_cell(
-                    rule, update, model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory
-                )
-                rows.append(row)
-                on_row(row)
-                print(format_table([row], list(row)), flush=True)
+        for saving in low_memory:
+            for rule in rules:
+                for update in updates if rule != "bptt" else ("final",):
+                    row = _measure_cell(
+                        rule,
+                        update,
+                        model,
+                        batch,
+                        steps,
+                        hidden,
+                        width_mult,
+                        device,
+                        dev,
+                        rounds,
+                        measure_memory,
+                        saving,
+                    )
+                    rows.append(row)
+                    on_row(row)
+                    print(format_table([row], list(row)), flush=True)
         for row in (
-            _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory)
+            _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory, low_memory[0])
             if peers
             else []
         ):
             rows.append(row)
             on_row(row)
             print(format_table([row], list(row)), flush=True)
-    for row in rows:  # relative to BPTT at the same T, where it was measured
-        bptt = next((r for r in rows if r["rule"] == "bptt" and r["impl"] == "pysnn" and r["T"] == row["T"]), None)
+    for row in rows:  # relative to BPTT at the same T and --low-memory, where it was measured
+        bptt = next(
+            (
+                r
+                for r in rows
+                if r["rule"] == "bptt"
+                and r["impl"] == "pysnn"
+                and r["T"] == row["T"]
+                and r["low_memory"] == row["low_memory"]
+            ),
+            None,
+        )
         if bptt is not None:
             row["fused_vs_bptt"] = round(row["fused_samples_s"] / bptt["fused_samples_s"], 2)
             if "step_peak_MB" in row and bptt.get("step_peak_MB"):
@@ -148,9 +169,12 @@ def run(
     return rows
 
 
-def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory) -> dict:
+def _measure_cell(
+    rule, update, model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory, low_memory
+) -> dict:
     fns = {
-        b: step_case(rule, model, b, batch, steps, width_mult, hidden, device, update) for b in ("fused", "reference")
+        b: step_case(rule, model, b, batch, steps, width_mult, hidden, device, update, low_memory)
+        for b in ("fused", "reference")
     }
     times = compare(fns, dev, rounds=rounds, warmup=1)
     row = {
@@ -160,6 +184,7 @@ def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device,
         "model": model,
         "batch": batch,
         "T": steps,
+        "low_memory": "on" if low_memory else "off",
         "fused_samples_s": round(batch / times["fused"], 1),
         "reference_samples_s": round(batch / times["reference"], 1),
         "fused_speedup": round(times["reference"] / times["fused"], 2),
@@ -177,14 +202,17 @@ def _measure_cell(rule, update, model, batch, steps, hidden, width_mult, device,
             width_mult=width_mult,
             hidden=list(hidden),
             update=update,
+            low_memory=low_memory,
         )
     return row
 
 
-def _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory) -> list[dict]:
+def _measure_peers(
+    model, batch, steps, hidden, width_mult, device, dev, rounds, measure_memory, low_memory
+) -> list[dict]:
     """pysnn's BPTT step against the same step with each installed peer's
     neuron (pysnn.bench.peers), interleaved in one comparison."""
-    fns = {"pysnn": step_case("bptt", model, "fused", batch, steps, width_mult, hidden, device)}
+    fns = {"pysnn": step_case("bptt", model, "fused", batch, steps, width_mult, hidden, device, low_memory=low_memory)}
     for peer in peers_module.PEERS:
         fn = peer_step_case(peer, model, batch, steps, width_mult, hidden, device)
         if fn is not None:
@@ -204,6 +232,7 @@ def _measure_peers(model, batch, steps, hidden, width_mult, device, dev, rounds,
             "model": model,
             "batch": batch,
             "T": steps,
+            "low_memory": "on" if low_memory else "off",
             "fused_samples_s": round(batch / times[peer], 1),
             "pysnn_speedup": round(times[peer] / times["pysnn"], 2),
         }
@@ -242,6 +271,14 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument(
+        "--low-memory",
+        nargs="+",
+        default=["on"],
+        choices=["on", "off"],
+        help="pysnn's steps with the memory-saving passes (pysnn train's --low-memory, on) or without (off); "
+        "peers are compared with the first",
+    )
+    parser.add_argument(
         "--peers",
         action="store_true",
         help="add the BPTT step with SpikingJelly's and snnTorch's neurons, where installed (pysnn.bench.peers)",
@@ -264,6 +301,7 @@ def main(argv=None) -> None:
         args.update,
         on_row=sink,
         peers=args.peers,
+        low_memory=[mode == "on" for mode in dict.fromkeys(args.low_memory)],
     )
     sink.write()  # with the columns relative to BPTT added at the end
     columns = list(dict.fromkeys(key for row in rows for key in row))

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from ..config import TrainConfig
 from ..models import SpikingNetwork
-from ..nn.conv import low_memory_convolutions
+from ..nn.low_memory import low_memory
 from ..nn.norm_lif_pool import norm_lif_pool_applies, norm_lif_pool_step, settle_membrane_
 from ..ops.lif import charge_single_step
 from .optim import make_optimizer, make_scheduler
@@ -271,8 +271,7 @@ class LocalTrainer(Trainer):
     ) -> torch.Tensor:
         optimizer = self.layer_optimizers[index]
         optimizer.zero_grad(set_to_none=True)
-        # the layer's convolutions in chunks unless --convolutions whole (pysnn.nn.conv)
-        with low_memory_convolutions(self.config.convolutions == "chunked"):
+        with low_memory(self.config.low_memory):  # (pysnn.nn.low_memory)
             out = self.update_layer(index, h.detach(), labels, context)
         charged = self._unsettled.pop(index, None)
         if charged is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch.nn import functional as F
 
-from ..nn.conv import low_memory_convolutions
+from ..nn.low_memory import low_memory
 from .base import Trainer
 
 
@@ -19,8 +19,7 @@ class BPTTTrainer(Trainer):
         self.loss_scale = 1.0  # set per batch by data parallelism for unequal slices
 
     def step(self, images, labels):
-        # convolutions in chunks unless --convolutions whole (pysnn.nn.conv)
-        with low_memory_convolutions(self.config.convolutions == "chunked"):
+        with low_memory(self.config.low_memory):  # (pysnn.nn.low_memory)
             logits = self.forward_model(images)
             loss = F.cross_entropy(logits, labels)
             self.optimizer.zero_grad(set_to_none=True)

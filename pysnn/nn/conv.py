@@ -1,5 +1,5 @@
-"""2-d convolutions on the CPU a few samples at a time, for steps that
-trade speed for memory (the local rules' layer updates, `low_memory_convolutions`).
+"""2-d convolutions on the CPU a few samples at a time, for training steps
+that trade speed for memory (`pysnn.nn.low_memory`).
 
 oneDNN, which runs CPU convolutions, computes a convolution's output in
 its own blocked layout and then reorders it, and computes the weight
@@ -10,21 +10,18 @@ the gradients are written into buffers of their own size. The output is
 each sample's own computation, the weight and bias gradients are sums of
 the per-chunk sums (so they equal native's up to the order of the sums).
 The calls cost time (an epoch of real-time CNN training takes 7-17 %
-longer on 2 cores), so they are taken only inside `low_memory_convolutions()`
-(`--convolutions chunked`).
+longer on 2 cores), so they are taken only inside `low_memory()`
+(`--low-memory`, the default).
 """
 
 from __future__ import annotations
-
-import contextlib
-import threading
-from typing import Iterator
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .chunks import rows_per_chunk
+from .low_memory import low_memory_enabled
 
 Tensor = torch.Tensor
 
@@ -34,23 +31,9 @@ Tensor = torch.Tensor
 _SAMPLE_MULTIPLE = 8
 
 
-_state = threading.local()
-
-
-@contextlib.contextmanager
-def low_memory_convolutions(enabled: bool = True) -> Iterator[None]:
-    """Inside, `conv2d` runs a few samples at a time where it can (in this thread)."""
-    previous = getattr(_state, "enabled", False)
-    _state.enabled = enabled
-    try:
-        yield
-    finally:
-        _state.enabled = previous
-
-
 def conv2d(conv: nn.Module, x: Tensor) -> Tensor:
-    """``conv(x)``; inside `low_memory_convolutions`, `chunked_conv2d(conv, x)`."""
-    return chunked_conv2d(conv, x) if getattr(_state, "enabled", False) else conv(x)
+    """``conv(x)``; inside `low_memory()` (pysnn.nn.low_memory), `chunked_conv2d(conv, x)`."""
+    return chunked_conv2d(conv, x) if low_memory_enabled() else conv(x)
 
 
 def chunked_conv_applies(conv: nn.Module, x: Tensor) -> bool:

@@ -24,7 +24,8 @@ from torch.nn import functional as F
 
 from .._validation import backward_once, is_intermediate
 from .batch_norm import input_grad_over_, native_arguments
-from .chunks import rows_per_chunk
+from .chunks import SEQUENCE_CHUNK_FACTOR, rows_per_chunk
+from .low_memory import low_memory_enabled
 from .norm_lif_pool import _batch_statistics, _lif_options, _normalised
 
 Tensor = torch.Tensor
@@ -32,9 +33,11 @@ Tensor = torch.Tensor
 
 def norm_lif_pool_sequence_applies(norm: Optional[nn.Module], x: Tensor) -> bool:
     """Whether `norm_lif_pool_sequence` takes x, a convolution's output over
-    a sequence [T, B, C, H, W] (T > 1) that its caller gives up."""
+    a sequence [T, B, C, H, W] (T > 1) that its caller gives up, inside
+    `low_memory()` (pysnn.nn.low_memory)."""
     return (
-        type(norm) is nn.BatchNorm2d
+        low_memory_enabled()
+        and type(norm) is nn.BatchNorm2d
         and norm.training
         and norm.eps > 0
         and torch.is_grad_enabled()
@@ -64,8 +67,9 @@ def norm_lif_pool_sequence(norm: nn.BatchNorm2d, x: Tensor, neuron: dict) -> Ten
 
 
 def _sample_chunks(x: Tensor) -> List[slice]:
-    """Slices of x's samples (dim 1) of about CHUNK_ELEMENTS over all steps."""
-    rows = rows_per_chunk(x.shape[0] * x[0, 0].numel())
+    """Slices of x's samples (dim 1), all steps of each, of about
+    SEQUENCE_CHUNK_FACTOR · CHUNK_ELEMENTS (pysnn.nn.chunks)."""
+    rows = rows_per_chunk(x.shape[0] * x[0, 0].numel(), factor=SEQUENCE_CHUNK_FACTOR)
     return [slice(start, min(start + rows, x.shape[1])) for start in range(0, x.shape[1], rows)]
 
 

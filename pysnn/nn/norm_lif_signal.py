@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .batch_norm import input_grad_over_, native_arguments
+from .low_memory import low_memory_enabled
 from .norm_lif_pool import _batch_statistics, _lif_options
 from .norm_lif_pool_sequence import _normalised_samples, _sample_chunks
 
@@ -29,9 +30,11 @@ Tensor = torch.Tensor
 
 def norm_lif_signal_applies(norm, x: Tensor) -> bool:
     """Whether `norm_lif_rates` takes x, a convolution's output over a
-    sequence [T, B, C, H, W] (T > 1) whose data the caller gives up."""
+    sequence [T, B, C, H, W] (T > 1) whose data the caller gives up, inside
+    `low_memory()` (pysnn.nn.low_memory)."""
     return (
-        type(norm) is nn.BatchNorm2d
+        low_memory_enabled()
+        and type(norm) is nn.BatchNorm2d
         and norm.training
         and norm.eps > 0
         and x.is_contiguous()
