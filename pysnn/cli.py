@@ -97,11 +97,16 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--low-memory",
         dest="low_memory",
         action="store_true",
-        default=d.low_memory,
-        help="trade time for memory in training steps (default): convolutions a few samples at a time, "
-        "a conv block's batch norm output over a sequence formed again instead of kept",
+        default=None,
+        help="trade time for memory in training steps (default with --update realtime): convolutions a few "
+        "samples at a time, a conv block's batch norm output over a sequence formed again instead of kept",
     )
-    a("--no-low-memory", dest="low_memory", action="store_false", help="faster steps, more memory")
+    a(
+        "--no-low-memory",
+        dest="low_memory",
+        action="store_false",
+        help="faster steps, more memory (default with final-step updates and BPTT)",
+    )
     a(
         "--kernel",
         default=d.kernel,

@@ -17,10 +17,11 @@ CPU_MEMORY_MODES = ("keep", "ops", "release")  # pysnn/cpu_memory.py
 
 UPDATES = ("final", "per-step-pred", "realtime")
 # Saved runs' fields that became another (TrainConfig.from_dict): old name ->
-# (new name, the new value of an old one).
+# (new name, the new value from the old one and the run's other values).
 RENAMED_FIELDS = {
-    "realtime_convolutions": ("low_memory", lambda value: value == "chunked"),
-    "convolutions": ("low_memory", lambda value: value == "chunked"),
+    # chunked convolutions in real-time steps only
+    "realtime_convolutions": ("low_memory", lambda value, run: value == "chunked" and run.get("update") == "realtime"),
+    "convolutions": ("low_memory", lambda value, run: value == "chunked"),
 }
 # HLL terms the thesis computes once per window on the rates, not per step.
 
@@ -45,8 +46,8 @@ class TrainConfig:
     update: str = "final"
     # Real-time updates: each step's learning rate is lr / T ("scaled") or lr ("full").
     realtime_lr: str = "scaled"
-    # Training steps trade time for memory (every rule and update; pysnn.nn.low_memory).
-    low_memory: bool = True
+    # Training steps trade time for memory (pysnn.nn.low_memory); default: see uses_low_memory.
+    low_memory: Optional[bool] = None
     dim_in_decoder: int = 1024
     # HBH
     kernel: str = "gaussian"  # on the input X and on each layer's Z alike
@@ -126,7 +127,10 @@ class TrainConfig:
                 self.realtime_lr in ("scaled", "full"),
                 f"--realtime-lr must be scaled or full, got '{self.realtime_lr}'",
             ),
-            (isinstance(self.low_memory, bool), f"low_memory must be true or false, got {self.low_memory!r}"),
+            (
+                self.low_memory is None or isinstance(self.low_memory, bool),
+                f"low_memory must be true, false or unset, got {self.low_memory!r}",
+            ),
             (
                 self.update != "realtime" or self.rule in ("hll", "hbh"),
                 f"--update realtime is for the local rules (hll, hbh); --rule {self.rule} updates once per batch",
@@ -232,6 +236,15 @@ class TrainConfig:
         """Event data sets feed their frames ("events") whatever --encoder's default says."""
         return "events" if is_event_dataset(self.dataset) else self.encoder
 
+    def uses_low_memory(self) -> bool:
+        """--low-memory / --no-low-memory, else on for real-time updates (whose
+        point is the least memory) and off for final-step updates and BPTT,
+        which the memory-saving passes slow down by a fifth to a quarter on
+        the spiking CNN (BENCHMARKS.md)."""
+        if self.low_memory is not None:
+            return self.low_memory
+        return self.update == "realtime"
+
     def uses_batch_norm(self) -> bool:
         """--batch-norm / --no-batch-norm, else on, except for HBH on an MLP:
         its fused three-factor update needs each linear layer to feed its LIF
@@ -251,5 +264,5 @@ class TrainConfig:
         for old, (new, convert) in RENAMED_FIELDS.items():
             if old in values:
                 old_value = values.pop(old)
-                values.setdefault(new, convert(old_value))
+                values.setdefault(new, convert(old_value, values))
         return cls(**values)

@@ -334,7 +334,12 @@ def prepare(config: TrainConfig, log=print, resume: Optional[str] = None) -> Run
 
 def resolved(config: TrainConfig) -> TrainConfig:
     """`config` with the defaults that depend on other settings made explicit."""
-    return dataclasses.replace(config, batch_norm=config.uses_batch_norm(), encoder=config.resolved_encoder())
+    return dataclasses.replace(
+        config,
+        batch_norm=config.uses_batch_norm(),
+        encoder=config.resolved_encoder(),
+        low_memory=config.uses_low_memory(),
+    )
 
 
 def _auto_resume(config: TrainConfig, log) -> Optional[dict]:

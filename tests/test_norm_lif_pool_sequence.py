@@ -145,7 +145,7 @@ def test_training_takes_it_with_the_same_weights(monkeypatch, rule, loss):
         if not fused:
             monkeypatch.setattr(blocks, "norm_lif_pool_sequence_applies", lambda *a: False)
         torch.manual_seed(0)
-        config = TrainConfig(model="cnn", rule=rule, loss=loss, timesteps=3, batch_size=12, lr=0.01)
+        config = TrainConfig(model="cnn", rule=rule, loss=loss, low_memory=True, timesteps=3, batch_size=12, lr=0.01)
         model = build_model(config, shape, classes)
         trainer = make_trainer(model, config, classes, shape)
         model.double(), trainer.aux.double()

@@ -428,16 +428,35 @@ def test_fire_step_by_step_is_the_lif_op():
         block.fire_step_by_step(x[:3].clone(), 5)
 
 
-@pytest.mark.parametrize("old_field", ["realtime_convolutions", "convolutions"])
-@pytest.mark.parametrize("value, low_memory", [("chunked", True), ("whole", False)])
-def test_saved_runs_convolutions_flag_reads_as_low_memory(old_field, value, low_memory):
+@pytest.mark.parametrize(
+    "old_field, value, update, low_memory",
+    [
+        ("realtime_convolutions", "chunked", "realtime", True),
+        ("realtime_convolutions", "whole", "realtime", False),
+        ("realtime_convolutions", "chunked", "final", False),  # (it chunked real-time steps only)
+        ("convolutions", "chunked", "final", True),
+        ("convolutions", "whole", "realtime", False),
+    ],
+)
+def test_saved_runs_convolutions_flag_reads_as_low_memory(old_field, value, update, low_memory):
     """A run saved when the flag was --realtime-convolutions or --convolutions
-    chunked|whole loads as --low-memory / --no-low-memory."""
-    saved = TrainConfig().to_dict()
+    chunked|whole loads as the --low-memory / --no-low-memory it ran with."""
+    saved = TrainConfig(update=update).to_dict()
     del saved["low_memory"]
     saved[old_field] = value
     assert TrainConfig.from_dict(saved).low_memory is low_memory
     assert TrainConfig.from_dict(TrainConfig(low_memory=False).to_dict()) == TrainConfig(low_memory=False)
+
+
+@pytest.mark.parametrize(
+    "update, rule, given, want",
+    [("realtime", "hll", None, True), ("final", "hll", None, False), ("final", "bptt", None, False)]
+    + [("final", "bptt", True, True), ("realtime", "hbh", False, False)],
+)
+def test_low_memory_is_on_by_default_for_real_time_updates_only(update, rule, given, want):
+    config = TrainConfig(update=update, rule=rule, low_memory=given)
+    config.validate()
+    assert config.uses_low_memory() is want
 
 
 @pytest.mark.parametrize(
@@ -471,6 +490,7 @@ def test_final_step_hbh_through_batch_norm_in_chunks_changes_nothing(monkeypatch
             batch_size=12,
             model="cnn",
             batch_norm=True,
+            low_memory=True,
             **overrides,
         )
         model.double()
@@ -484,16 +504,24 @@ def test_final_step_hbh_through_batch_norm_in_chunks_changes_nothing(monkeypatch
 
 
 def test_bench_train_compares_each_low_memory_mode_with_its_own_bptt():
-    """`pysnn bench train --low-memory on off`: a row per mode, each relative to BPTT in the same mode."""
+    """`pysnn bench train --low-memory on off auto`: a row per mode, each
+    relative to BPTT in the same mode; auto says what it resolved to."""
     from pysnn.bench.train import run
 
-    rows = run(("hll", "bptt"), "cnn", 8, (2,), rounds=1, measure_memory=False, low_memory=(True, False))
-    assert [(r["rule"], r["low_memory"]) for r in rows] == [
-        ("hll", "on"),
-        ("bptt", "on"),
-        ("hll", "off"),
-        ("bptt", "off"),
-    ]
+    rows = run(
+        ("hll", "bptt"),
+        "cnn",
+        8,
+        (2,),
+        rounds=1,
+        measure_memory=False,
+        updates=("final", "realtime"),
+        low_memory=(True, False, None),
+    )
+    modes = [(r["rule"], r["update"], r["low_memory"]) for r in rows]
+    assert modes[:3] == [("hll", "final", "on"), ("hll", "realtime", "on"), ("bptt", "final", "on")]
+    assert modes[6:] == [("hll", "final", "auto off"), ("hll", "realtime", "auto on"), ("bptt", "final", "auto off")]
     for row in rows:
-        bptt = next(r for r in rows if r["rule"] == "bptt" and r["low_memory"] == row["low_memory"])
+        mode = row["low_memory"].split()[0]
+        bptt = next(r for r in rows if r["rule"] == "bptt" and r["low_memory"].split()[0] == mode)
         assert row["fused_vs_bptt"] == round(row["fused_samples_s"] / bptt["fused_samples_s"], 2)

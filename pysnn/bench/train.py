@@ -9,7 +9,7 @@ same T."""
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -25,7 +25,7 @@ from .timing import JsonRows, add_cpu_memory_argument, compare, format_table
 SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "vgg8": (1, 28, 28)}
 
 
-def _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final", low_memory=True):
+def _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update="final", low_memory=None):
     """The config and the freshly seeded network of one benchmark case."""
     torch.manual_seed(0)
     config = TrainConfig(
@@ -59,7 +59,7 @@ def step_case(
     hidden: Sequence[int] = (1024,),
     device: str = "cpu",
     update: str = "final",
-    low_memory: bool = True,
+    low_memory: Optional[bool] = None,
 ):
     """A callable running one training step of `rule` on random 28×28 images."""
     config, net = _network(rule, model, backend, batch, timesteps, width_mult, hidden, device, update, low_memory)
@@ -117,7 +117,7 @@ def run(
     updates: Sequence[str] = ("final",),
     on_row: Callable[[dict], None] = lambda row: None,
     peers: bool = False,
-    low_memory: Sequence[bool] = (True,),
+    low_memory: Sequence[Optional[bool]] = (None,),
 ) -> list[dict]:
     dev = torch.device(device)
     rows = []
@@ -158,7 +158,7 @@ def run(
                 if r["rule"] == "bptt"
                 and r["impl"] == "pysnn"
                 and r["T"] == row["T"]
-                and r["low_memory"] == row["low_memory"]
+                and _requested(r) == _requested(row)
             ),
             None,
         )
@@ -184,7 +184,7 @@ def _measure_cell(
         "model": model,
         "batch": batch,
         "T": steps,
-        "low_memory": "on" if low_memory else "off",
+        "low_memory": _mode_label(low_memory, update),
         "fused_samples_s": round(batch / times["fused"], 1),
         "reference_samples_s": round(batch / times["reference"], 1),
         "fused_speedup": round(times["reference"] / times["fused"], 2),
@@ -205,6 +205,20 @@ def _measure_cell(
             low_memory=low_memory,
         )
     return row
+
+
+MODES = {"auto": None, "on": True, "off": False}
+
+
+def _mode_label(low_memory: Optional[bool], update: str) -> str:
+    """How a row's --low-memory reads: on, off, or auto with what it resolved to."""
+    if low_memory is not None:
+        return "on" if low_memory else "off"
+    return "auto " + ("on" if TrainConfig(update=update).uses_low_memory() else "off")
+
+
+def _requested(row: dict) -> str:
+    return row["low_memory"].split()[0]
 
 
 def _measure_peers(
@@ -232,7 +246,7 @@ def _measure_peers(
             "model": model,
             "batch": batch,
             "T": steps,
-            "low_memory": "on" if low_memory else "off",
+            "low_memory": _mode_label(low_memory, "final"),
             "fused_samples_s": round(batch / times[peer], 1),
             "pysnn_speedup": round(times[peer] / times["pysnn"], 2),
         }
@@ -273,10 +287,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--low-memory",
         nargs="+",
-        default=["on"],
-        choices=["on", "off"],
-        help="pysnn's steps with the memory-saving passes (pysnn train's --low-memory, on) or without (off); "
-        "peers are compared with the first",
+        default=["auto"],
+        choices=list(MODES),
+        help="pysnn's steps with pysnn train's default (auto: on for real-time updates), with the "
+        "memory-saving passes (on) or without (off); each row is relative to BPTT in the same mode, "
+        "and peers are compared with the first",
     )
     parser.add_argument(
         "--peers",
@@ -301,7 +316,7 @@ def main(argv=None) -> None:
         args.update,
         on_row=sink,
         peers=args.peers,
-        low_memory=[mode == "on" for mode in dict.fromkeys(args.low_memory)],
+        low_memory=[MODES[mode] for mode in dict.fromkeys(args.low_memory)],
     )
     sink.write()  # with the columns relative to BPTT added at the end
     columns = list(dict.fromkeys(key for row in rows for key in row))

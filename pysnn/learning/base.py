@@ -271,7 +271,7 @@ class LocalTrainer(Trainer):
     ) -> torch.Tensor:
         optimizer = self.layer_optimizers[index]
         optimizer.zero_grad(set_to_none=True)
-        with low_memory(self.config.low_memory):  # (pysnn.nn.low_memory)
+        with low_memory(self.config.uses_low_memory()):  # (pysnn.nn.low_memory)
             out = self.update_layer(index, h.detach(), labels, context)
         charged = self._unsettled.pop(index, None)
         if charged is not None:

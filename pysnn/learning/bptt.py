@@ -19,7 +19,7 @@ class BPTTTrainer(Trainer):
         self.loss_scale = 1.0  # set per batch by data parallelism for unequal slices
 
     def step(self, images, labels):
-        with low_memory(self.config.low_memory):  # (pysnn.nn.low_memory)
+        with low_memory(self.config.uses_low_memory()):  # (pysnn.nn.low_memory)
             logits = self.forward_model(images)
             loss = F.cross_entropy(logits, labels)
             self.optimizer.zero_grad(set_to_none=True)

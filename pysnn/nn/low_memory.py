@@ -1,5 +1,5 @@
-"""Whether this thread's training step trades time for memory (`--low-memory`,
-the default). Inside `low_memory()`:
+"""Whether this thread's training step trades time for memory (`--low-memory`;
+TrainConfig.uses_low_memory says when it is the default). Inside `low_memory()`:
 
 * 2-d convolutions run a few samples at a time on the CPU (pysnn.nn.conv);
 * a conv block's batch norm and LIF over a whole sequence form batch norm's
