@@ -5,6 +5,7 @@ order of the sums, dL/dx written over x and the membrane in u0's buffer."""
 
 import pytest
 import torch
+from batch_norm_cases import REFUSED, refused_case
 from torch import nn
 
 from pysnn.nn import chunks
@@ -110,44 +111,14 @@ def test_refuses_settling_before_the_backward():
         pooled.sum().backward()
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "leaf",
-        "non-contiguous",
-        "batch_norm_1d",
-        "eval",
-        "no_grad",
-        "odd_width",
-        "bfloat16",
-        "u0_dtype",
-        "two_steps",
-        "zero_eps",  # (1/√(var + eps) of a constant channel: native batch norm's 0, not inf)
-    ],
-)
+@pytest.mark.parametrize("case", REFUSED + ["u0_dtype", "two_steps"])
 def test_applies_only_where_it_may_overwrite(case):
     norm, x, u0 = nn.BatchNorm2d(SHAPE[2]), torch.randn(SHAPE, requires_grad=True) * 1.0, torch.randn(SHAPE[1:])
     assert norm_lif_pool_applies(norm, x, u0) and norm_lif_pool_applies(norm, x, None)
-    grad = True
-    if case == "leaf":
-        x = x.detach().requires_grad_()
-    elif case == "non-contiguous":
-        x = (torch.randn(SHAPE[:3] + SHAPE[4:2:-1], requires_grad=True) * 1.0).transpose(3, 4)
-    elif case == "batch_norm_1d":
-        norm = nn.BatchNorm1d(SHAPE[2])
-    elif case == "eval":
-        norm.eval()
-    elif case == "no_grad":
-        grad = False
-    elif case == "odd_width":
-        x = torch.randn(SHAPE[:4] + (5,), requires_grad=True) * 1.0
-    elif case == "bfloat16":
-        x = x.bfloat16()
-    elif case == "u0_dtype":
+    norm, x, grad = refused_case(case, SHAPE)
+    if case == "u0_dtype":
         u0 = u0.double()
     elif case == "two_steps":
         x = torch.randn((2,) + SHAPE[1:], requires_grad=True) * 1.0
-    elif case == "zero_eps":
-        norm.eps = 0.0
     with torch.set_grad_enabled(grad):
         assert not norm_lif_pool_applies(norm, x, u0)

@@ -6,6 +6,7 @@ order of the sums, dL/dx written over x."""
 
 import pytest
 import torch
+from batch_norm_cases import REFUSED, refused_case
 from torch import nn
 
 from pysnn.nn import chunks
@@ -92,30 +93,14 @@ def test_runs_backward_once():
         loss.backward()
 
 
-@pytest.mark.parametrize(
-    "case", ["leaf", "non-contiguous", "batch_norm_1d", "eval", "no_grad", "odd_width", "bfloat16", "one_step"]
-)
+@pytest.mark.parametrize("case", REFUSED + ["one_step"])
 def test_applies_only_where_it_may_overwrite(case):
     norm, x = nn.BatchNorm2d(SHAPE[2]), torch.randn(SHAPE, requires_grad=True) * 1.0
     with low_memory():
         assert norm_lif_pool_sequence_applies(norm, x)
     assert not norm_lif_pool_sequence_applies(norm, x)  # (only inside low_memory())
-    grad = True
-    if case == "leaf":
-        x = x.detach().requires_grad_()
-    elif case == "non-contiguous":
-        x = (torch.randn(SHAPE[:3] + SHAPE[4:2:-1], requires_grad=True) * 1.0).transpose(3, 4)
-    elif case == "batch_norm_1d":
-        norm = nn.BatchNorm1d(SHAPE[2])
-    elif case == "eval":
-        norm.eval()
-    elif case == "no_grad":
-        grad = False
-    elif case == "odd_width":
-        x = torch.randn(SHAPE[:4] + (5,), requires_grad=True) * 1.0
-    elif case == "bfloat16":
-        x = x.bfloat16()
-    elif case == "one_step":  # (a real-time step: norm_lif_pool_step)
+    norm, x, grad = refused_case(case, SHAPE)
+    if case == "one_step":  # (a real-time step: norm_lif_pool_step)
         x = x[:1]
     with torch.set_grad_enabled(grad), low_memory():
         assert not norm_lif_pool_sequence_applies(norm, x)

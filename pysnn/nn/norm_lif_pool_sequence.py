@@ -15,7 +15,7 @@ for bit, the gradients up to the order of batch norm's sums.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -31,22 +31,31 @@ from .norm_lif_pool import _batch_statistics, _lif_options, _normalised
 Tensor = torch.Tensor
 
 
-def norm_lif_pool_sequence_applies(norm: Optional[nn.Module], x: Tensor) -> bool:
-    """Whether `norm_lif_pool_sequence` takes x, a convolution's output over
-    a sequence [T, B, C, H, W] (T > 1) that its caller gives up, inside
-    `low_memory()` (pysnn.nn.low_memory)."""
+def sequence_norm_applies(norm: Optional[nn.Module], x: Tensor) -> bool:
+    """Whether a whole-sequence pass may form training-mode batch norm's
+    output of x, a convolution's output over a sequence [T, B, C, H, W]
+    (T > 1), a few samples at a time: inside `low_memory()`
+    (pysnn.nn.low_memory), for a plain BatchNorm2d and a float32/64 x."""
     return (
         low_memory_enabled()
         and type(norm) is nn.BatchNorm2d
         and norm.training
         and norm.eps > 0
-        and torch.is_grad_enabled()
-        and is_intermediate(x)
         and x.is_contiguous()
         and x.dtype in (torch.float32, torch.float64)
         and x.dim() == 5
         and x.shape[0] > 1
         and x.shape[0] * x.shape[1] > 1
+    )
+
+
+def norm_lif_pool_sequence_applies(norm: Optional[nn.Module], x: Tensor) -> bool:
+    """Whether `norm_lif_pool_sequence` takes x (`sequence_norm_applies`),
+    which its caller gives up, with autograd recording and an even map."""
+    return (
+        sequence_norm_applies(norm, x)
+        and torch.is_grad_enabled()
+        and is_intermediate(x)
         and x.shape[3] % 2 == 0
         and x.shape[4] % 2 == 0
     )
@@ -93,39 +102,40 @@ class _NormLifPoolSequence(torch.autograd.Function):
     def backward(ctx, grad_pooled):
         backward_once(ctx, "norm_lif_pool_sequence")
         x, weight, bias, mean, invstd = ctx.saved_tensors
-        channel = (1, 1, -1, 1, 1)
         if grad_pooled is None:
             grad_pooled = x.new_zeros(*x.shape[:3], x.shape[3] // 2, x.shape[4] // 2)
-        chunks = _sample_chunks(x)
 
         def grad_y(samples):  # dL/dy of these samples: the LIF-pool op's gradient, y recomputed
             y = _normalised_samples(x, samples, weight, bias, mean, invstd)
             grad = grad_pooled[:, samples].contiguous()
             return torch.ops.pysnn.lif_pool_backward(grad, None, y, None, *ctx.options)[0]
 
-        dims = [0, 1, 3, 4]
-        grad_bias = torch.zeros_like(mean)
-        grad_weight = torch.zeros_like(grad_bias)
-        for samples in chunks:
-            g = grad_y(samples)
-            grad_bias += g.sum(dims)
-            grad_weight += (g * (x[:, samples] - mean.view(channel)).mul_(invstd.view(channel))).sum(dims)
-        # dL/dx over x, a few samples at a time: x̂ first, then batch norm's input gradient
-        n = x.numel() // x.shape[2]
-        for samples in chunks:
-            g = grad_y(samples)
-            x_hat = x[:, samples].sub_(mean.view(channel)).mul_(invstd.view(channel))
-            input_grad_over_(x_hat, g, weight, invstd, grad_weight, grad_bias, n, channel_dim=2)
-        return (
-            x,
-            grad_weight if ctx.needs_input_grad[1] else None,
-            grad_bias if ctx.needs_input_grad[2] else None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        grad_weight, grad_bias = batch_norm_backward_over_samples_(x, weight, mean, invstd, grad_y)
+        wants_weight, wants_bias = ctx.needs_input_grad[1:3]
+        # (running statistics, momentum, eps and the neuron take none)
+        return (x, grad_weight if wants_weight else None, grad_bias if wants_bias else None) + (None,) * 5
+
+
+def batch_norm_backward_over_samples_(x, weight, mean, invstd, grad_y) -> Tuple[Tensor, Tensor]:
+    """Training-mode batch norm's backward for x [T, B, C, H, W], whose output
+    gradient `grad_y(samples)` forms for a few samples at a time (called
+    twice for each chunk of `_sample_chunks(x)`): returns dL/dweight and
+    dL/dbias, and writes dL/dx over x (x̂ first, then the input gradient)."""
+    channel = (1, 1, -1, 1, 1)
+    chunks = _sample_chunks(x)
+    dims = [0, 1, 3, 4]
+    grad_bias = torch.zeros_like(mean)
+    grad_weight = torch.zeros_like(grad_bias)
+    for samples in chunks:
+        g = grad_y(samples)
+        grad_bias += g.sum(dims)
+        grad_weight += (g * (x[:, samples] - mean.view(channel)).mul_(invstd.view(channel))).sum(dims)
+    n = x.numel() // x.shape[2]
+    for samples in chunks:
+        g = grad_y(samples)
+        x_hat = x[:, samples].sub_(mean.view(channel)).mul_(invstd.view(channel))
+        input_grad_over_(x_hat, g, weight, invstd, grad_weight, grad_bias, n, channel_dim=2)
+    return grad_weight, grad_bias
 
 
 def _normalised_samples(x, samples, weight, bias, mean, invstd):

@@ -18,31 +18,23 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-from torch import nn
 
-from .batch_norm import input_grad_over_, native_arguments
-from .low_memory import low_memory_enabled
+from .batch_norm import native_arguments
 from .norm_lif_pool import _batch_statistics, _lif_options
-from .norm_lif_pool_sequence import _normalised_samples, _sample_chunks
+from .norm_lif_pool_sequence import (
+    _normalised_samples,
+    _sample_chunks,
+    batch_norm_backward_over_samples_,
+    sequence_norm_applies,
+)
 
 Tensor = torch.Tensor
 
 
 def norm_lif_signal_applies(norm, x: Tensor) -> bool:
     """Whether `norm_lif_rates` takes x, a convolution's output over a
-    sequence [T, B, C, H, W] (T > 1) whose data the caller gives up, inside
-    `low_memory()` (pysnn.nn.low_memory)."""
-    return (
-        low_memory_enabled()
-        and type(norm) is nn.BatchNorm2d
-        and norm.training
-        and norm.eps > 0
-        and x.is_contiguous()
-        and x.dtype in (torch.float32, torch.float64)
-        and x.dim() == 5
-        and x.shape[0] > 1
-        and x.shape[0] * x.shape[1] > 1
-    )
+    sequence whose data the caller gives up (`sequence_norm_applies`)."""
+    return sequence_norm_applies(norm, x)
 
 
 @torch.no_grad()
@@ -77,8 +69,6 @@ def norm_lif_signal_backward_(block, x: Tensor, mean: Tensor, invstd: Tensor, si
     norm = block.norm
     weight, bias = norm.weight, norm.bias
     options = _lif_options(block.neuron_args())
-    channel = (1, 1, -1, 1, 1)
-    chunks = _sample_chunks(x)
 
     def delta(samples):
         y = _normalised_samples(x, samples, weight, bias, mean, invstd)
@@ -86,18 +76,7 @@ def norm_lif_signal_backward_(block, x: Tensor, mean: Tensor, invstd: Tensor, si
         del y
         return block.surrogate_grad_(membrane).mul_(signal[samples])
 
-    dims = [0, 1, 3, 4]
-    grad_bias = torch.zeros_like(mean)
-    grad_weight = torch.zeros_like(grad_bias)
-    for samples in chunks:
-        g = delta(samples)
-        grad_bias += g.sum(dims)
-        grad_weight += (g * (x[:, samples] - mean.view(channel)).mul_(invstd.view(channel))).sum(dims)
-    n = x.numel() // x.shape[2]
-    for samples in chunks:
-        g = delta(samples)
-        x_hat = x[:, samples].sub_(mean.view(channel)).mul_(invstd.view(channel))
-        input_grad_over_(x_hat, g, weight, invstd, grad_weight, grad_bias, n, channel_dim=2)
+    grad_weight, grad_bias = batch_norm_backward_over_samples_(x, weight, mean, invstd, delta)
     for param, grad in ((weight, grad_weight), (bias, grad_bias)):
         if param is not None and param.requires_grad:
             param.grad = grad if param.grad is None else param.grad.add_(grad)
