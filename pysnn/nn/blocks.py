@@ -18,7 +18,7 @@ from .conv import conv2d
 from .dropout import SeededDropout
 from .norm_lif_pool import settle_membrane_
 from .norm_lif_pool_sequence import norm_lif_pool_sequence, norm_lif_pool_sequence_applies
-from .pooling import pools_2x2_evenly, spike_max_pool
+from .pooling import _max_of_windows, pools_2x2_evenly, spike_max_pool
 
 
 @dataclass
@@ -235,13 +235,14 @@ class SpikingBlock(nn.Module):
         spike_sum = torch.zeros_like(x[0])
         post_sum = torch.zeros_like(x[0]) if repeated else None
         for t in range(steps):
-            u = x[0].clone() if repeated else x[t]
-            if state is not None:
-                u.add_(state.mul_(self.neuron.decay))
-            spikes = self.spikes_of(u)
-            spike_sum.add_(spikes)
-            step_pooled = self.pooled(spikes.unsqueeze(0))[0]
-            del spikes
+            if repeated:  # the step's charge in the carried state's buffer: decay·u rounded, then + x
+                u = x[0].clone() if state is None else state.mul_(self.neuron.decay).add_(x[0])
+            else:
+                u = x[t]
+                if state is not None:
+                    u.add_(state.mul_(self.neuron.decay))
+            spike_sum.add_(u >= self.neuron.threshold)  # (the spikes as a mask: 1 byte per neuron)
+            step_pooled = self._pooled_spikes_of(u)
             if pooled is None:
                 pooled = step_pooled.new_empty((steps, *step_pooled.shape))
             pooled[t].copy_(step_pooled)
@@ -252,6 +253,14 @@ class SpikingBlock(nn.Module):
             del u
         rates = spike_sum.div_(steps)
         return pooled, rates, None if post_sum is None else post_sum.div_(steps).unsqueeze(0)
+
+    def _pooled_spikes_of(self, membrane: torch.Tensor) -> torch.Tensor:
+        """`pooled` of one step's spikes for its pre-reset membrane [B, ...]:
+        a 2×2 max pool's window fires if its largest membrane reaches the
+        threshold, so it pools the membrane (no spikes of the full size)."""
+        if pools_2x2_evenly(self.pool, membrane):
+            return _max_of_windows(membrane).ge(self.neuron.threshold).to(membrane.dtype)
+        return self.pooled(self.spikes_of(membrane).unsqueeze(0))[0]
 
     def pooled(self, spikes: torch.Tensor) -> torch.Tensor:
         if isinstance(self.pool, nn.MaxPool2d):  # (spike_max_pool falls back to the module itself)
