@@ -1,4 +1,5 @@
-"""Inputs a conv block's fused batch-norm ops must refuse (tests of their `*_applies`)."""
+"""Shared by the tests of a conv block's fused batch-norm ops: the inputs their
+`*_applies` must refuse, the neuron options, twin norms and their comparison."""
 
 import torch
 from torch import nn
@@ -28,3 +29,32 @@ def refused_case(case: str, shape: tuple):
     elif case == "zero_eps":  # (1/√(var + eps) of a constant channel: native batch norm's 0, not inf)
         norm.eps = 0.0
     return norm, x, grad
+
+
+def neuron_options(**overrides) -> dict:
+    """The LIF's options as the fused conv-block ops take them."""
+    return {"decay": 0.75, "threshold": 0.3, "surrogate": "sigmoid", "alpha": 4.0, "grad_mode": "bptt", **overrides}
+
+
+def twin_norms(channels: int, dtype, affine: bool = True):
+    """A BatchNorm2d with non-trivial weight and bias, and an equal twin for the separate ops."""
+    torch.manual_seed(0)
+    norm = nn.BatchNorm2d(channels, affine=affine).to(dtype)
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    twin = nn.BatchNorm2d(channels, affine=affine).to(dtype)
+    twin.load_state_dict(norm.state_dict())
+    return norm, twin
+
+
+def assert_norms_match_and_reset(norm, twin, tol: float) -> None:
+    """norm's gradients equal twin's to `tol`, its running statistics bit for
+    bit; then both gradients are cleared for the next batch."""
+    for got, want in zip(norm.parameters(), twin.parameters()):
+        torch.testing.assert_close(got.grad, want.grad, rtol=tol, atol=tol)
+    for name, buffer in norm.named_buffers():
+        assert torch.equal(buffer, dict(twin.named_buffers())[name]), name
+    for m in (norm, twin):
+        m.zero_grad(set_to_none=True)

@@ -5,7 +5,7 @@ order of the sums, dL/dx written over x and the membrane in u0's buffer."""
 
 import pytest
 import torch
-from batch_norm_cases import REFUSED, refused_case
+from batch_norm_cases import REFUSED, assert_norms_match_and_reset, neuron_options, refused_case, twin_norms
 from torch import nn
 
 from pysnn.nn import chunks
@@ -13,21 +13,6 @@ from pysnn.nn.norm_lif_pool import norm_lif_pool_applies, norm_lif_pool_step, se
 from pysnn.ops import lif_max_pool2d
 
 SHAPE = (1, 6, 3, 6, 4)  # [T = 1, B, C, H, W]
-
-
-def _neuron(**overrides):
-    return {"decay": 0.75, "threshold": 0.3, "surrogate": "sigmoid", "alpha": 4.0, "grad_mode": "bptt", **overrides}
-
-
-def _norms(dtype):
-    torch.manual_seed(0)
-    norm = nn.BatchNorm2d(SHAPE[2]).to(dtype)
-    with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5)
-        norm.bias.uniform_(-0.5, 0.5)
-    twin = nn.BatchNorm2d(SHAPE[2]).to(dtype)
-    twin.load_state_dict(norm.state_dict())
-    return norm, twin
 
 
 def _separate(norm, x, u0, neuron):
@@ -49,8 +34,8 @@ def _options(neuron):
 def test_equals_the_separate_ops(dtype, tol, with_u0, surrogate, one_sample_chunks, monkeypatch):
     if one_sample_chunks:
         monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1)
-    neuron = _neuron(surrogate=surrogate)
-    norm, twin = _norms(dtype)
+    neuron = neuron_options(surrogate=surrogate)
+    norm, twin = twin_norms(SHAPE[2], dtype)
     gen = torch.Generator().manual_seed(1)
     for _ in range(2):  # two steps: running statistics and their counter
         x = torch.randn(SHAPE, generator=gen, dtype=torch.float64).to(dtype)
@@ -69,32 +54,27 @@ def test_equals_the_separate_ops(dtype, tol, with_u0, surrogate, one_sample_chun
         assert torch.equal(pooled, want_pooled.detach())
         assert torch.equal(membrane, want_state.detach())
         torch.testing.assert_close(leaf.grad, twin_leaf.grad, rtol=tol, atol=tol)
-        for got, want in zip(norm.parameters(), twin.parameters()):
-            torch.testing.assert_close(got.grad, want.grad, rtol=tol, atol=tol)
-        for name, buffer in norm.named_buffers():
-            assert torch.equal(buffer, dict(twin.named_buffers())[name]), name
         assert pooled.any() and not pooled.all()  # some windows spiked, some did not
-        for m in (norm, twin):
-            m.zero_grad(set_to_none=True)
+        assert_norms_match_and_reset(norm, twin, tol)
 
 
 def test_writes_the_gradient_over_x_and_charges_into_u0():
-    norm, _ = _norms(torch.float32)
+    norm, _ = twin_norms(SHAPE[2], torch.float32)
     x = torch.randn(SHAPE, requires_grad=True) * 1.0
     u0 = torch.randn(SHAPE[1:])
     seen = []
     x.register_hook(seen.append)
     carried = [u0]
-    pooled, h = norm_lif_pool_step(norm, x, carried, _neuron())
+    pooled, h = norm_lif_pool_step(norm, x, carried, neuron_options())
     assert carried == [] and h.data_ptr() == u0.data_ptr()
     pooled.sum().backward()
     assert seen[0].data_ptr() == x.data_ptr()
 
 
 def test_runs_backward_once():
-    norm, _ = _norms(torch.float32)
+    norm, _ = twin_norms(SHAPE[2], torch.float32)
     x = torch.randn(SHAPE, requires_grad=True) * 1.0
-    pooled, _ = norm_lif_pool_step(norm, x, [None], _neuron())
+    pooled, _ = norm_lif_pool_step(norm, x, [None], neuron_options())
     loss = pooled.sum() + norm.weight.sum() * 0  # (a scalar whose graph can be retained)
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward once|cannot be run backward again"):
@@ -103,10 +83,10 @@ def test_runs_backward_once():
 
 def test_refuses_settling_before_the_backward():
     """The membrane replaces h in place: a backward after it would read the wrong h."""
-    norm, _ = _norms(torch.float32)
+    norm, _ = twin_norms(SHAPE[2], torch.float32)
     x = torch.randn(SHAPE, requires_grad=True) * 1.0
-    pooled, h = norm_lif_pool_step(norm, x, [None], _neuron())
-    settle_membrane_(h, _neuron())
+    pooled, h = norm_lif_pool_step(norm, x, [None], neuron_options())
+    settle_membrane_(h, neuron_options())
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         pooled.sum().backward()
 
